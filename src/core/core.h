@@ -1,0 +1,117 @@
+/* core.h - internal foundation: errors, dtypes, tensors, arena, thread pool, RNG, timers.
+ * Nothing here knows about RS-MoE. */
+#ifndef RSMOE_CORE_H
+#define RSMOE_CORE_H
+
+#include "rsmoe.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- errors */
+/* Records a formatted message as this thread's last error and returns st, so that
+ * failing paths read:  return rs_error(RSMOE_ERR_FORMAT, "%s: bad magic", path); */
+rsmoe_status rs_error(rsmoe_status st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void rs_clear_error(void);
+
+/* ---------------------------------------------------------------- dtypes */
+/* Values equal ggml's type ids, so GGUF files carry them unchanged. */
+typedef enum {
+    RS_F32 = 0,
+    RS_F16 = 1,
+    RS_Q8_0 = 8,
+    RS_BF16 = 30,
+} rs_dtype;
+
+#define RS_QK8_0 32 /* values per q8_0 block */
+typedef struct {
+    uint16_t d;           /* scale, IEEE half */
+    int8_t qs[RS_QK8_0];  /* values = d * qs[i] */
+} rs_block_q8_0;          /* 34 bytes, as in ggml */
+
+const char *rs_dtype_name(rs_dtype t);       /* "f32", ..., NULL if unknown */
+bool rs_dtype_valid(int t);
+size_t rs_dtype_block(rs_dtype t);           /* values per block: 1, or 32 for q8_0 */
+size_t rs_dtype_block_bytes(rs_dtype t);     /* bytes per block: 4, 2, 2, 34 */
+/* bytes of a row of n values; n must be a multiple of the block size */
+size_t rs_row_bytes(rs_dtype t, int64_t n);
+
+float rs_f16_to_f32(uint16_t h);
+uint16_t rs_f32_to_f16(float f);             /* round to nearest even */
+static inline float rs_bf16_to_f32(uint16_t b) {
+    union { uint32_t u; float f; } v; v.u = (uint32_t)b << 16; return v.f;
+}
+uint16_t rs_f32_to_bf16(float f);            /* round to nearest even, NaN kept */
+
+/* ---------------------------------------------------------------- tensors */
+#define RS_MAX_DIMS 4
+#define RS_NAME_MAX 96
+/* ggml order: ne[0] is the innermost (contiguous) dimension. A weight matrix of a
+ * linear layer with `in` inputs and `out` outputs has ne = {in, out}: row o holds the
+ * `in` weights of output o (PyTorch's [out, in] layout). nb[] are byte strides. */
+typedef struct {
+    char name[RS_NAME_MAX];
+    rs_dtype type;
+    int ndim;
+    int64_t ne[RS_MAX_DIMS];
+    size_t nb[RS_MAX_DIMS];
+    void *data;
+} rs_tensor;
+
+/* Fills ne/nb for a contiguous tensor; ne beyond ndim are 1. Returns RSMOE_OK or an
+ * error for a bad dtype, non-positive dims, overflow or a q8_0 row not a multiple of 32. */
+rsmoe_status rs_tensor_init(rs_tensor *t, const char *name, rs_dtype type, int ndim,
+                            const int64_t *ne, void *data);
+int64_t rs_tensor_nelements(const rs_tensor *t);
+size_t rs_tensor_nbytes(const rs_tensor *t);
+bool rs_tensor_is_contiguous(const rs_tensor *t);
+
+/* ---------------------------------------------------------------- arena */
+/* One block sized once from a config; allocation is a pointer bump (64-byte aligned),
+ * never a malloc in a hot loop. Full arena -> NULL with RSMOE_ERR_NOMEM recorded. */
+typedef struct {
+    uint8_t *base;
+    size_t size, used, peak;
+} rs_arena;
+
+rsmoe_status rs_arena_init(rs_arena *a, size_t bytes);
+void rs_arena_free(rs_arena *a);
+void *rs_arena_alloc(rs_arena *a, size_t bytes);
+float *rs_arena_floats(rs_arena *a, size_t n);       /* n floats, uninitialised */
+static inline size_t rs_arena_mark(const rs_arena *a) { return a->used; }
+static inline void rs_arena_reset_to(rs_arena *a, size_t mark) { a->used = mark; }
+
+/* ---------------------------------------------------------------- threads */
+/* A fixed pool of worker threads; rs_pool_run calls fn(ctx, i, n) for i = 0..n-1 where n
+ * is the pool size, the caller's thread doing i = 0, and returns when all are done.
+ * A NULL pool runs fn(ctx, 0, 1) inline. */
+typedef struct rs_pool rs_pool;
+typedef void (*rs_pool_fn)(void *ctx, int ith, int nth);
+rs_pool *rs_pool_new(int nthreads);               /* NULL on failure (error recorded) */
+void rs_pool_free(rs_pool *p);
+int rs_pool_size(const rs_pool *p);               /* 1 for NULL */
+void rs_pool_run(rs_pool *p, rs_pool_fn fn, void *ctx);
+/* the [begin,end) share of n items for worker ith of nth, in chunks of `align` */
+void rs_split_range(int64_t n, int ith, int nth, int64_t align, int64_t *begin, int64_t *end);
+int rs_default_threads(void);                     /* online CPUs, >= 1 */
+
+/* ---------------------------------------------------------------- RNG */
+/* xoshiro256** seeded through splitmix64: the same seed gives the same stream everywhere. */
+typedef struct { uint64_t s[4]; } rs_rng;
+void rs_rng_seed(rs_rng *r, uint64_t seed);
+uint64_t rs_rng_u64(rs_rng *r);
+double rs_rng_uniform(rs_rng *r);                 /* [0, 1) with 53 bits */
+double rs_rng_normal(rs_rng *r);                  /* N(0, 1), Box-Muller */
+void rs_rng_fill_normal(rs_rng *r, float *x, size_t n, float mean, float std);
+void rs_rng_fill_uniform(rs_rng *r, float *x, size_t n, float lo, float hi);
+
+/* ---------------------------------------------------------------- CPU, time */
+typedef struct {
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16, avx_vnni;
+} rs_cpu_features;
+const rs_cpu_features *rs_cpu(void);              /* detected once (cpuid + xgetbv) */
+double rs_time_s(void);                            /* monotonic seconds */
+size_t rs_peak_rss_bytes(void);                    /* from getrusage */
+
+#endif

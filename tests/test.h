@@ -1,0 +1,54 @@
+/* Minimal test harness shared by the test programs (header-only).
+ * Each test program: TEST(name) { ... CHECK(cond, "fmt", ...); } and
+ * int main(void) { RUN(name); ...; return test_summary(); }
+ * The last line printed is "N passed, N failed, N skipped" (tests/run.sh sums them). */
+#ifndef RSMOE_TEST_H
+#define RSMOE_TEST_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int t_passed, t_failed, t_skipped, t_cur_failed, t_cur_skipped;
+static const char *t_cur_name;
+
+#define TEST(name) static void name(void)
+#define CHECK(cond, ...) do { if (!(cond)) { t_cur_failed = 1; \
+    fprintf(stderr, "FAIL %s (%s:%d): %s: ", t_cur_name, __FILE__, __LINE__, #cond); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#define REQUIRE(cond, ...) do { if (!(cond)) { t_cur_failed = 1; \
+    fprintf(stderr, "FAIL %s (%s:%d): %s: ", t_cur_name, __FILE__, __LINE__, #cond); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return; } } while (0)
+/* Mark the current test skipped, saying why, and leave it. */
+#define SKIP(...) do { t_cur_skipped = 1; printf("skip %s: ", t_cur_name); \
+    printf(__VA_ARGS__); putchar('\n'); return; } while (0)
+#define RUN(name) do { t_cur_name = #name; t_cur_failed = 0; t_cur_skipped = 0; name(); \
+    if (t_cur_failed) { t_failed++; printf("FAILED %s\n", #name); } \
+    else if (t_cur_skipped) t_skipped++; \
+    else { t_passed++; printf("ok %s\n", #name); } fflush(stdout); } while (0)
+
+static inline int test_summary(void) {
+    printf("%d passed, %d failed, %d skipped\n", t_passed, t_failed, t_skipped);
+    return t_failed ? 1 : 0;
+}
+
+/* ../shared (read-only data) or $RSMOE_SHARED; NULL when absent. */
+static inline const char *test_shared_dir(void) {
+    const char *e = getenv("RSMOE_SHARED");
+    if (e && access(e, R_OK) == 0) return e;
+    if (access("../shared/data", R_OK) == 0) return "../shared";
+    return NULL;
+}
+
+/* max |a-b| / max(max|b|, tiny): the normalised error used by kernel tests */
+static inline double test_nerr_f32(const float *a, const float *b, size_t n) {
+    double md = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > md || d != d) md = d != d ? INFINITY : d;
+        if (fabs((double)b[i]) > mb) mb = fabs((double)b[i]);
+    }
+    return md / (mb > 1e-30 ? mb : 1e-30);
+}
+#endif

@@ -1,0 +1,141 @@
+/* test_core.c - dtype conversions, tensor shapes, arena, thread pool, RNG. */
+#include "core/core.h"
+#include "test.h"
+
+#include <stdatomic.h>
+
+TEST(f16_roundtrip_exact) {
+    /* every finite half converts to float and back unchanged */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue; /* nan */
+        float f = rs_f16_to_f32((uint16_t)h);
+        if (rs_f32_to_f16(f) != h) bad++;
+    }
+    CHECK(bad == 0, "%d halves did not round-trip", bad);
+    CHECK(rs_f16_to_f32(0x3c00) == 1.0f, "1.0");
+    CHECK(rs_f16_to_f32(0xc000) == -2.0f, "-2.0");
+    CHECK(rs_f16_to_f32(0x0001) == 5.9604644775390625e-8f, "min subnormal");
+    CHECK(rs_f32_to_f16(65520.f) == 0x7c00, "overflow to inf");
+    CHECK(rs_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00, "tie to even (down)");
+    CHECK(rs_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02, "tie to even (up)");
+}
+
+TEST(bf16_rounding) {
+    CHECK(rs_f32_to_bf16(1.0f) == 0x3f80, "1.0");
+    CHECK(rs_bf16_to_f32(0x3f80) == 1.0f, "back");
+    /* 1 + 2^-8 is a tie between 1 and 1+2^-7: to even (1.0) */
+    CHECK(rs_f32_to_bf16(1.0f + 1.0f / 256) == 0x3f80, "tie down");
+    CHECK(rs_f32_to_bf16(1.0f + 3.0f / 256) == 0x3f82, "tie up");
+    float nan = NAN;
+    uint16_t b = rs_f32_to_bf16(nan);
+    CHECK(isnan(rs_bf16_to_f32(b)), "nan stays nan");
+}
+
+TEST(tensor_shapes) {
+    rs_tensor t;
+    int64_t ne[2] = {64, 3};
+    REQUIRE(rs_tensor_init(&t, "w", RS_Q8_0, 2, ne, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(t.nb[1] == 2 * 34, "q8_0 row bytes %zu", t.nb[1]);
+    CHECK(rs_tensor_nbytes(&t) == 3 * 68, "bytes");
+    CHECK(rs_tensor_nelements(&t) == 192, "elements");
+    CHECK(rs_tensor_is_contiguous(&t), "contiguous");
+    int64_t bad[2] = {33, 3};
+    CHECK(rs_tensor_init(&t, "w", RS_Q8_0, 2, bad, NULL) == RSMOE_ERR_INVALID_ARG, "33 not /32");
+    CHECK(strstr(rsmoe_last_error(), "multiple of 32") != NULL, "message: %s", rsmoe_last_error());
+    int64_t neg[1] = {-1};
+    CHECK(rs_tensor_init(&t, "w", RS_F32, 1, neg, NULL) != RSMOE_OK, "negative dim");
+    CHECK(rs_tensor_init(&t, "w", (rs_dtype)77, 1, ne, NULL) != RSMOE_OK, "bad dtype");
+    int64_t huge[4] = {1 << 20, 1 << 20, 1 << 20, 1 << 20};
+    CHECK(rs_tensor_init(&t, "w", RS_F32, 4, huge, NULL) != RSMOE_OK, "overflow");
+}
+
+TEST(arena) {
+    rs_arena a;
+    REQUIRE(rs_arena_init(&a, 1000) == RSMOE_OK, "init");
+    void *p = rs_arena_alloc(&a, 10);
+    void *q = rs_arena_alloc(&a, 10);
+    CHECK(p && q && ((uintptr_t)p % 64) == 0 && ((uintptr_t)q % 64) == 0, "aligned");
+    size_t m = rs_arena_mark(&a);
+    CHECK(rs_arena_alloc(&a, 100000) == NULL, "over-size allocation refused");
+    CHECK(rs_arena_mark(&a) == m, "failed allocation leaves arena as it was");
+    rs_arena_reset_to(&a, 0);
+    CHECK(rs_arena_alloc(&a, 10) == p, "reset reuses");
+    rs_arena_free(&a);
+}
+
+typedef struct { atomic_int hits[8]; atomic_int sum; } pool_ctx;
+static void pool_fn(void *c, int ith, int nth) {
+    pool_ctx *pc = c;
+    atomic_fetch_add(&pc->hits[ith], 1);
+    int64_t b, e;
+    rs_split_range(1000, ith, nth, 7, &b, &e);
+    for (int64_t i = b; i < e; i++) atomic_fetch_add(&pc->sum, (int)i);
+}
+
+TEST(pool_runs_every_share_once) {
+    for (int n = 1; n <= 4; n++) {
+        rs_pool *p = rs_pool_new(n);
+        REQUIRE(p, "pool");
+        for (int rep = 0; rep < 200; rep++) {
+            pool_ctx c;
+            memset(&c, 0, sizeof c);
+            rs_pool_run(p, pool_fn, &c);
+            for (int i = 0; i < n; i++) CHECK(c.hits[i] == 1, "n=%d share %d ran %d times", n, i, (int)c.hits[i]);
+            CHECK(c.sum == 999 * 1000 / 2, "n=%d sum %d", n, (int)c.sum);
+        }
+        rs_pool_free(p);
+    }
+}
+
+TEST(split_range_covers) {
+    for (int nth = 1; nth <= 5; nth++)
+        for (int64_t n = 0; n < 100; n++) {
+            int64_t prev = 0;
+            for (int i = 0; i < nth; i++) {
+                int64_t b, e;
+                rs_split_range(n, i, nth, 4, &b, &e);
+                CHECK(b == prev && e >= b, "contiguous shares");
+                CHECK(b % 4 == 0 || b == n, "aligned start");
+                prev = e;
+            }
+            CHECK(prev == n, "covers n=%lld", (long long)n);
+        }
+}
+
+TEST(rng_reproducible_and_normal) {
+    rs_rng a, b;
+    rs_rng_seed(&a, 123);
+    rs_rng_seed(&b, 123);
+    int same = 1;
+    for (int i = 0; i < 100; i++) same &= rs_rng_u64(&a) == rs_rng_u64(&b);
+    CHECK(same, "same seed, same stream");
+    rs_rng_seed(&b, 124);
+    CHECK(rs_rng_u64(&a) != rs_rng_u64(&b), "different seeds differ");
+    double s = 0, s2 = 0;
+    int n = 200000;
+    for (int i = 0; i < n; i++) { double x = rs_rng_normal(&a); s += x; s2 += x * x; }
+    CHECK(fabs(s / n) < 0.01, "mean %g", s / n);
+    CHECK(fabs(s2 / n - 1) < 0.02, "variance %g", s2 / n);
+}
+
+TEST(errors) {
+    rs_clear_error();
+    CHECK(rsmoe_last_error()[0] == 0, "cleared");
+    rsmoe_status st = rs_error(RSMOE_ERR_IO, "file %s missing", "x.gguf");
+    CHECK(st == RSMOE_ERR_IO, "returns status");
+    CHECK(!strcmp(rsmoe_last_error(), "file x.gguf missing"), "message");
+    CHECK(!strcmp(rsmoe_status_str(RSMOE_ERR_FORMAT), "bad file format"), "status name");
+}
+
+int main(void) {
+    RUN(f16_roundtrip_exact);
+    RUN(bf16_rounding);
+    RUN(tensor_shapes);
+    RUN(arena);
+    RUN(pool_runs_every_share_once);
+    RUN(split_range_covers);
+    RUN(rng_reproducible_and_normal);
+    RUN(errors);
+    return test_summary();
+}
