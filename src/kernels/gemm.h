@@ -1,0 +1,48 @@
+/* gemm.h - fp32 matrix product.
+ * rs_sgemm: OpenBLAS for large products when built with RSMOE_USE_BLAS, else the own
+ * cache-blocked, packed-panel SIMD kernel (AVX-512 / AVX2+FMA / plain C chosen at run time
+ * from rs_cpu()). rs_sgemm_ref is the plain triple-loop twin used by tests. */
+#ifndef RSMOE_KERNELS_GEMM_H
+#define RSMOE_KERNELS_GEMM_H
+
+#include "core/core.h"
+
+/* C[M,N] = alpha * op(A) * op(B) + beta * C; row-major with leading dimensions;
+ * op(A) is M x K (A stored K x M when transA), op(B) is K x N (B stored N x K when transB).
+ * beta == 0 means C is not read (may hold NaN). pool may be NULL.
+ * The common linear layer y[M,N] = x[M,K] * W[N,K]^T is transA=false, transB=true.
+ * M, N or K <= 0: K <= 0 only scales C by beta; M or N <= 0 is a no-op. */
+void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc, rs_pool *pool);
+
+/* the plain triple-loop reference twin (double accumulation) */
+void rs_sgemm_ref(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc);
+
+/* own implementation, bypassing BLAS (exposed so tests and bench can compare paths) */
+void rs_sgemm_own(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc, rs_pool *pool);
+
+/* The own kernel's instruction-set variants (for tests and bench). */
+typedef enum {
+    RS_GEMM_AUTO = 0,   /* best the CPU supports */
+    RS_GEMM_C = 1,      /* plain C micro-kernel */
+    RS_GEMM_AVX2 = 2,   /* AVX2 + FMA */
+    RS_GEMM_AVX512 = 3, /* AVX-512F */
+} rs_gemm_isa;
+/* true when this CPU (and this build) can run the variant */
+bool rs_gemm_isa_available(rs_gemm_isa isa);
+const char *rs_gemm_isa_name(rs_gemm_isa isa);
+/* the variant RS_GEMM_AUTO resolves to */
+rs_gemm_isa rs_gemm_isa_best(void);
+/* rs_sgemm_own forced onto one variant (falls back to AUTO when unavailable) */
+void rs_sgemm_own_isa(rs_gemm_isa isa, bool transA, bool transB, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float beta, float *C, int64_t ldc, rs_pool *pool);
+/* true when rs_sgemm was built with the OpenBLAS path */
+bool rs_sgemm_has_blas(void);
+
+#endif
