@@ -1,0 +1,65 @@
+/* quant.h - quantised and half-precision weights: q8_0 (ggml's), f16, bf16.
+ * Row conversions, and the linear-layer product y[M,N] = x[M,K] · Wᵀ with W stored as
+ * f32 / f16 / bf16 / q8_0 (N rows of K values, ggml layout ne = {K, N}).
+ *
+ * Numerics of rs_matmul_w (what the tests check against rs_matmul_w_ref):
+ *  - f32:  rs_sgemm (float accumulation).
+ *  - f16:  weights converted exactly to f32 (F16C), float FMA with the float activations.
+ *  - bf16: with AVX-512 BF16 the activations are rounded to bf16 (round to nearest even)
+ *          and multiplied with _mm512_dpbf16_ps; otherwise weights are widened exactly to
+ *          f32 and FMA'd with the float activations.
+ *  - q8_0: as ggml: each activation row is quantised to q8_0 too (d = amax/127 stored as
+ *          f16, q = roundf(x/d)), the block dot products are exact int32 (VNNI dpbusd /
+ *          maddubs), scaled by d_w·d_x and summed in float.
+ * Activation scratch: the quantised / bf16 copies of x live in a 64 KiB buffer on the
+ * caller's stack (RS_MATMUL_W_STACK); M is processed in tiles of as many rows as fit, and a
+ * K too long for one row is processed in K chunks accumulated into y. Nothing is allocated.
+ * All functions are thread-safe; the ISA choice is per call (or the process-wide default). */
+#ifndef RSMOE_KERNELS_QUANT_H
+#define RSMOE_KERNELS_QUANT_H
+
+#include "core/core.h"
+
+/* f32 -> q8_0, n % 32 == 0; ggml's rounding: d = amax/127 (stored as f16),
+ * q = roundf(x * (1/d)) (ties away from zero); an all-zero block has d = 0, q = 0. */
+void rs_quantize_row_q8_0(const float *x, rs_block_q8_0 *y, int64_t n);
+void rs_dequantize_row_q8_0(const rs_block_q8_0 *x, float *y, int64_t n);
+/* f32 -> f32 / f16 / bf16 / q8_0 (round to nearest even for f16 and bf16, as core.h) */
+void rs_convert_row(rs_dtype to, const float *x, void *y, int64_t n);
+/* any -> f32 */
+void rs_row_to_f32(rs_dtype from, const void *x, float *y, int64_t n);
+
+/* y[M,N] = x[M,K] · Wᵀ; W holds N rows of K values of type wt (K % 32 == 0 for q8_0);
+ * x is row-major [M,K], y row-major [M,N] (overwritten). pool may be NULL.
+ * An unknown wt, a q8_0 K not a multiple of 32, or M, N, K <= 0 leave y untouched
+ * (with K <= 0 and M, N > 0, y is set to 0). */
+void rs_matmul_w(rs_dtype wt, const void *W, const float *x, float *y,
+                 int64_t M, int64_t N, int64_t K, rs_pool *pool);
+/* plain C twin: weights dequantised to float, float activations, double accumulation */
+void rs_matmul_w_ref(rs_dtype wt, const void *W, const float *x, float *y,
+                     int64_t M, int64_t N, int64_t K);
+
+/* ---------------------------------------------------------------- ISA variants */
+typedef enum {
+    RS_QUANT_AUTO = 0,       /* best the CPU supports (or the rs_quant_set_isa default) */
+    RS_QUANT_C = 1,          /* plain C */
+    RS_QUANT_AVX2 = 2,       /* AVX2 + FMA + F16C */
+    RS_QUANT_AVX512 = 3,     /* AVX-512 F/BW/VL (q8_0 by maddubs, bf16 widened + FMA) */
+    RS_QUANT_AVX512_EXT = 4, /* AVX-512 + VNNI dpbusd for q8_0 and/or BF16 dpbf16 for bf16,
+                              * each where the CPU has it */
+} rs_quant_isa;
+bool rs_quant_isa_available(rs_quant_isa isa);   /* this CPU and build can run it */
+const char *rs_quant_isa_name(rs_quant_isa isa);
+rs_quant_isa rs_quant_isa_best(void);            /* what AUTO resolves to */
+/* Process-wide default for RS_QUANT_AUTO (RS_QUANT_AUTO restores the best). Returns
+ * false (and changes nothing) when the variant is not available. */
+bool rs_quant_set_isa(rs_quant_isa isa);
+/* rs_matmul_w forced onto one variant (AUTO when unavailable) */
+void rs_matmul_w_isa(rs_quant_isa isa, rs_dtype wt, const void *W, const float *x, float *y,
+                     int64_t M, int64_t N, int64_t K, rs_pool *pool);
+/* rs_quantize_row_q8_0 forced onto one variant (results are identical on all) */
+void rs_quantize_row_q8_0_isa(rs_quant_isa isa, const float *x, rs_block_q8_0 *y, int64_t n);
+
+#define RS_MATMUL_W_STACK 65536 /* bytes of activation scratch on the caller's stack */
+
+#endif
