@@ -1,0 +1,602 @@
+/* gemm.c - fp32 matrix product C = alpha * op(A) * op(B) + beta * C (row-major).
+ *
+ * rs_sgemm sends large products to OpenBLAS when built with RSMOE_USE_BLAS and everything
+ * else to the own kernel. The own kernel (rs_sgemm_own) is a BLIS-style blocked product,
+ * arranged for row-major C with the vector dimension along N:
+ *
+ *   for m0 in M step MC            (A block, MC x KC, packed in MR-row panels)
+ *     for k0 in K step KC
+ *       pack A[m0.., k0..]
+ *       for n0 in N step NC        (B block, KC x NC, packed in NR-column panels, in L2)
+ *         pack B[k0.., n0..]
+ *         for each MR-row panel    (its KC x MR A micro-panel stays in L1)
+ *           for each NR-col panel: micro-kernel, an MR x NR tile of C in registers
+ *
+ * The micro-kernels are AVX-512 (14 x 32), AVX2+FMA (6 x 16) and plain C (4 x 16); the
+ * ISA-specific ones are compiled with target attributes and chosen at run time from rs_cpu(),
+ * so the dispatch is real whatever -march says. Threads split N (or M when N is narrow) into
+ * disjoint rectangles of C; each thread packs into its own workspace, cached per thread
+ * (allocated on first use and grown, never per call). Edge tiles are computed whole into a
+ * small buffer (the packs are zero-padded) and merged. */
+#include "kernels/gemm.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define GEMM_X86 1
+#include <immintrin.h>
+#endif
+
+#ifdef RSMOE_USE_BLAS
+#include <cblas.h>
+#include <limits.h>
+void openblas_set_num_threads(int num_threads); /* also in OpenBLAS's cblas.h; declared for others */
+#endif
+
+/* ---------------------------------------------------------------- reference */
+
+void rs_sgemm_ref(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double a = transA ? A[k * lda + i] : A[i * lda + k];
+                double b = transB ? B[j * ldb + k] : B[k * ldb + j];
+                s += a * b;
+            }
+            double c = (double)alpha * s;
+            if (beta != 0.0f) c += (double)beta * C[i * ldc + j];
+            C[i * ldc + j] = (float)c;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- ISA descriptions */
+
+/* micro-kernel: the MR x NR tile C = alpha * Ap * Bp + beta * C over kc steps, where Ap is
+ * kc x MR (k-major) and Bp kc x NR (k-major); beta == 0 does not read C. */
+typedef void (*gemm_kern_fn)(int64_t kc, const float *Ap, const float *Bp, float *C,
+                             int64_t ldc, float alpha, float beta);
+/* packers: op(A)[m0+r, k0+k] -> dst[p*kc*MR + k*MR + r], op(B)[k0+k, n0+c] -> dst[p*kc*NR + k*NR + c] */
+typedef void (*gemm_pack_fn)(bool trans, const float *X, int64_t ldx, int64_t r0, int64_t nr,
+                             int64_t k0, int64_t kc, int width, float *dst);
+
+typedef struct {
+    rs_gemm_isa isa;
+    int mr, nr;
+    int64_t kc, mc, nc;
+    gemm_kern_fn kern;
+    gemm_pack_fn packA, packB;
+} gemm_isa_desc;
+
+#define GEMM_MAX_MR 16
+#define GEMM_MAX_NR 32
+
+/* --- plain C --- */
+
+#define C_MR 4
+#define C_NR 16
+
+static void kern_c(int64_t kc, const float *restrict Ap, const float *restrict Bp,
+                   float *restrict C, int64_t ldc, float alpha, float beta) {
+    float acc[C_MR][C_NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < C_MR; i++) {
+            float a = Ap[i];
+            for (int j = 0; j < C_NR; j++) acc[i][j] += a * Bp[j];
+        }
+        Ap += C_MR;
+        Bp += C_NR;
+    }
+    for (int i = 0; i < C_MR; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f)
+            for (int j = 0; j < C_NR; j++) c[j] = alpha * acc[i][j];
+        else
+            for (int j = 0; j < C_NR; j++) c[j] = alpha * acc[i][j] + beta * c[j];
+    }
+}
+
+/* Packs rows r0..r0+nr of op(X) (op(X)[r,k] = trans ? X[k*ldx+r] : X[r*ldx+k]) over columns
+ * k0..k0+kc into panels of `width` rows, k-major, zero-padded. Used for A (width MR) and, with
+ * trans flipped, for B (op(B)[k,c] = op'(B)[c,k]; width NR). */
+static void pack_c(bool trans, const float *X, int64_t ldx, int64_t r0, int64_t nr, int64_t k0,
+                   int64_t kc, int width, float *dst) {
+    for (int64_t p = 0; p < nr; p += width) {
+        int w = (int)(nr - p < width ? nr - p : width);
+        float *d = dst + (p / width) * kc * width;
+        if (trans) {
+            /* row r of op(X) is column r of X: for each k, w contiguous values */
+            for (int64_t k = 0; k < kc; k++) {
+                const float *s = X + (k0 + k) * ldx + r0 + p;
+                float *dk = d + k * width;
+                int r = 0;
+                for (; r < w; r++) dk[r] = s[r];
+                for (; r < width; r++) dk[r] = 0.0f;
+            }
+        } else {
+            for (int r = 0; r < w; r++) {
+                const float *s = X + (r0 + p + r) * ldx + k0;
+                for (int64_t k = 0; k < kc; k++) d[k * width + r] = s[k];
+            }
+            for (int r = w; r < width; r++)
+                for (int64_t k = 0; k < kc; k++) d[k * width + r] = 0.0f;
+        }
+    }
+}
+
+#ifdef GEMM_X86
+/* --- AVX2 + FMA: 6 x 16 --- */
+
+#define AVX2_MR 6
+#define AVX2_NR 16
+#define TGT_AVX2 __attribute__((target("avx2,fma")))
+#define TGT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+
+TGT_AVX2 static void kern_avx2(int64_t kc, const float *restrict Ap, const float *restrict Bp,
+                               float *restrict C, int64_t ldc, float alpha, float beta) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int i = 0; i < AVX2_MR; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+#define AVX2_STEP(o)                                                         \
+    do {                                                                     \
+        __m256 b0 = _mm256_load_ps(Bp + (o) * 16), b1 = _mm256_load_ps(Bp + (o) * 16 + 8); \
+        __m256 a;                                                            \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 0);                           \
+        c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 1);                           \
+        c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 2);                           \
+        c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 3);                           \
+        c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 4);                           \
+        c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 5);                           \
+        c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51); \
+    } while (0)
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        _mm_prefetch((const char *)(Bp + 64 * 4), _MM_HINT_T0);
+        AVX2_STEP(0); AVX2_STEP(1); AVX2_STEP(2); AVX2_STEP(3);
+        Ap += 4 * 6;
+        Bp += 4 * 16;
+    }
+    for (; k < kc; k++) {
+        AVX2_STEP(0);
+        Ap += 6;
+        Bp += 16;
+    }
+#undef AVX2_STEP
+    __m256 va = _mm256_set1_ps(alpha);
+#define AVX2_OUT(i, x0, x1)                                                           \
+    do {                                                                              \
+        float *ci = C + (i) * ldc;                                                    \
+        __m256 r0 = _mm256_mul_ps(va, x0), r1 = _mm256_mul_ps(va, x1);                \
+        if (beta != 0.0f) {                                                           \
+            __m256 vb = _mm256_set1_ps(beta);                                         \
+            r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);                        \
+            r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);                    \
+        }                                                                             \
+        _mm256_storeu_ps(ci, r0);                                                     \
+        _mm256_storeu_ps(ci + 8, r1);                                                 \
+    } while (0)
+    AVX2_OUT(0, c00, c01); AVX2_OUT(1, c10, c11); AVX2_OUT(2, c20, c21);
+    AVX2_OUT(3, c30, c31); AVX2_OUT(4, c40, c41); AVX2_OUT(5, c50, c51);
+#undef AVX2_OUT
+}
+
+/* 8 x 8 transpose of rows s[0..7] (stride lds) into d[0..7] (stride ldd) */
+TGT_AVX2 static inline void tr8x8_avx2(const float *s, int64_t lds, float *d, int64_t ldd) {
+    __m256 r0 = _mm256_loadu_ps(s + 0 * lds), r1 = _mm256_loadu_ps(s + 1 * lds);
+    __m256 r2 = _mm256_loadu_ps(s + 2 * lds), r3 = _mm256_loadu_ps(s + 3 * lds);
+    __m256 r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds);
+    __m256 r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(d + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* As pack_c, with the row-gathering (!trans) case of full panels done by 8 x 8 AVX2
+ * transposes when width is a multiple of 8 (the B side: NR = 16 or 32), and the trans case
+ * by vector copies. */
+TGT_AVX2 static void pack_avx2(bool trans, const float *X, int64_t ldx, int64_t r0, int64_t nr,
+                               int64_t k0, int64_t kc, int width, float *dst) {
+    for (int64_t p = 0; p < nr; p += width) {
+        int w = (int)(nr - p < width ? nr - p : width);
+        float *d = dst + (p / width) * kc * width;
+        if (trans) {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *s = X + (k0 + k) * ldx + r0 + p;
+                float *dk = d + k * width;
+                int r = 0;
+                for (; r + 8 <= w; r += 8) _mm256_storeu_ps(dk + r, _mm256_loadu_ps(s + r));
+                for (; r < w; r++) dk[r] = s[r];
+                for (; r < width; r++) dk[r] = 0.0f;
+            }
+        } else if (w == width && (width & 7) == 0) {
+            const float *s = X + (r0 + p) * ldx + k0;
+            int64_t k = 0;
+            for (; k + 8 <= kc; k += 8)
+                for (int r = 0; r < width; r += 8)
+                    tr8x8_avx2(s + r * ldx + k, ldx, d + k * width + r, width);
+            for (; k < kc; k++)
+                for (int r = 0; r < width; r++) d[k * width + r] = s[r * ldx + k];
+        } else {
+            for (int r = 0; r < w; r++) {
+                const float *s = X + (r0 + p + r) * ldx + k0;
+                for (int64_t k = 0; k < kc; k++) d[k * width + r] = s[k];
+            }
+            for (int r = w; r < width; r++)
+                for (int64_t k = 0; k < kc; k++) d[k * width + r] = 0.0f;
+        }
+    }
+}
+
+/* --- AVX-512: 14 x 32 (28 accumulators + 2 B vectors + 1 broadcast = 31 of 32 zmm) --- */
+
+#define AVX512_MR 14
+#define AVX512_NR 32
+
+TGT_AVX512 static void kern_avx512(int64_t kc, const float *restrict Ap, const float *restrict Bp,
+                                   float *restrict C, int64_t ldc, float alpha, float beta) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
+    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
+    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
+    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
+    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+    __m512 c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps();
+    __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
+    __m512 ca0 = _mm512_setzero_ps(), ca1 = _mm512_setzero_ps();
+    __m512 cb0 = _mm512_setzero_ps(), cb1 = _mm512_setzero_ps();
+    __m512 cc0 = _mm512_setzero_ps(), cc1 = _mm512_setzero_ps();
+    __m512 cd0 = _mm512_setzero_ps(), cd1 = _mm512_setzero_ps();
+    for (int i = 0; i < AVX512_MR; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+#define AVX512_ROW(i, x0, x1)                                   \
+    a = _mm512_set1_ps(Ap[(o) * 14 + (i)]);                     \
+    x0 = _mm512_fmadd_ps(a, b0, x0);                            \
+    x1 = _mm512_fmadd_ps(a, b1, x1)
+#define AVX512_STEP(o_)                                                          \
+    do {                                                                         \
+        const int o = (o_);                                                      \
+        __m512 b0 = _mm512_load_ps(Bp + o * 32), b1 = _mm512_load_ps(Bp + o * 32 + 16); \
+        __m512 a;                                                                \
+        AVX512_ROW(0, c00, c01); AVX512_ROW(1, c10, c11); AVX512_ROW(2, c20, c21); \
+        AVX512_ROW(3, c30, c31); AVX512_ROW(4, c40, c41); AVX512_ROW(5, c50, c51); \
+        AVX512_ROW(6, c60, c61); AVX512_ROW(7, c70, c71); AVX512_ROW(8, c80, c81); \
+        AVX512_ROW(9, c90, c91); AVX512_ROW(10, ca0, ca1); AVX512_ROW(11, cb0, cb1); \
+        AVX512_ROW(12, cc0, cc1); AVX512_ROW(13, cd0, cd1);                      \
+    } while (0)
+    int64_t k = 0;
+    for (; k + 2 <= kc; k += 2) {
+        _mm_prefetch((const char *)(Bp + 32 * 8), _MM_HINT_T0);
+        _mm_prefetch((const char *)(Bp + 32 * 8 + 16), _MM_HINT_T0);
+        AVX512_STEP(0); AVX512_STEP(1);
+        Ap += 2 * 14;
+        Bp += 2 * 32;
+    }
+    for (; k < kc; k++) {
+        AVX512_STEP(0);
+        Ap += 14;
+        Bp += 32;
+    }
+#undef AVX512_STEP
+#undef AVX512_ROW
+    __m512 va = _mm512_set1_ps(alpha);
+#define AVX512_OUT(i, x0, x1)                                                         \
+    do {                                                                              \
+        float *ci = C + (i) * ldc;                                                    \
+        __m512 r0 = _mm512_mul_ps(va, x0), r1 = _mm512_mul_ps(va, x1);                \
+        if (beta != 0.0f) {                                                           \
+            __m512 vb = _mm512_set1_ps(beta);                                         \
+            r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);                        \
+            r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);                   \
+        }                                                                             \
+        _mm512_storeu_ps(ci, r0);                                                     \
+        _mm512_storeu_ps(ci + 16, r1);                                                \
+    } while (0)
+    AVX512_OUT(0, c00, c01); AVX512_OUT(1, c10, c11); AVX512_OUT(2, c20, c21);
+    AVX512_OUT(3, c30, c31); AVX512_OUT(4, c40, c41); AVX512_OUT(5, c50, c51);
+    AVX512_OUT(6, c60, c61); AVX512_OUT(7, c70, c71); AVX512_OUT(8, c80, c81);
+    AVX512_OUT(9, c90, c91); AVX512_OUT(10, ca0, ca1); AVX512_OUT(11, cb0, cb1);
+    AVX512_OUT(12, cc0, cc1); AVX512_OUT(13, cd0, cd1);
+#undef AVX512_OUT
+}
+#endif /* GEMM_X86 */
+
+static const gemm_isa_desc g_desc_c = {RS_GEMM_C, C_MR, C_NR, 256, 512, 256, kern_c, pack_c, pack_c};
+#ifdef GEMM_X86
+/* KC x MR A micro-panel in L1 (6 KiB / 14 KiB); KC x NC B block in L2 (256 / 512 KiB) */
+static const gemm_isa_desc g_desc_avx2 = {RS_GEMM_AVX2, AVX2_MR, AVX2_NR, 256, 1020, 256,
+                                          kern_avx2, pack_avx2, pack_avx2};
+static const gemm_isa_desc g_desc_avx512 = {RS_GEMM_AVX512, AVX512_MR, AVX512_NR, 256, 1008, 512,
+                                            kern_avx512, pack_avx2, pack_avx2};
+#endif
+
+bool rs_gemm_isa_available(rs_gemm_isa isa) {
+    const rs_cpu_features *f = rs_cpu();
+    switch (isa) {
+    case RS_GEMM_AUTO:
+    case RS_GEMM_C: return true;
+#ifdef GEMM_X86
+    case RS_GEMM_AVX2: return f->avx2 && f->fma;
+    case RS_GEMM_AVX512: return f->avx512f && f->avx512bw && f->avx512vl && f->avx2 && f->fma;
+#else
+    default: (void)f; return false;
+#endif
+    }
+    return false;
+}
+
+const char *rs_gemm_isa_name(rs_gemm_isa isa) {
+    switch (isa) {
+    case RS_GEMM_AUTO: return "auto";
+    case RS_GEMM_C: return "c";
+    case RS_GEMM_AVX2: return "avx2";
+    case RS_GEMM_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+rs_gemm_isa rs_gemm_isa_best(void) {
+    if (rs_gemm_isa_available(RS_GEMM_AVX512)) return RS_GEMM_AVX512;
+    if (rs_gemm_isa_available(RS_GEMM_AVX2)) return RS_GEMM_AVX2;
+    return RS_GEMM_C;
+}
+
+static const gemm_isa_desc *desc_for(rs_gemm_isa isa) {
+    if (isa == RS_GEMM_AUTO || !rs_gemm_isa_available(isa)) isa = rs_gemm_isa_best();
+#ifdef GEMM_X86
+    if (isa == RS_GEMM_AVX512) return &g_desc_avx512;
+    if (isa == RS_GEMM_AVX2) return &g_desc_avx2;
+#endif
+    return &g_desc_c;
+}
+
+/* ---------------------------------------------------------------- per-thread workspace */
+
+typedef struct {
+    float *buf;
+    size_t cap; /* floats */
+} gemm_ws;
+
+static pthread_key_t g_ws_key;
+static pthread_once_t g_ws_once = PTHREAD_ONCE_INIT;
+static bool g_ws_key_ok;
+
+static void ws_destroy(void *p) {
+    gemm_ws *w = p;
+    if (w) { free(w->buf); free(w); }
+}
+static void ws_key_init(void) { g_ws_key_ok = pthread_key_create(&g_ws_key, ws_destroy) == 0; }
+
+/* this thread's workspace of at least n floats (64-byte aligned), NULL when out of memory */
+static float *ws_get(size_t n) {
+    pthread_once(&g_ws_once, ws_key_init);
+    if (!g_ws_key_ok) return NULL;
+    gemm_ws *w = pthread_getspecific(g_ws_key);
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w) return NULL;
+        if (pthread_setspecific(g_ws_key, w) != 0) { free(w); return NULL; }
+    }
+    if (w->cap < n) {
+        free(w->buf);
+        size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+        w->buf = aligned_alloc(64, bytes);
+        w->cap = w->buf ? n : 0;
+    }
+    return w->buf;
+}
+
+/* ---------------------------------------------------------------- the blocked product */
+
+typedef struct {
+    const gemm_isa_desc *d;
+    bool transA, transB;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+    bool split_n;
+} gemm_job;
+
+static void scale_c(int64_t m, int64_t n, float beta, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f) memset(c, 0, (size_t)n * sizeof(float));
+        else if (beta != 1.0f) for (int64_t j = 0; j < n; j++) c[j] *= beta;
+    }
+}
+
+/* unblocked fallback when no workspace can be had (float accumulation, any shape) */
+static void gemm_unblocked(const gemm_job *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t i = m0; i < m1; i++)
+        for (int64_t j = n0; j < n1; j++) {
+            float s = 0;
+            for (int64_t k = 0; k < g->K; k++)
+                s += (g->transA ? g->A[k * g->lda + i] : g->A[i * g->lda + k]) *
+                     (g->transB ? g->B[j * g->ldb + k] : g->B[k * g->ldb + j]);
+            float *c = g->C + i * g->ldc + j;
+            *c = g->beta == 0.0f ? g->alpha * s : g->alpha * s + g->beta * *c;
+        }
+}
+
+/* C[m0:m1, n0:n1] on one thread */
+static void gemm_rect(const gemm_job *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    const gemm_isa_desc *d = g->d;
+    const int MR = d->mr, NR = d->nr;
+    int64_t m = m1 - m0, n = n1 - n0, K = g->K;
+    if (m <= 0 || n <= 0) return;
+    /* balanced blocks: the fewest blocks of at most KC/MC/NC, sized evenly */
+    int64_t nkb = (K + d->kc - 1) / d->kc, kcb = (K + nkb - 1) / nkb;
+    int64_t nmb = (m + d->mc - 1) / d->mc, mcb = (m + nmb - 1) / nmb;
+    mcb = (mcb + MR - 1) / MR * MR;
+    int64_t nnb = (n + d->nc - 1) / d->nc, ncb = (n + nnb - 1) / nnb;
+    ncb = (ncb + NR - 1) / NR * NR;
+    size_t a_fl = (size_t)mcb * (size_t)kcb, b_fl = (size_t)ncb * (size_t)kcb;
+    a_fl = (a_fl + 15) & ~(size_t)15;
+    float *ws = ws_get(a_fl + b_fl + (size_t)GEMM_MAX_MR * GEMM_MAX_NR);
+    if (!ws) { gemm_unblocked(g, m0, m1, n0, n1); return; }
+    float *Ap = ws, *Bp = ws + a_fl, *tile = Bp + b_fl;
+
+    for (int64_t mb = m0; mb < m1; mb += mcb) {
+        int64_t mc = m1 - mb < mcb ? m1 - mb : mcb;
+        for (int64_t kb = 0; kb < K; kb += kcb) {
+            int64_t kc = K - kb < kcb ? K - kb : kcb;
+            float beta = kb == 0 ? g->beta : 1.0f;
+            d->packA(g->transA, g->A, g->lda, mb, mc, kb, kc, MR, Ap);
+            for (int64_t nb = n0; nb < n1; nb += ncb) {
+                int64_t nc = n1 - nb < ncb ? n1 - nb : ncb;
+                /* op(B)[k, j] seen as rows j of op'(B): B itself when transB, else B^T */
+                d->packB(!g->transB, g->B, g->ldb, nb, nc, kb, kc, NR, Bp);
+                for (int64_t ir = 0; ir < mc; ir += MR) {
+                    int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                    const float *ap = Ap + (ir / MR) * kc * MR;
+                    for (int64_t jr = 0; jr < nc; jr += NR) {
+                        int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                        const float *bp = Bp + (jr / NR) * kc * NR;
+                        float *c = g->C + (mb + ir) * g->ldc + nb + jr;
+                        if (mr == MR && nr == NR) {
+                            d->kern(kc, ap, bp, c, g->ldc, g->alpha, beta);
+                        } else {
+                            d->kern(kc, ap, bp, tile, NR, 1.0f, 0.0f);
+                            for (int i = 0; i < mr; i++) {
+                                float *ci = c + i * g->ldc;
+                                const float *ti = tile + i * NR;
+                                if (beta == 0.0f)
+                                    for (int j = 0; j < nr; j++) ci[j] = g->alpha * ti[j];
+                                else
+                                    for (int j = 0; j < nr; j++) ci[j] = g->alpha * ti[j] + beta * ci[j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void gemm_worker(void *ctx, int ith, int nth) {
+    const gemm_job *g = ctx;
+    int64_t b, e;
+    if (g->split_n) {
+        rs_split_range(g->N, ith, nth, g->d->nr, &b, &e);
+        gemm_rect(g, 0, g->M, b, e);
+    } else {
+        rs_split_range(g->M, ith, nth, g->d->mr, &b, &e);
+        gemm_rect(g, b, e, 0, g->N);
+    }
+}
+
+static bool check_args(const char *who, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, const float *C,
+                       int64_t ldc) {
+    if (M < 0 || N < 0 || K < 0) {
+        rs_error(RSMOE_ERR_INVALID_ARG, "%s: negative size %lldx%lldx%lld", who, (long long)M,
+                 (long long)N, (long long)K);
+        return false;
+    }
+    if (M == 0 || N == 0) return true;
+    int64_t wa = transA ? M : K, wb = transB ? K : N;
+    if (!C || ldc < N || (K > 0 && (!A || !B || lda < (wa > 1 ? wa : 1) || ldb < (wb > 1 ? wb : 1)))) {
+        rs_error(RSMOE_ERR_INVALID_ARG,
+                 "%s: bad operands (M=%lld N=%lld K=%lld lda=%lld ldb=%lld ldc=%lld)", who,
+                 (long long)M, (long long)N, (long long)K, (long long)lda, (long long)ldb,
+                 (long long)ldc);
+        return false;
+    }
+    return true;
+}
+
+void rs_sgemm_own_isa(rs_gemm_isa isa, bool transA, bool transB, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float beta, float *C, int64_t ldc, rs_pool *pool) {
+    if (!check_args("rs_sgemm", transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return;
+    if (M == 0 || N == 0) return;
+    if (K == 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); return; }
+    gemm_job g = {desc_for(isa), transA, transB, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, true};
+    int nth = rs_pool_size(pool);
+    /* not worth waking threads for tiny products */
+    if ((double)M * (double)N * (double)K < 65536.0) nth = 1;
+    if (nth > 1) {
+        int64_t npan = (N + g.d->nr - 1) / g.d->nr, mpan = (M + g.d->mr - 1) / g.d->mr;
+        g.split_n = npan >= 2 * nth || npan >= mpan;
+        rs_pool_run(pool, gemm_worker, &g);
+    } else {
+        gemm_rect(&g, 0, M, 0, N);
+    }
+}
+
+void rs_sgemm_own(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                  float *C, int64_t ldc, rs_pool *pool) {
+    rs_sgemm_own_isa(RS_GEMM_AUTO, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                     pool);
+}
+
+bool rs_sgemm_has_blas(void) {
+#ifdef RSMOE_USE_BLAS
+    return true;
+#else
+    return false;
+#endif
+}
+
+#ifdef RSMOE_USE_BLAS
+static int g_blas_threads; /* last value given to openblas_set_num_threads (0 = never) */
+#endif
+
+void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc, rs_pool *pool) {
+#ifdef RSMOE_USE_BLAS
+    /* large products go to OpenBLAS, called from this thread only (never from our pool's
+     * workers), with its thread count set to the pool's size */
+    if ((double)M * (double)N * (double)K >= 32768.0 && M <= INT_MAX && N <= INT_MAX &&
+        K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX) {
+        if (!check_args("rs_sgemm", transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return;
+        int nt = rs_pool_size(pool);
+        if (__atomic_load_n(&g_blas_threads, __ATOMIC_RELAXED) != nt) {
+            openblas_set_num_threads(nt);
+            __atomic_store_n(&g_blas_threads, nt, __ATOMIC_RELAXED);
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                    transB ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
+                    (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+#endif
+    rs_sgemm_own(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool);
+}
