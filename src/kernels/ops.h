@@ -131,10 +131,11 @@ size_t rs_attn_fwd_scratch_floats(const rs_attn_desc *a, int nthreads);
  * scratch may be NULL when probs is given. */
 rsmoe_status rs_attn_fwd(float *out, float *probs, const float *q, const float *k,
                          const float *v, const rs_attn_desc *a, float *scratch, rs_pool *pool);
-/* scratch floats rs_attn_bwd needs: Hq*Tq*Tk */
+/* scratch floats rs_attn_bwd needs (when dq or dk is wanted): Tq*Tk */
 size_t rs_attn_bwd_scratch_floats(const rs_attn_desc *a);
-/* dq [Tq,Hq*d], dk, dv [Tk,Hkv*d] written (dense rows, strides ignored for gradients:
- * they use Hq*d / Hkv*d). Needs probs from rs_attn_fwd. dq, dk, dv may each be NULL. */
+/* dq [Tq,Hq*d], dk, dv [Tk,Hkv*d] written. dout and the gradients are dense rows (Hq*d,
+ * Hkv*d: the descriptor's strides apply to q, k, v only). Needs probs from rs_attn_fwd.
+ * dq, dk, dv may each be NULL. */
 rsmoe_status rs_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
                          const float *k, const float *v, const float *probs,
                          const rs_attn_desc *a, float *scratch, rs_pool *pool);

@@ -1,0 +1,197 @@
+/* attention.c - scaled dot-product attention (multi-head, grouped-query, causal with
+ * offset, key padding mask), forward and backward.
+ *
+ * Two forward paths with the same result:
+ *  - few query rows (decoding, Tq < ATTN_GEMM_MIN_TQ): one work item per (head, query row),
+ *    all items spread over the pool in one run; dot products in SIMD-friendly loops;
+ *  - many query rows (prefill, encoders, training): per head, S = scale·Q_h·K_gᵀ and
+ *    O_h = P_h·V_g with rs_sgemm (threaded inside), masked softmax rows in between.
+ * The backward always goes head by head with rs_sgemm:
+ *    dP = dO_h·V_gᵀ, dS = scale·P⊙(dP − rowsum(P⊙dP)), dQ_h = dS·K_g,
+ *    dK_g += dSᵀ·Q_h, dV_g += P_hᵀ·dO_h. */
+#include "kernels/ops.h"
+#include "kernels/ops_internal.h"
+#include "kernels/gemm.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ATTN_GEMM_MIN_TQ 16
+
+rsmoe_status rs_attn_check(const rs_attn_desc *a) {
+    if (!a) return rs_error(RSMOE_ERR_INVALID_ARG, "attention: NULL descriptor");
+    if (a->Tq <= 0 || a->Tk <= 0 || a->Hq <= 0 || a->Hkv <= 0 || a->d <= 0)
+        return rs_error(RSMOE_ERR_INVALID_ARG,
+                        "attention: bad shape Tq=%lld Tk=%lld Hq=%lld Hkv=%lld d=%lld",
+                        (long long)a->Tq, (long long)a->Tk, (long long)a->Hq,
+                        (long long)a->Hkv, (long long)a->d);
+    if (a->Hq % a->Hkv)
+        return rs_error(RSMOE_ERR_INVALID_ARG,
+                        "attention: %lld query heads not a multiple of %lld kv heads",
+                        (long long)a->Hq, (long long)a->Hkv);
+    if ((a->ldq && a->ldq < a->Hq * a->d) || (a->ldo && a->ldo < a->Hq * a->d) ||
+        (a->ldk && a->ldk < a->Hkv * a->d) || (a->ldv && a->ldv < a->Hkv * a->d))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "attention: row stride shorter than a row");
+    if (a->q_offset < 0)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "attention: negative causal offset %lld",
+                        (long long)a->q_offset);
+    if (!(a->scale >= 0) || isinf(a->scale))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "attention: bad scale %g", (double)a->scale);
+    return RSMOE_OK;
+}
+
+size_t rs_attn_fwd_scratch_floats(const rs_attn_desc *a, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    if (a->Tq >= ATTN_GEMM_MIN_TQ) return (size_t)(a->Tq * a->Tk);
+    return (size_t)nthreads * (size_t)a->Tk;
+}
+
+size_t rs_attn_bwd_scratch_floats(const rs_attn_desc *a) { return (size_t)(a->Tq * a->Tk); }
+
+typedef struct {
+    float *out, *probs, *scratch;
+    const float *q, *k, *v;
+    const rs_attn_desc *a;
+    int64_t ldq, ldk, ldv, ldo, group;
+    float scale;
+    int64_t h;            /* gemm path: current head */
+    float *P;             /* gemm path: current probability plane [Tq, Tk] */
+    const float *dP;      /* backward: dO·Vᵀ plane */
+} attn_ctx;
+
+/* number of keys row i may see because of causality */
+static inline int64_t attn_jmax(const rs_attn_desc *a, int64_t i) {
+    if (!a->causal) return a->Tk;
+    int64_t m = i + a->q_offset + 1;
+    return m < a->Tk ? m : a->Tk;
+}
+
+/* p[0..Tk) holds scaled scores for j < jmax; turns it into masked probabilities.
+ * Returns false when no key is visible (row zeroed). */
+static bool masked_softmax_row(float *p, int64_t Tk, int64_t jmax, const uint8_t *valid) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < jmax; j++)
+        if ((!valid || valid[j]) && p[j] > mx) mx = p[j];
+    if (mx == -INFINITY) { memset(p, 0, (size_t)Tk * sizeof(float)); return false; }
+    double s = 0;
+    for (int64_t j = 0; j < jmax; j++) {
+        float e = (!valid || valid[j]) ? expf(p[j] - mx) : 0.0f;
+        p[j] = e;
+        s += e;
+    }
+    for (int64_t j = jmax; j < Tk; j++) p[j] = 0.0f;
+    float inv = (float)(1.0 / s);
+    for (int64_t j = 0; j < jmax; j++) p[j] *= inv;
+    return true;
+}
+
+/* ---------------------------------------------------------------- direct path */
+static void attn_fwd_items(void *vc, int64_t b, int64_t e, int ith) {
+    attn_ctx *c = vc;
+    const rs_attn_desc *a = c->a;
+    int64_t Tq = a->Tq, Tk = a->Tk, d = a->d;
+    for (int64_t it = b; it < e; it++) {
+        int64_t h = it / Tq, i = it % Tq, g = h / c->group;
+        float *p = c->probs ? c->probs + (h * Tq + i) * Tk : c->scratch + (int64_t)ith * Tk;
+        const float *qi = c->q + i * c->ldq + h * d;
+        float *oi = c->out + i * c->ldo + h * d;
+        int64_t jmax = attn_jmax(a, i);
+        for (int64_t j = 0; j < jmax; j++)
+            p[j] = (!a->key_valid || a->key_valid[j])
+                       ? c->scale * rs__dot(qi, c->k + j * c->ldk + g * d, d) : 0.0f;
+        memset(oi, 0, (size_t)d * sizeof(float));
+        if (!masked_softmax_row(p, Tk, jmax, a->key_valid)) continue;
+        for (int64_t j = 0; j < jmax; j++)
+            if (p[j] != 0.0f) rs__axpy(oi, p[j], c->v + j * c->ldv + g * d, d);
+    }
+}
+
+/* ---------------------------------------------------------------- gemm path */
+static void attn_softmax_rows(void *vc, int64_t b, int64_t e, int ith) {
+    attn_ctx *c = vc;
+    for (int64_t i = b; i < e; i++)
+        masked_softmax_row(c->P + i * c->a->Tk, c->a->Tk, attn_jmax(c->a, i), c->a->key_valid);
+}
+
+rsmoe_status rs_attn_fwd(float *out, float *probs, const float *q, const float *k,
+                         const float *v, const rs_attn_desc *a, float *scratch, rs_pool *pool) {
+    rsmoe_status st = rs_attn_check(a);
+    if (st) return st;
+    if (!out || !q || !k || !v || (!probs && !scratch))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "attention: NULL buffer");
+    attn_ctx c = { .out = out, .probs = probs, .scratch = scratch, .q = q, .k = k, .v = v,
+                   .a = a, .group = a->Hq / a->Hkv };
+    int64_t d = a->d;
+    c.ldq = a->ldq ? a->ldq : a->Hq * d;
+    c.ldo = a->ldo ? a->ldo : a->Hq * d;
+    c.ldk = a->ldk ? a->ldk : a->Hkv * d;
+    c.ldv = a->ldv ? a->ldv : a->Hkv * d;
+    c.scale = a->scale > 0 ? a->scale : (float)(1.0 / sqrt((double)d));
+    if (a->Tq < ATTN_GEMM_MIN_TQ) {
+        rs_par_for(pool, a->Hq * a->Tq, 1, attn_fwd_items, &c);
+        return RSMOE_OK;
+    }
+    int64_t Tq = a->Tq, Tk = a->Tk;
+    for (int64_t h = 0; h < a->Hq; h++) {
+        int64_t g = h / c.group;
+        c.h = h;
+        c.P = probs ? probs + h * Tq * Tk : scratch;
+        rs_sgemm(false, true, Tq, Tk, d, c.scale, q + h * d, c.ldq, k + g * d, c.ldk, 0.0f,
+                 c.P, Tk, pool);
+        rs_par_for(pool, Tq, 8, attn_softmax_rows, &c);
+        rs_sgemm(false, false, Tq, d, Tk, 1.0f, c.P, Tk, v + g * d, c.ldv, 0.0f, out + h * d,
+                 c.ldo, pool);
+    }
+    return RSMOE_OK;
+}
+
+/* dS = scale·P⊙(dP − Σ_j P⊙dP), in place on the dP plane (c->P points at it) */
+static void attn_ds_rows(void *vc, int64_t b, int64_t e, int ith) {
+    attn_ctx *c = vc;
+    int64_t Tk = c->a->Tk;
+    const float *P = c->probs + c->h * c->a->Tq * Tk;
+    for (int64_t i = b; i < e; i++) {
+        const float *p = P + i * Tk;
+        float *ds = c->P + i * Tk;
+        double s = 0;
+        for (int64_t j = 0; j < Tk; j++) s += (double)p[j] * ds[j];
+        float sf = (float)s;
+        for (int64_t j = 0; j < Tk; j++) ds[j] = c->scale * p[j] * (ds[j] - sf);
+    }
+}
+
+rsmoe_status rs_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                         const float *k, const float *v, const float *probs,
+                         const rs_attn_desc *a, float *scratch, rs_pool *pool) {
+    rsmoe_status st = rs_attn_check(a);
+    if (st) return st;
+    if (!dout || !q || !k || !v || !probs || ((dq || dk) && !scratch))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "attention bwd: NULL buffer");
+    int64_t d = a->d, Tq = a->Tq, Tk = a->Tk, group = a->Hq / a->Hkv;
+    int64_t ldq = a->ldq ? a->ldq : a->Hq * d, ldk = a->ldk ? a->ldk : a->Hkv * d;
+    int64_t ldv = a->ldv ? a->ldv : a->Hkv * d;
+    int64_t lddq = a->Hq * d, lddo = a->Hq * d, lddkv = a->Hkv * d;
+    attn_ctx c = { .probs = (float *)probs, .a = a, .group = group };
+    c.scale = a->scale > 0 ? a->scale : (float)(1.0 / sqrt((double)d));
+    for (int64_t h = 0; h < a->Hq; h++) {
+        int64_t g = h / group;
+        float beta = (h % group) ? 1.0f : 0.0f; /* first head of a group writes dk/dv */
+        const float *P = probs + h * Tq * Tk, *dOh = dout + h * d;
+        if (dv)
+            rs_sgemm(true, false, Tk, d, Tq, 1.0f, P, Tk, dOh, lddo, beta, dv + g * d, lddkv,
+                     pool);
+        if (!dq && !dk) continue;
+        c.h = h;
+        c.P = scratch;
+        rs_sgemm(false, true, Tq, Tk, d, 1.0f, dOh, lddo, v + g * d, ldv, 0.0f, scratch, Tk,
+                 pool);
+        rs_par_for(pool, Tq, 8, attn_ds_rows, &c);
+        if (dq)
+            rs_sgemm(false, false, Tq, d, Tk, 1.0f, scratch, Tk, k + g * d, ldk, 0.0f,
+                     dq + h * d, lddq, pool);
+        if (dk)
+            rs_sgemm(true, false, Tk, d, Tq, 1.0f, scratch, Tk, q + h * d, ldq, beta,
+                     dk + g * d, lddkv, pool);
+    }
+    return RSMOE_OK;
+}
