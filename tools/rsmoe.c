@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+int cmd_bench(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
 
 /* sub-commands: name, function, one-line help. Keep sorted by name. */
@@ -13,6 +14,7 @@ static const struct {
     cli_cmd_fn fn;
     const char *help;
 } g_cmds[] = {
+    {"bench", cmd_bench, "benchmarks: `bench kernels` (FMA peak, bandwidth, sgemm, quantised products)"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
 };
 
