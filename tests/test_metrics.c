@@ -45,7 +45,357 @@ TEST(golden_bleu_rouge_cider) {
     rs_tok_corpus_free(&c);
 }
 
+/* ------------------------------------------------------------------ hand cases */
+TEST(hand_bleu_rouge_cider) {
+    /* one image, hyp "a b c", ref "a c d e": BLEU counts by hand */
+    const char *h[1] = {"a b c"};
+    const char *r0[1] = {"a c d e"};
+    const char *const *rr[1] = {r0};
+    size_t nr[1] = {1};
+    rs_tok_corpus c;
+    REQUIRE(rs_tok_corpus_build(&c, 1, h, rr, nr) == RSMOE_OK, "%s", rsmoe_last_error());
+    double b[4], r, ci;
+    REQUIRE(rs_bleu(&c, b) == RSMOE_OK, "bleu");
+    const double tiny = 1e-15, small = 1e-9;
+    double p1 = (2 + tiny) / (3 + small), p2 = p1 * (0 + tiny) / (2 + small);
+    double bp = exp(1 - 1 / ((3 + tiny) / (4 + small)));  /* c = 3 < r = 4 */
+    CHECK(fabs(b[0] - p1 * bp) < 1e-12, "B1 %.15g", b[0]);
+    CHECK(fabs(b[1] - sqrt(p2) * bp) < 1e-12, "B2 %.15g", b[1]);
+    REQUIRE(rs_rouge_l(&c, &r, NULL) == RSMOE_OK, "rouge");
+    double P = 2.0 / 3, R = 2.0 / 4, F = (1 + 1.44) * P * R / (R + 1.44 * P);  /* LCS "a c" */
+    CHECK(fabs(r - F) < 1e-12, "ROUGE %.15g vs %.15g", r, F);
+    REQUIRE(rs_cider_d(&c, &ci, NULL) == RSMOE_OK, "cider");
+    CHECK(ci == 0, "single image: every idf is 0, CIDEr %.15g", ci);
+    rs_tok_corpus_free(&c);
+}
+
+TEST(ptb_tokenizer) {
+    static const char *cases[][2] = {
+        {"Many planes are parked next to a long building in an airport.",
+         "many planes are parked next to a long building in an airport"},
+        {"the straight, wide road stands next to the terminal building.",
+         "the straight wide road stands next to the terminal building"},
+        {"there's something brown; don't worry!", "there 's something brown do n't worry"},
+        {"the airport's long runway", "the airport 's long runway"},
+        {"two take-off and landing runways -- nice...", "two take-off and landing runways nice"},
+        {"it covers 1,500.5 square metres of grey land", "it covers 1,500.5 square meters of gray land"},
+        {"the colour of the harbours and the contour", "the color of the harbors and the contour"},
+        {"a \"large\" (red) building and/or a lake?", "a large red building and\\/or a lake"},
+        {"it have 4% playground", "it have 4 % playground"},
+        {"the water\xe2\x80\x99s edge", "the water 's edge"},
+        {"many color`s cars", "many color s cars"},
+        {"  ", ""},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = rs_ptb_tokenize(cases[i][0]);
+        REQUIRE(t, "NULL");
+        CHECK(!strcmp(t, cases[i][1]), "'%s' -> '%s', expected '%s'", cases[i][0], t, cases[i][1]);
+        free(t);
+    }
+}
+
+/* ------------------------------------------------------------------ METEOR by hand */
+static rs_meteor *g_met;
+static const char *g_met_skip;
+
+static rs_meteor *meteor_ctx(void) {
+    if (!g_met && !g_met_skip) {
+        if (rs_meteor_new(&g_met, NULL) != RSMOE_OK) {
+            g_met = NULL;
+            g_met_skip = "WordNet not found (install wordnet-base or set RSMOE_WORDNET)";
+        }
+    }
+    return g_met;
+}
+
+static double met1(const char *h, const char *r) {
+    rs_meteor_stats s;
+    const char *refs[1] = {r};
+    if (rs_meteor_segment(g_met, h, refs, 1, &s) != RSMOE_OK) return -1;
+    return s.score;
+}
+
+TEST(meteor_hand) {
+    if (!meteor_ctx()) SKIP("%s", g_met_skip);
+    REQUIRE(rs_meteor_set_stages(g_met, 3) == RSMOE_OK, "stages");
+    /* identical: P = R = 1, one chunk, no penalty */
+    CHECK(fabs(met1("a large airport", "a large airport") - 1.0) < 1e-12, "identical");
+    /* "red car" vs "car red": exact, 2 chunks over 2 matches: frag 1, penalty 0.6 */
+    CHECK(fabs(met1("red car", "car red") - 0.4) < 1e-12, "swap %.15g", met1("red car", "car red"));
+    /* stem stage (weight 0.6): "the cars" ~ "the car". In Meteor 1.5's search a stem or
+     * synonym match adds (int)(x + 0.5) = x to the path score (an int field updated with
+     * += weight 0.5), so it only wins when it adds no chunk over skipping: here it ties with
+     * the skip path and comes first. fw "the" (weight .25), content "cars" (.75 x .6). */
+    CHECK(fabs(met1("the cars", "the car") - 0.7) < 1e-12, "stem %.15g", met1("the cars", "the car"));
+    /* alone, "cars"/"car" has a stem and a synonym candidate (not definite): the search
+     * prefers the unmatched path (0 chunks against 1), as the Java code does */
+    CHECK(met1("cars", "car") == 0, "lone stem %.15g", met1("cars", "car"));
+    /* synonym stage (weight 0.8): automobile ~ car share a WordNet synset */
+    CHECK(fabs(met1("automobile", "car") - 0.8) < 1e-12, "syn %.15g", met1("automobile", "car"));
+    /* via morphology: automobiles -> automobile */
+    CHECK(fabs(met1("automobiles", "car") - 0.8) < 1e-12, "morph %.15g", met1("automobiles", "car"));
+    /* function words weigh 1 - delta: "a dog" vs "the dog": P = R = .75, frag 1 -> .3 */
+    CHECK(fabs(met1("a dog", "the dog") - 0.3) < 1e-12, "fw %.15g", met1("a dog", "the dog"));
+    /* nothing in common */
+    CHECK(met1("green trees", "blue water") == 0, "none");
+    /* multi-reference: best reference is taken */
+    rs_meteor_stats s;
+    const char *refs[2] = {"blue water", "red car"};
+    REQUIRE(rs_meteor_segment(g_met, "red car", refs, 2, &s) == RSMOE_OK, "seg");
+    CHECK(fabs(s.score - 1.0) < 1e-12, "best ref %.15g", s.score);
+    /* corpus: summed statistics, scored once */
+    const char *h[2] = {"red car", "the cars"};
+    const char *r0[1] = {"car red"}, *r1[1] = {"the car"};
+    const char *const *rr[2] = {r0, r1};
+    size_t nr[2] = {1, 1};
+    rs_tok_corpus c;
+    REQUIRE(rs_tok_corpus_build(&c, 2, h, rr, nr) == RSMOE_OK, "corpus");
+    double sc, per[2];
+    REQUIRE(rs_meteor_corpus(g_met, &c, &sc, per) == RSMOE_OK, "%s", rsmoe_last_error());
+    /* summed: content exact 2 + stem 1, function exact 1; lengths 4 (1 function word);
+     * P = R = (.75 (2 + .6) + .25) / (.75 x 3 + .25) = .88; 3 chunks over 4 matches */
+    double P = (0.75 * 2.6 + 0.25) / (0.75 * 3 + 0.25), want = P * (1 - 0.6 * pow(0.75, 0.2));
+    CHECK(fabs(sc - want) < 1e-12, "corpus %.15g vs %.15g", sc, want);
+    CHECK(fabs(per[0] - 0.4) < 1e-12 && fabs(per[1] - 0.7) < 1e-12, "per image %g %g", per[0], per[1]);
+    rs_tok_corpus_free(&c);
+    /* exception list (verb.exc: ran -> run) and stems: "ran" vs "run" is a synonym-stage
+     * match (same synsets through the base form), "running" vs "run" a stem match */
+    CHECK(fabs(met1("ran", "run") - 0.8) < 1e-12, "exc %.15g", met1("ran", "run"));
+    CHECK(fabs(met1("the running", "the run") - 0.7) < 1e-12, "stem2 %.15g", met1("the running", "the run"));
+    /* a definite synonym match next to an exact one: .75 x .8 + .25 */
+    CHECK(fabs(met1("the automobile", "the car") - 0.85) < 1e-12, "syn2 %.15g", met1("the automobile", "the car"));
+}
+
+/* ------------------------------------------------------------------ generated vs Python */
+static const char *BUILTIN[] = {
+    "many planes are parked next to a long building in an airport",
+    "some planes are parked in an airport", "a large airport with many runways",
+    "many green trees are around a white building", "a river goes through the green forest",
+    "several buildings and green trees are near a river", "the playground is surrounded by trees",
+    "a baseball field is next to a parking lot with many cars", "there is a bridge over the river",
+    "the beach is next to the blue sea with white waves", "some boats are in the port",
+    "many houses are in a dense residential area", "a church with a gray roof",
+    "there are two storage tanks near the road", "a square with green grass in the center",
+};
+
+typedef struct {
+    char **sent;
+    size_t n;
+} sentpool;
+
+static void pool_load(sentpool *p) {
+    p->sent = NULL;
+    p->n = 0;
+    const char *sh = test_shared_dir();
+    if (sh) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/data/rsicd/dataset_rsicd.json", sh);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long len = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            char *buf = malloc((size_t)len + 1);
+            if (buf && fread(buf, 1, (size_t)len, f) == (size_t)len) {
+                buf[len] = 0;
+                cJSON *j = cJSON_Parse(buf);
+                cJSON *imgs = cJSON_GetObjectItem(j, "images");
+                size_t cap = 0;
+                cJSON *im;
+                int k = 0;
+                cJSON_ArrayForEach(im, imgs) {
+                    if ((k++ % 7) != 0) continue;   /* a subset is plenty */
+                    cJSON *s;
+                    cJSON_ArrayForEach(s, cJSON_GetObjectItem(im, "sentences")) {
+                        cJSON *raw = cJSON_GetObjectItem(s, "raw");
+                        if (!cJSON_IsString(raw)) continue;
+                        if (p->n == cap) { cap = cap ? cap * 2 : 1024; p->sent = realloc(p->sent, cap * sizeof *p->sent); }
+                        p->sent[p->n++] = rs_ptb_tokenize(raw->valuestring);
+                    }
+                }
+                cJSON_Delete(j);
+            }
+            free(buf);
+            fclose(f);
+        }
+    }
+    if (!p->n) {
+        p->n = sizeof BUILTIN / sizeof BUILTIN[0];
+        p->sent = malloc(p->n * sizeof *p->sent);
+        for (size_t i = 0; i < p->n; i++) p->sent[i] = strdup(BUILTIN[i]);
+    }
+}
+
+static void pool_free(sentpool *p) {
+    for (size_t i = 0; i < p->n; i++) free(p->sent[i]);
+    free(p->sent);
+}
+
+/* a hypothesis derived from s: words dropped, swapped or replaced by words of t */
+static char *perturb(rs_rng *r, const char *s, const char *t) {
+    char *w[128], *v[128];
+    int n = 0, m = 0;
+    char *a = strdup(s), *b = strdup(t), *save = NULL, *x;
+    for (x = strtok_r(a, " ", &save); x && n < 128; x = strtok_r(NULL, " ", &save)) w[n++] = x;
+    for (x = strtok_r(b, " ", &save); x && m < 128; x = strtok_r(NULL, " ", &save)) v[m++] = x;
+    char *out = calloc(strlen(s) + strlen(t) + 2, 1);
+    int first = 1;
+    for (int i = 0; i < n; i++) {
+        double u = rs_rng_uniform(r);
+        const char *word = w[i];
+        if (u < 0.15) continue;
+        if (u < 0.3 && m) word = v[rs_rng_u64(r) % (uint64_t)m];
+        if (u > 0.9 && i + 1 < n) { char *tmp = w[i]; w[i] = w[i + 1]; w[i + 1] = tmp; word = w[i]; }
+        if (!first) strcat(out, " ");
+        strcat(out, word);
+        first = 0;
+    }
+    free(a);
+    free(b);
+    return out;
+}
+
+TEST(python_reference) {
+    if (access("/usr/bin/python3", X_OK) != 0) SKIP("no /usr/bin/python3");
+    if (access("tests/ref/metrics_ref.py", R_OK) != 0) SKIP("run from the project root (tests/ref/metrics_ref.py)");
+    bool have_met = meteor_ctx() != NULL;
+    sentpool pool;
+    pool_load(&pool);
+    rs_rng rng;
+    rs_rng_seed(&rng, 1234);
+    enum { NCASE = 40 };
+    cJSON *root = cJSON_CreateObject();
+    size_t nfw;
+    const char *const *fw = rs_meteor_function_words(&nfw);
+    cJSON *fwa = cJSON_AddArrayToObject(root, "function_words");
+    for (size_t i = 0; i < nfw; i++) cJSON_AddItemToArray(fwa, cJSON_CreateString(fw[i]));
+    cJSON *cases = cJSON_AddArrayToObject(root, "cases");
+    /* keep the C side's inputs */
+    size_t nimg[NCASE];
+    char **hyps[NCASE];
+    char ***refs[NCASE];
+    size_t *nrefs[NCASE];
+    for (int k = 0; k < NCASE; k++) {
+        size_t n = 1 + rs_rng_u64(&rng) % (k < 30 ? 6 : 40);
+        nimg[k] = n;
+        hyps[k] = calloc(n, sizeof(char *));
+        refs[k] = calloc(n, sizeof(char **));
+        nrefs[k] = calloc(n, sizeof(size_t));
+        cJSON *cs = cJSON_CreateObject();
+        cJSON *hj = cJSON_AddArrayToObject(cs, "hyps"), *rj = cJSON_AddArrayToObject(cs, "refs");
+        for (size_t i = 0; i < n; i++) {
+            size_t m = 1 + rs_rng_u64(&rng) % 5;
+            nrefs[k][i] = m;
+            refs[k][i] = calloc(m, sizeof(char *));
+            cJSON *ra = cJSON_CreateArray();
+            size_t base = rs_rng_u64(&rng) % pool.n;
+            for (size_t j = 0; j < m; j++) {
+                /* neighbouring sentences of the pool often describe the same image */
+                size_t at = (base + (rs_rng_uniform(&rng) < 0.7 ? j : rs_rng_u64(&rng) % pool.n)) % pool.n;
+                refs[k][i][j] = strdup(pool.sent[at]);
+                cJSON_AddItemToArray(ra, cJSON_CreateString(refs[k][i][j]));
+            }
+            cJSON_AddItemToArray(rj, ra);
+            double u = rs_rng_uniform(&rng);
+            if (u < 0.05) hyps[k][i] = strdup("");
+            else if (u < 0.15) hyps[k][i] = strdup(refs[k][i][0]);
+            else hyps[k][i] = perturb(&rng, refs[k][i][rs_rng_u64(&rng) % m], pool.sent[rs_rng_u64(&rng) % pool.n]);
+            cJSON_AddItemToArray(hj, cJSON_CreateString(hyps[k][i]));
+        }
+        cJSON_AddItemToArray(cases, cs);
+    }
+    char in[] = "/tmp/rsmoe_metrics_in_XXXXXX";
+    int fd = mkstemp(in);
+    REQUIRE(fd >= 0, "mkstemp");
+    char *txt = cJSON_PrintUnformatted(root);
+    REQUIRE(write(fd, txt, strlen(txt)) == (ssize_t)strlen(txt), "write");
+    close(fd);
+    free(txt);
+    cJSON_Delete(root);
+    char out[256], cmd[768];
+    snprintf(out, sizeof out, "%s.out", in);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/metrics_ref.py %s %s", in, out);
+    int rc = system(cmd);
+    REQUIRE(rc == 0, "python reference failed: %s", cmd);
+    FILE *f = fopen(out, "rb");
+    REQUIRE(f, "no output %s", out);
+    char *buf = calloc(1 << 24, 1);
+    size_t got = fread(buf, 1, (1 << 24) - 1, f);
+    fclose(f);
+    buf[got] = 0;
+    cJSON *res = cJSON_GetObjectItem(cJSON_Parse(buf), "results");
+    cJSON *resroot = res;
+    REQUIRE(res && cJSON_GetArraySize(res) == NCASE, "bad python output");
+    double worst[4] = {0};   /* bleu, rouge, cider, meteor */
+    for (int k = 0; k < NCASE; k++) {
+        cJSON *e = cJSON_GetArrayItem(res, k);
+        rs_tok_corpus c;
+        REQUIRE(rs_tok_corpus_build(&c, nimg[k], (const char *const *)hyps[k],
+                                    (const char *const *const *)refs[k], nrefs[k]) == RSMOE_OK, "corpus");
+        double b[4], r, ci, m = 0;
+        double *rimg = calloc(nimg[k], sizeof(double)), *cimg = calloc(nimg[k], sizeof(double)),
+               *mimg = calloc(nimg[k], sizeof(double));
+        REQUIRE(!rs_bleu(&c, b) && !rs_rouge_l(&c, &r, rimg) && !rs_cider_d(&c, &ci, cimg), "score");
+        if (have_met) {
+            rs_meteor_set_stages(g_met, 1);
+            REQUIRE(!rs_meteor_corpus(g_met, &c, &m, mimg), "meteor");
+            rs_meteor_set_stages(g_met, 3);
+        }
+        for (int n = 0; n < 4; n++) {
+            double d = fabs(b[n] - cJSON_GetArrayItem(cJSON_GetObjectItem(e, "bleu"), n)->valuedouble);
+            if (d > worst[0]) worst[0] = d;
+        }
+        double d = fabs(r - cJSON_GetObjectItem(e, "rouge")->valuedouble);
+        if (d > worst[1]) worst[1] = d;
+        d = fabs(ci - cJSON_GetObjectItem(e, "cider")->valuedouble);
+        if (d > worst[2]) worst[2] = d;
+        for (size_t i = 0; i < nimg[k]; i++) {
+            d = fabs(rimg[i] - cJSON_GetArrayItem(cJSON_GetObjectItem(e, "rouge_img"), (int)i)->valuedouble);
+            if (d > worst[1]) worst[1] = d;
+            d = fabs(cimg[i] - cJSON_GetArrayItem(cJSON_GetObjectItem(e, "cider_img"), (int)i)->valuedouble);
+            if (d > worst[2]) worst[2] = d;
+            if (have_met) {
+                d = fabs(mimg[i] - cJSON_GetArrayItem(cJSON_GetObjectItem(e, "meteor_exact_img"), (int)i)->valuedouble);
+                if (d > worst[3]) { worst[3] = d; }
+                if (d > 1e-12) fprintf(stderr, "meteor case %d img %zu: C %.15g py %.15g hyp '%s'\n", k, i, mimg[i],
+                                       cJSON_GetArrayItem(cJSON_GetObjectItem(e, "meteor_exact_img"), (int)i)->valuedouble, hyps[k][i]);
+            }
+        }
+        if (have_met) {
+            d = fabs(m - cJSON_GetObjectItem(e, "meteor_exact")->valuedouble);
+            if (d > worst[3]) worst[3] = d;
+        }
+        free(rimg);
+        free(cimg);
+        free(mimg);
+        rs_tok_corpus_free(&c);
+        for (size_t i = 0; i < nimg[k]; i++) {
+            for (size_t j = 0; j < nrefs[k][i]; j++) free(refs[k][i][j]);
+            free(refs[k][i]);
+            free(hyps[k][i]);
+        }
+        free(refs[k]);
+        free(hyps[k]);
+        free(nrefs[k]);
+    }
+    printf("python reference, %d generated corpora: max |diff| BLEU %.2e ROUGE-L %.2e CIDEr-D %.2e "
+           "METEOR(exact stage) %.2e\n", NCASE, worst[0], worst[1], worst[2], worst[3]);
+    CHECK(worst[0] < 1e-9 && worst[1] < 1e-9 && worst[2] < 1e-9, "BLEU/ROUGE/CIDEr differ");
+    CHECK(worst[3] < 1e-12, "METEOR exact stage differs: %.3g", worst[3]);
+    cJSON_Delete(cJSON_GetArrayItem(resroot, -1));
+    free(buf);
+    unlink(in);
+    unlink(out);
+    pool_free(&pool);
+}
+
 int main(void) {
     RUN(golden_bleu_rouge_cider);
+    RUN(hand_bleu_rouge_cider);
+    RUN(ptb_tokenizer);
+    RUN(meteor_hand);
+    RUN(python_reference);
+    rs_meteor_free(g_met);
     return test_summary();
 }

@@ -62,6 +62,10 @@ typedef struct rs_meteor rs_meteor;
 /* wordnet_dir: NULL = $RSMOE_WORDNET, else /usr/share/wordnet. */
 rsmoe_status rs_meteor_new(rs_meteor **out, const char *wordnet_dir);
 void rs_meteor_free(rs_meteor *m);
+/* Stages used: 1 = exact only, 2 = + stem, 3 = + synonym (the default), like Meteor's -m. */
+rsmoe_status rs_meteor_set_stages(rs_meteor *m, int stages);
+/* The function-word list (n words). */
+const char *const *rs_meteor_function_words(size_t *n);
 
 /* Sufficient statistics of one hypothesis/reference alignment (summed for a corpus). */
 typedef struct {

@@ -70,6 +70,7 @@ struct rs_meteor {
     size_t pa_cap, pb_cap;   /* in ints */
     int *order;
     size_t order_cap;
+    int nstage;              /* stages in use (3 = exact, stem, synonym) */
 };
 
 /* ------------------------------------------------------------------ WordNet */
@@ -205,6 +206,7 @@ rsmoe_status rs_meteor_new(rs_meteor **out, const char *wordnet_dir) {
     if (!m->stemmer) { st = rs_error(RSMOE_ERR_UNSUPPORTED, "meteor: libstemmer has no English stemmer"); goto fail; }
     free(syn.a);
     free(exc.a);
+    m->nstage = MET_NSTAGE;
     *out = m;
     return RSMOE_OK;
 fail:
@@ -227,6 +229,18 @@ void rs_meteor_free(rs_meteor *m) {
     free(m->pb);
     free(m->order);
     free(m);
+}
+
+rsmoe_status rs_meteor_set_stages(rs_meteor *m, int stages) {
+    if (!m || stages < 1 || stages > MET_NSTAGE)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "meteor: stages must be 1..%d", MET_NSTAGE);
+    m->nstage = stages;
+    return RSMOE_OK;
+}
+
+const char *const *rs_meteor_function_words(size_t *n) {
+    *n = sizeof g_function_words / sizeof g_function_words[0];
+    return g_function_words;
 }
 
 static int32_t wn_id(rs_meteor *m, const char *w, size_t len) {
@@ -403,7 +417,7 @@ static rsmoe_status align_pair(rs_meteor *m, const wordinfo *wi, const rs_toks *
     if (n1 == 0 || n2 == 0) { rs_meteor_stats_score(st); return RSMOE_OK; }
 
     bool identical = n1 == n2 && !memcmp(h->w, r->w, (size_t)n1 * sizeof *h->w);
-    int nstage = identical ? 1 : MET_NSTAGE;
+    int nstage = identical ? 1 : m->nstage;
     /* candidate matches per reference position, in the Java order: stage, then i */
     size_t ncand_max = (size_t)n1 * n2 * MET_NSTAGE;
     size_t need_ints = (size_t)n2 + 1 + 2 * ncand_max + (size_t)n1 + (size_t)n2;

@@ -73,18 +73,14 @@ static void americanize(char *w) {
     size_t stem = n;
     bool plural = false;
     if (n >= 1 && w[n - 1] == 's') { plural = true; stem = n - 1; }
-    if (stem < 6 || memcmp(w + stem - 3, "our", 3) != 0) {
-        if (!plural) return;
-        /* try without treating the s as plural (e.g. a word ending in "ours" is handled
-         * above; a word ending in "s" alone cannot end in "our") */
-        return;
-    }
+    if (stem < 6 || memcmp(w + stem - 3, "our", 3) != 0) return;
+    (void)plural;
     for (size_t i = 0; i < stem - 3; i++)
         if (w[i] < 'a' || w[i] > 'z') return;
     for (size_t i = 0; i < sizeof g_our_except / sizeof g_our_except[0]; i++)
         if (!strcmp(w, g_our_except[i])) return;
-    /* drop the 'u' */
-    memmove(w + stem - 1, w + stem, n - stem + 1);
+    /* drop the 'u' of "our" */
+    memmove(w + stem - 2, w + stem - 1, n - stem + 2);
 }
 
 static bool is_removed(const char *t) {
