@@ -62,4 +62,56 @@ void rs_quantize_row_q8_0_isa(rs_quant_isa isa, const float *x, rs_block_q8_0 *y
 
 #define RS_MATMUL_W_STACK 65536 /* bytes of activation scratch on the caller's stack */
 
+/* ---------------------------------------------------------------- internal
+ * Shared by quant.c and the per-ISA quant_*.c files only. */
+#ifdef RS_QUANT_INTERNAL
+/* One call of a kernel computes y[m][n] (+)= dot(x row m, W row n) over one K chunk for
+ * m < mr (mr <= RS_QK_MR) and n in [n0, n1). */
+#define RS_QK_MR 4
+typedef struct {
+    const uint8_t *W;          /* weight row 0 at this K chunk */
+    size_t wrow;               /* bytes between weight rows */
+    int64_t kc;                /* values in this K chunk (q8_0: a multiple of 32) */
+    const float *x;            /* f32 activations (f16 / bf16-widening paths) */
+    int64_t ldx;
+    const rs_block_q8_0 *xq;   /* q8_0 activations: row m at xq + m * xq_ld */
+    const float *xd;           /* their scales as float: row m at xd + m * xq_ld */
+    const float *xd16;         /* scales of block pairs, 8 lanes each: row m at xd16 + m * xd16_ld */
+    int64_t xq_ld, xd16_ld;
+    const uint16_t *xb;        /* bf16 activations (dpbf16 path): row m at xb + m * xb_ld */
+    int64_t xb_ld;
+    float *y;                  /* y row 0 at column 0 */
+    int64_t ldy;
+    int accumulate;            /* add to y instead of storing */
+} rs_qk_args;
+typedef void (*rs_qk_fn)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+typedef void (*rs_qquant_fn)(const float *x, rs_block_q8_0 *y, int64_t n);
+
+/* one variant's kernels */
+typedef struct {
+    rs_quant_isa isa;
+    rs_qk_fn q8, f16, bf16;
+    rs_qquant_fn quant;
+    bool bf16_acts; /* the bf16 kernel takes bf16 activations (xb) instead of x */
+    bool want_xd16; /* the q8 kernel reads xd16 */
+} rs_quant_kernels;
+void rs_quant_get_kernels(rs_quant_isa isa, rs_quant_kernels *k);
+/* rs_matmul_w's driver on explicit kernels (f32 weights are not handled here) */
+void rs_matmul_w_kernels(const rs_quant_kernels *k, rs_dtype wt, const void *W, const float *x,
+                         float *y, int64_t M, int64_t N, int64_t K, rs_pool *pool);
+
+void rs_qk_q8_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_qk_f16_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_qk_bf16_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_quantize_q8_avx2(const float *x, rs_block_q8_0 *y, int64_t n);
+void rs_f32_to_f16_row_avx2(const float *x, uint16_t *y, int64_t n);
+void rs_f16_to_f32_row_avx2(const uint16_t *x, float *y, int64_t n);
+
+void rs_qk_q8_avx512(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_qk_q8_avx512vnni(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_qk_f16_avx512(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_qk_bf16_avx512(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_qk_bf16_avx512bf16(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+#endif
+
 #endif

@@ -1,0 +1,183 @@
+/* quant_avx2.c - AVX2 + FMA + F16C variants of the q8_0 / f16 / bf16 weight kernels and of
+ * the q8_0 quantiser. Compiled for that target by function attributes, so they exist in
+ * any x86-64 build and quant.c picks them at run time (rs_cpu()).
+ * Kernel shape: one weight row at a time against mr <= 4 activation rows, so each weight
+ * block is loaded once for all rows (decode of several sequences / experts at once). */
+#define RS_QUANT_INTERNAL
+#include "kernels/quant.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define TGTI static inline __attribute__((target("avx2,fma,f16c"), always_inline))
+
+TGTI float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TGTI void put(const rs_qk_args *a, int m, int64_t n, float v) {
+    float *p = a->y + m * a->ldy + n;
+    *p = a->accumulate ? *p + v : v;
+}
+
+/* ---------------------------------------------------------------- q8_0 x q8_0 */
+TGTI void q8_step(const rs_qk_args *a, const int MR, const rs_block_q8_0 *wb, int64_t b,
+                  __m256 *acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)wb->qs);
+    const __m256i wa = _mm256_sign_epi8(wv, wv); /* |w| as unsigned bytes */
+    const __m256 dw = _mm256_set1_ps(_cvtsh_ss(wb->d));
+    for (int m = 0; m < MR; m++) {
+        const rs_block_q8_0 *xb = a->xq + m * a->xq_ld + b;
+        const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), wv);
+        const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones);
+        const __m256 sc = _mm256_mul_ps(dw, _mm256_broadcast_ss(a->xd + m * a->xq_ld + b));
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), sc, acc[m]);
+    }
+}
+
+TGTI void q8_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1) {
+    const int64_t nb = a->kc / RS_QK8_0;
+    for (int64_t n = n0; n < n1; n++) {
+        const rs_block_q8_0 *w = (const rs_block_q8_0 *)(a->W + (size_t)n * a->wrow);
+        __m256 acc0[RS_QK_MR], acc1[RS_QK_MR];
+        for (int m = 0; m < MR; m++) acc0[m] = acc1[m] = _mm256_setzero_ps();
+        int64_t b = 0;
+        for (; b + 1 < nb; b += 2) {
+            q8_step(a, MR, w + b, b, acc0);
+            q8_step(a, MR, w + b + 1, b + 1, acc1);
+        }
+        if (b < nb) q8_step(a, MR, w + b, b, acc0);
+        for (int m = 0; m < MR; m++) put(a, m, n, hsum8(_mm256_add_ps(acc0[m], acc1[m])));
+    }
+}
+
+TGT void rs_qk_q8_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: q8_rows(a, 1, n0, n1); break;
+    case 2: q8_rows(a, 2, n0, n1); break;
+    case 3: q8_rows(a, 3, n0, n1); break;
+    default: q8_rows(a, 4, n0, n1); break;
+    }
+}
+
+/* ---------------------------------------------------------------- f16 / bf16 x f32 */
+TGTI __m256 widen8(const uint16_t *p, const bool bf16) {
+    const __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+TGTI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const bool bf16) {
+    /* 32 values a step; four accumulator chains for one row, two each for more rows */
+    const int NACC = MR == 1 ? 4 : 2;
+    const int64_t kc = a->kc;
+    for (int64_t n = n0; n < n1; n++) {
+        const uint16_t *w = (const uint16_t *)(a->W + (size_t)n * a->wrow);
+        __m256 acc[RS_QK_MR][4];
+        for (int m = 0; m < MR; m++)
+            for (int j = 0; j < 4; j++) acc[m][j] = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 32 <= kc; k += 32) {
+            __m256 wv[4];
+            for (int j = 0; j < 4; j++) wv[j] = widen8(w + k + 8 * j, bf16);
+            for (int m = 0; m < MR; m++) {
+                const float *xr = a->x + m * a->ldx + k;
+                for (int j = 0; j < 4; j++)
+                    acc[m][j % NACC] = _mm256_fmadd_ps(wv[j], _mm256_loadu_ps(xr + 8 * j),
+                                                       acc[m][j % NACC]);
+            }
+        }
+        for (; k + 8 <= kc; k += 8) {
+            const __m256 wv = widen8(w + k, bf16);
+            for (int m = 0; m < MR; m++)
+                acc[m][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a->x + m * a->ldx + k), acc[m][0]);
+        }
+        float tail[RS_QK_MR] = {0};
+        for (; k < kc; k++) {
+            const float wf = bf16 ? rs_bf16_to_f32(w[k]) : _cvtsh_ss(w[k]);
+            for (int m = 0; m < MR; m++) tail[m] += wf * a->x[m * a->ldx + k];
+        }
+        for (int m = 0; m < MR; m++) {
+            __m256 s = _mm256_add_ps(acc[m][0], acc[m][1]);
+            if (NACC == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[m][2], acc[m][3]));
+            put(a, m, n, hsum8(s) + tail[m]);
+        }
+    }
+}
+
+TGT void rs_qk_f16_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: half_rows(a, 1, n0, n1, false); break;
+    case 2: half_rows(a, 2, n0, n1, false); break;
+    case 3: half_rows(a, 3, n0, n1, false); break;
+    default: half_rows(a, 4, n0, n1, false); break;
+    }
+}
+
+TGT void rs_qk_bf16_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: half_rows(a, 1, n0, n1, true); break;
+    case 2: half_rows(a, 2, n0, n1, true); break;
+    case 3: half_rows(a, 3, n0, n1, true); break;
+    default: half_rows(a, 4, n0, n1, true); break;
+    }
+}
+
+/* ---------------------------------------------------------------- quantiser, rows */
+/* Bit-identical to the plain C quantiser: d = amax/127, id = 1/d, q = roundf(x*id). */
+TGT void rs_quantize_q8_avx2(const float *x, rs_block_q8_0 *y, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f),
+                 one = _mm256_set1_ps(1.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < n / RS_QK8_0; b++) {
+        const float *xb = x + b * RS_QK8_0;
+        __m256 v[4];
+        for (int j = 0; j < 4; j++) v[j] = _mm256_loadu_ps(xb + 8 * j);
+        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                                  _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = rs_f32_to_f16(d);
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int j = 0; j < 4; j++) {
+            const __m256 s = _mm256_mul_ps(v[j], idv);
+            /* roundf: truncate, then step away from zero when the dropped part is >= 0.5 */
+            const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 r = _mm256_andnot_ps(sign, _mm256_sub_ps(s, t));
+            const __m256 step = _mm256_or_ps(_mm256_and_ps(s, sign), one);
+            const __m256 rr = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(r, half, _CMP_GE_OQ), step));
+            q[j] = _mm256_cvtps_epi32(rr);
+        }
+        const __m256i p16a = _mm256_packs_epi32(q[0], q[1]);
+        const __m256i p16b = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), perm);
+        _mm256_storeu_si256((__m256i *)y[b].qs, p8);
+    }
+}
+
+TGT void rs_f32_to_f16_row_avx2(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = rs_f32_to_f16(x[i]);
+}
+
+TGT void rs_f16_to_f32_row_avx2(const uint16_t *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) y[i] = rs_f16_to_f32(x[i]);
+}
+
+#endif

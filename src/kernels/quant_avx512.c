@@ -1,0 +1,244 @@
+/* quant_avx512.c - AVX-512 (F/BW/VL) variants of the weight kernels, plus the VNNI q8_0 and
+ * the BF16 (dpbf16) kernels. Compiled for their targets by function attributes, so they
+ * exist in any x86-64 build; quant.c picks them at run time (rs_cpu()).
+ * q8_0: two 32-value blocks per zmm; dot(w, x) = dpbusd(|w|, x * sign(w)) (or maddubs +
+ * madd without VNNI), exact in int32, then scaled by d_w * d_x in float.
+ * With RS_QUANT_SIMDE defined (tests only) the same code is built on SIMDe's portable
+ * emulation of the AVX-512 intrinsics under emu_-prefixed names, so machines without
+ * AVX-512 can still check the logic. */
+#define RS_QUANT_INTERNAL
+#include "kernels/quant.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#ifdef RS_QUANT_SIMDE
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#define T512
+#define T512V
+#define T512B
+#define TI static inline
+#define RS_Q512(name) emu_##name
+/* intrinsics this SIMDe release lacks: element-wise twins */
+static inline __m512 emu_cvtepi32_ps(__m512i v) {
+    int32_t a[16]; float f[16];
+    memcpy(a, &v, 64);
+    for (int i = 0; i < 16; i++) f[i] = (float)a[i];
+    __m512 r; memcpy(&r, f, 64); return r;
+}
+static inline __m512 emu_cvtph_ps(__m256i h) {
+    uint16_t a[16]; float f[16];
+    memcpy(a, &h, 32);
+    for (int i = 0; i < 16; i++) f[i] = rs_f16_to_f32(a[i]);
+    __m512 r; memcpy(&r, f, 64); return r;
+}
+static inline __m512i emu_cvtepu16_epi32(__m256i h) {
+    uint16_t a[16]; uint32_t u[16];
+    memcpy(a, &h, 32);
+    for (int i = 0; i < 16; i++) u[i] = a[i];
+    __m512i r; memcpy(&r, u, 64); return r;
+}
+static inline float emu_reduce_add_ps(__m512 v) {
+    float f[16], s = 0;
+    memcpy(f, &v, 64);
+    for (int i = 0; i < 16; i++) s += f[i];
+    return s;
+}
+#undef _mm512_madd_epi16 /* this SIMDe release's alias takes the wrong arguments */
+#define _mm512_madd_epi16 simde_mm512_madd_epi16
+#undef _mm512_cvtepi32_ps
+#undef _mm512_cvtph_ps
+#undef _mm512_cvtepu16_epi32
+#undef _mm512_reduce_add_ps
+#define _mm512_cvtepi32_ps emu_cvtepi32_ps
+#define _mm512_cvtph_ps emu_cvtph_ps
+#define _mm512_cvtepu16_epi32 emu_cvtepu16_epi32
+#define _mm512_reduce_add_ps emu_reduce_add_ps
+#define F16_TO_F32(h) rs_f16_to_f32(h)
+#else
+#include <immintrin.h>
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define T512V __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c,avx512vnni")))
+#define T512B __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c,avx512bf16")))
+#define TI static inline __attribute__((always_inline))
+#define RS_Q512(name) name
+#define F16_TO_F32(h) _cvtsh_ss(h)
+#endif
+
+T512 TI void put(const rs_qk_args *a, int m, int64_t n, float v) {
+    float *p = a->y + m * a->ldy + n;
+    *p = a->accumulate ? *p + v : v;
+}
+
+/* ---------------------------------------------------------------- q8_0 x q8_0 */
+/* two consecutive blocks' values in one zmm (the second zero when two == 0) */
+T512 TI __m512i load_pair(const rs_block_q8_0 *b, const int two) {
+    const __m256i lo = _mm256_loadu_si256((const __m256i *)b[0].qs);
+    const __m256i hi = two ? _mm256_loadu_si256((const __m256i *)b[1].qs) : _mm256_setzero_si256();
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* Q8_ROWS(name, target, vnni): the kernel body for MR rows, instantiated twice so that the
+ * non-VNNI variant never carries the VNNI target. */
+#define Q8_STEP(TGTATTR, VNNI)                                                                   \
+    TGTATTR TI void q8_step_##VNNI(const rs_qk_args *a, const int MR, const rs_block_q8_0 *wb,   \
+                                   int64_t p, const int two, __m512 *acc) {                      \
+        const __m512i wv = load_pair(wb, two);                                                   \
+        const __m512i wa = _mm512_abs_epi8(wv);                                                  \
+        const uint64_t neg = _mm512_movepi8_mask(wv);                                            \
+        const float d0 = F16_TO_F32(wb[0].d), d1 = two ? F16_TO_F32(wb[1].d) : 0.0f;             \
+        const __m512 dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));  \
+        for (int m = 0; m < MR; m++) {                                                           \
+            const __m512i xv = load_pair(a->xq + m * a->xq_ld + 2 * p, two);                     \
+            const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);        \
+            __m512i dot;                                                                         \
+            if (VNNI) dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wa, xs);                 \
+            else dot = _mm512_madd_epi16(_mm512_maddubs_epi16(wa, xs), _mm512_set1_epi16(1));    \
+            const __m512 sc = _mm512_mul_ps(dw, _mm512_loadu_ps(a->xd16 + m * a->xd16_ld + 16 * p)); \
+            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[m]);                       \
+        }                                                                                        \
+    }                                                                                            \
+    TGTATTR TI void q8_rows_##VNNI(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1) {  \
+        const int64_t nb = a->kc / RS_QK8_0, np = nb / 2;                                        \
+        for (int64_t n = n0; n < n1; n++) {                                                      \
+            const rs_block_q8_0 *w = (const rs_block_q8_0 *)(a->W + (size_t)n * a->wrow);        \
+            __m512 acc[RS_QK_MR];                                                                \
+            for (int m = 0; m < MR; m++) acc[m] = _mm512_setzero_ps();                           \
+            for (int64_t p = 0; p < np; p++) q8_step_##VNNI(a, MR, w + 2 * p, p, 1, acc);        \
+            if (nb & 1) q8_step_##VNNI(a, MR, w + 2 * np, np, 0, acc);                           \
+            for (int m = 0; m < MR; m++) put(a, m, n, _mm512_reduce_add_ps(acc[m]));             \
+        }                                                                                        \
+    }
+
+Q8_STEP(T512, 0)
+Q8_STEP(T512V, 1)
+
+T512 void RS_Q512(rs_qk_q8_avx512)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: q8_rows_0(a, 1, n0, n1); break;
+    case 2: q8_rows_0(a, 2, n0, n1); break;
+    case 3: q8_rows_0(a, 3, n0, n1); break;
+    default: q8_rows_0(a, 4, n0, n1); break;
+    }
+}
+
+T512V void RS_Q512(rs_qk_q8_avx512vnni)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: q8_rows_1(a, 1, n0, n1); break;
+    case 2: q8_rows_1(a, 2, n0, n1); break;
+    case 3: q8_rows_1(a, 3, n0, n1); break;
+    default: q8_rows_1(a, 4, n0, n1); break;
+    }
+}
+
+/* ---------------------------------------------------------------- f16 / bf16 x f32 */
+T512 TI __m512 widen16(const uint16_t *p, const bool bf16) {
+    const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+T512 TI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const bool bf16) {
+    const int NACC = MR == 1 ? 4 : 2;
+    const int64_t kc = a->kc;
+    for (int64_t n = n0; n < n1; n++) {
+        const uint16_t *w = (const uint16_t *)(a->W + (size_t)n * a->wrow);
+        __m512 acc[RS_QK_MR][4];
+        for (int m = 0; m < MR; m++)
+            for (int j = 0; j < 4; j++) acc[m][j] = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 64 <= kc; k += 64) {
+            __m512 wv[4];
+            for (int j = 0; j < 4; j++) wv[j] = widen16(w + k + 16 * j, bf16);
+            for (int m = 0; m < MR; m++) {
+                const float *xr = a->x + m * a->ldx + k;
+                for (int j = 0; j < 4; j++)
+                    acc[m][j % NACC] = _mm512_fmadd_ps(wv[j], _mm512_loadu_ps(xr + 16 * j),
+                                                       acc[m][j % NACC]);
+            }
+        }
+        for (; k + 16 <= kc; k += 16) {
+            const __m512 wv = widen16(w + k, bf16);
+            for (int m = 0; m < MR; m++)
+                acc[m][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(a->x + m * a->ldx + k), acc[m][0]);
+        }
+        float tail[RS_QK_MR] = {0};
+        for (; k < kc; k++) {
+            const float wf = bf16 ? rs_bf16_to_f32(w[k]) : F16_TO_F32(w[k]);
+            for (int m = 0; m < MR; m++) tail[m] += wf * a->x[m * a->ldx + k];
+        }
+        for (int m = 0; m < MR; m++) {
+            __m512 s = _mm512_add_ps(acc[m][0], acc[m][1]);
+            if (NACC == 4) s = _mm512_add_ps(s, _mm512_add_ps(acc[m][2], acc[m][3]));
+            put(a, m, n, _mm512_reduce_add_ps(s) + tail[m]);
+        }
+    }
+}
+
+T512 void RS_Q512(rs_qk_f16_avx512)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: half_rows(a, 1, n0, n1, false); break;
+    case 2: half_rows(a, 2, n0, n1, false); break;
+    case 3: half_rows(a, 3, n0, n1, false); break;
+    default: half_rows(a, 4, n0, n1, false); break;
+    }
+}
+
+T512 void RS_Q512(rs_qk_bf16_avx512)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: half_rows(a, 1, n0, n1, true); break;
+    case 2: half_rows(a, 2, n0, n1, true); break;
+    case 3: half_rows(a, 3, n0, n1, true); break;
+    default: half_rows(a, 4, n0, n1, true); break;
+    }
+}
+
+/* ---------------------------------------------------------------- bf16 x bf16 (dpbf16) */
+T512B TI __m512bh load_bh(const uint16_t *p) {
+    __m512bh v;
+    memcpy(&v, p, 64);
+    return v;
+}
+
+T512B TI void bf16dot_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1) {
+    const int64_t kc = a->kc;
+    for (int64_t n = n0; n < n1; n++) {
+        const uint16_t *w = (const uint16_t *)(a->W + (size_t)n * a->wrow);
+        __m512 acc[RS_QK_MR][2];
+        for (int m = 0; m < MR; m++) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 64 <= kc; k += 64) {
+            const __m512bh w0 = load_bh(w + k), w1 = load_bh(w + k + 32);
+            for (int m = 0; m < MR; m++) {
+                const uint16_t *xr = a->xb + m * a->xb_ld + k;
+                acc[m][0] = _mm512_dpbf16_ps(acc[m][0], w0, load_bh(xr));
+                acc[m][1] = _mm512_dpbf16_ps(acc[m][1], w1, load_bh(xr + 32));
+            }
+        }
+        for (; k + 32 <= kc; k += 32) {
+            const __m512bh w0 = load_bh(w + k);
+            for (int m = 0; m < MR; m++)
+                acc[m][0] = _mm512_dpbf16_ps(acc[m][0], w0, load_bh(a->xb + m * a->xb_ld + k));
+        }
+        float tail[RS_QK_MR] = {0};
+        for (; k < kc; k++) {
+            const float wf = rs_bf16_to_f32(w[k]);
+            for (int m = 0; m < MR; m++) tail[m] += wf * rs_bf16_to_f32(a->xb[m * a->xb_ld + k]);
+        }
+        for (int m = 0; m < MR; m++)
+            put(a, m, n, _mm512_reduce_add_ps(_mm512_add_ps(acc[m][0], acc[m][1])) + tail[m]);
+    }
+}
+
+T512B void RS_Q512(rs_qk_bf16_avx512bf16)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: bf16dot_rows(a, 1, n0, n1); break;
+    case 2: bf16dot_rows(a, 2, n0, n1); break;
+    case 3: bf16dot_rows(a, 3, n0, n1); break;
+    default: bf16dot_rows(a, 4, n0, n1); break;
+    }
+}
+
+#endif
