@@ -6,6 +6,7 @@
 #include <string.h>
 
 int cmd_bench(int argc, char **argv);
+int cmd_gguf(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
 
 /* sub-commands: name, function, one-line help. Keep sorted by name. */
@@ -15,6 +16,7 @@ static const struct {
     const char *help;
 } g_cmds[] = {
     {"bench", cmd_bench, "benchmarks: `bench kernels` (FMA peak, bandwidth, sgemm, quantised products)"},
+    {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
 };
 
