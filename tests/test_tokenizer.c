@@ -151,10 +151,310 @@ TEST(golden_wpm) {
     printf("  bert-bge: %d/%d golden lines exact\n", ok, all);
 }
 
+
+/* ---------------------------------------------------------------- toy vocabularies */
+static int32_t id_of(const rs_tokenizer *t, const char *s) { return rs_tokenizer_find(t, s, strlen(s)); }
+
+TEST(toy_spm) {
+    /* <unk> <s> </s>, 256 byte tokens, then pieces with scores chosen so the merge order can be
+     * followed by hand */
+    const char *toks[270];
+    float sc[270];
+    int32_t ty[270];
+    char bytes[256][8];
+    int n = 0;
+    toks[n] = "<unk>"; sc[n] = 0; ty[n++] = RS_TOKT_UNKNOWN;
+    toks[n] = "<s>"; sc[n] = 0; ty[n++] = RS_TOKT_CONTROL;
+    toks[n] = "</s>"; sc[n] = 0; ty[n++] = RS_TOKT_CONTROL;
+    for (int b = 0; b < 256; b++) {
+        snprintf(bytes[b], 8, "<0x%02X>", b);
+        toks[n] = bytes[b]; sc[n] = 0; ty[n++] = RS_TOKT_BYTE;
+    }
+    const char *p[] = {"\xe2\x96\x81", "a", "b", "ab", "\xe2\x96\x81" "a", "\xe2\x96\x81" "ab", "bb"};
+    const float ps[] = {-1, -2, -3, -4, -5, -10, -1.5f};
+    for (int i = 0; i < 7; i++) { toks[n] = p[i]; sc[n] = ps[i]; ty[n++] = RS_TOKT_NORMAL; }
+    rs_tok_vocab v = rs_tok_vocab_default(RS_TOK_SPM);
+    v.n_tokens = n; v.tokens = toks; v.scores = sc; v.types = ty;
+    v.unk = 0; v.bos = 1; v.eos = 2;
+    rs_tokenizer *t = NULL;
+    REQUIRE(rs_tokenizer_build(&v, &t) == RSMOE_OK, "%s", rsmoe_last_error());
+    int32_t ids[16];
+    int k = 0;
+    /* "abb" -> "▁abb": bb (-1.5) first, then ▁a (-5); "ab" (-4) is stale after bb */
+    CHECK(rs_tokenizer_encode(t, "abb", false, ids, 16, &k) == RSMOE_OK && k == 2 &&
+          ids[0] == id_of(t, "\xe2\x96\x81" "a") && ids[1] == id_of(t, "bb"), "abb: k=%d", k);
+    /* with BOS (add_bos is the SPM default) */
+    CHECK(rs_tokenizer_encode(t, "abb", true, ids, 16, &k) == RSMOE_OK && k == 3 && ids[0] == 1, "bos");
+    /* "c" has no piece: byte fallback <0x63> after the space piece */
+    CHECK(rs_tokenizer_encode(t, "c", false, ids, 16, &k) == RSMOE_OK && k == 2 &&
+          ids[0] == id_of(t, "\xe2\x96\x81") && ids[1] == 3 + 'c', "c: k=%d", k);
+    /* "ü" -> two byte tokens */
+    CHECK(rs_tokenizer_encode(t, "\xc3\xbc", false, ids, 16, &k) == RSMOE_OK && k == 3 &&
+          ids[1] == 3 + 0xC3 && ids[2] == 3 + 0xBC, "u-umlaut bytes");
+    char out[64];
+    CHECK(rs_tokenizer_decode(t, ids, k, out, sizeof out, NULL) == RSMOE_OK && !strcmp(out, "\xc3\xbc"), "decode bytes");
+    const char *rt = "ab ba\tc ab";
+    CHECK(rs_tokenizer_encode(t, rt, true, ids, 16, &k) == RSMOE_OK, "encode");
+    CHECK(rs_tokenizer_decode(t, ids, k, out, sizeof out, NULL) == RSMOE_OK && !strcmp(out, rt), "round trip '%s'", out);
+    rs_tokenizer_free(t);
+}
+
+static rs_tokenizer *make_toy_bpe(void) {
+    /* the 256 GPT-2 byte characters (id = byte) then ab, bc, abc by three merges */
+    static char bytes[256][4];
+    const char *toks[260];
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        int l = rs_utf8_put(rs_tok_byte_cp(b), bytes[b]);
+        bytes[b][l] = 0;
+        toks[n++] = bytes[b];
+    }
+    toks[n++] = "ab"; toks[n++] = "bc"; toks[n++] = "abc";
+    const char *merges[] = {"a b", "b c", "ab c", "x y"}; /* "x y": result not in the vocab, ignored */
+    rs_tok_vocab v = rs_tok_vocab_default(RS_TOK_BPE);
+    v.n_tokens = n; v.tokens = toks; v.n_merges = 4; v.merges = merges;
+    rs_tokenizer *t = NULL;
+    if (rs_tokenizer_build(&v, &t)) return NULL;
+    return t;
+}
+
+TEST(toy_bpe) {
+    rs_tokenizer *t = make_toy_bpe();
+    REQUIRE(t, "%s", rsmoe_last_error());
+    CHECK(rs_tokenizer_n_merges(t) == 3, "usable merges %d", (int)rs_tokenizer_n_merges(t));
+    int32_t ids[16];
+    int k = 0;
+    CHECK(rs_tokenizer_encode(t, "abc", false, ids, 16, &k) == RSMOE_OK && k == 1 && ids[0] == 258, "abc");
+    /* b c a b: (a,b) rank 0 first, then (b,c) rank 1; (bc,ab) has no merge */
+    CHECK(rs_tokenizer_encode(t, "bcab", false, ids, 16, &k) == RSMOE_OK && k == 2 && ids[0] == 257 && ids[1] == 256, "bcab");
+    /* " abc": one word "Ġabc" -> Ġ + abc; "x,y" -> three words */
+    CHECK(rs_tokenizer_encode(t, " abc", false, ids, 16, &k) == RSMOE_OK && k == 2 && ids[0] == ' ' && ids[1] == 258, "' abc'");
+    CHECK(rs_tokenizer_encode(t, "xy", false, ids, 16, &k) == RSMOE_OK && k == 2 && ids[0] == 'x' && ids[1] == 'y', "xy");
+    /* arbitrary bytes (invalid UTF-8 included) round trip */
+    const char raw[] = "a\xff\xc3 b\x80\x00z";
+    int32_t many[64];
+    CHECK(rs_tokenizer_encode_n(t, raw, sizeof raw - 1, false, many, 64, &k) == RSMOE_OK, "raw");
+    char out[64];
+    size_t len = 0;
+    CHECK(rs_tokenizer_decode(t, many, k, out, sizeof out, &len) == RSMOE_OK && len == sizeof raw - 1 &&
+          !memcmp(out, raw, len), "raw bytes round trip");
+    /* errors: small buffers, bad ids */
+    /* "bcab" -> bc ab, " bcab" -> Ġ bc ab (no merge for Ġ b): 5 ids */
+    CHECK(rs_tokenizer_encode(t, "bcab bcab", false, ids, 2, &k) == RSMOE_ERR_INVALID_ARG && k == 5, "small id buffer: k=%d", k);
+    CHECK(strstr(rsmoe_last_error(), "5 ids needed") != NULL, "message '%s'", rsmoe_last_error());
+    int32_t bad[2] = {1, 999};
+    CHECK(rs_tokenizer_decode(t, bad, 2, out, sizeof out, NULL) == RSMOE_ERR_INVALID_ARG, "bad id");
+    int32_t two[2] = {258, 258};
+    CHECK(rs_tokenizer_decode(t, two, 2, out, 4, &len) == RSMOE_ERR_INVALID_ARG && len == 6, "small text buffer");
+    CHECK(rs_tokenizer_decode(t, two, 2, NULL, 0, &len) == RSMOE_OK && len == 6, "size query");
+    CHECK(rs_tokenizer_piece(t, -1, 258, out, sizeof out) == 3 && !memcmp(out, "abc", 3), "piece");
+    CHECK(rs_tokenizer_piece(t, -1, 9999, out, sizeof out) == -1, "bad piece");
+    rs_tokenizer_free(t);
+    rs_tok_vocab v = rs_tok_vocab_default((rs_tok_kind)9);
+    const char *one[1] = {"a"};
+    v.n_tokens = 1; v.tokens = one;
+    CHECK(rs_tokenizer_build(&v, &t) == RSMOE_ERR_INVALID_ARG && !t, "bad kind");
+    v.kind = RS_TOK_BPE; v.bos = 5;
+    CHECK(rs_tokenizer_build(&v, &t) == RSMOE_ERR_INVALID_ARG && !t, "bos out of range");
+    CHECK(rs_tokenizer_load_gguf_file("/nonexistent/x.gguf", &t) != RSMOE_OK && !t, "missing file");
+}
+
+TEST(toy_wpm) {
+    const char *toks[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "\xe2\x96\x81un", "\xe2\x96\x81unaff", "aff", "able",
+                          "\xe2\x96\x81the", "\xe2\x96\x81,", "\xe2\x96\x81!", "\xe2\x96\x81\xe4\xb8\xad", "\xe2\x96\x81" "a"};
+    int32_t ty[13] = {3, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    rs_tok_vocab v = rs_tok_vocab_default(RS_TOK_WPM);
+    v.n_tokens = 13; v.tokens = toks; v.types = ty;
+    rs_tokenizer *t = NULL;
+    REQUIRE(rs_tokenizer_build(&v, &t) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(rs_tokenizer_unk(t) == 1 && rs_tokenizer_bos(t) == 2 && rs_tokenizer_eos(t) == 3, "specials found by name");
+    int32_t ids[32];
+    int k = 0;
+    /* lower case, accents stripped, punctuation split, greedy longest match */
+    CHECK(rs_tokenizer_encode(t, "\xc3\x9cnaffable, THE!", true, ids, 32, &k) == RSMOE_OK && k == 7, "k=%d", k);
+    const int32_t want[7] = {2, 5, 7, 9, 8, 10, 3};
+    CHECK(k == 7 && !memcmp(ids, want, sizeof want), "ids");
+    char out[64];
+    CHECK(rs_tokenizer_decode(t, ids, k, out, sizeof out, NULL) == RSMOE_OK && !strcmp(out, "unaffable , the !"), "decode '%s'", out);
+    /* a word with no split is one [UNK]; CJK characters are words of their own; controls dropped */
+    CHECK(rs_tokenizer_encode(t, "unx \xe4\xb8\xad" "a\x01", false, ids, 32, &k) == RSMOE_OK && k == 3 &&
+          ids[0] == 1 && ids[1] == 11 && ids[2] == 12, "unk, CJK: k=%d", k);
+    rs_tokenizer_free(t);
+}
+
+/* ---------------------------------------------------------------- training */
+static bool has_merge(const rs_tokenizer *t, int32_t id, const char *text) {
+    size_t n;
+    const char *s = rs_tokenizer_token_text(t, id, &n);
+    return s && n == strlen(text) && !memcmp(s, text, n);
+}
+
+TEST(train_tiny) {
+    /* words: "ab" x1, "Ġab" x2, "abc" x1 -> pairs (a,b)=4, (Ġ,a)=2, (b,c)=1.
+     * merge 1: a+b (count 4) -> "ab"; then (Ġ,ab)=2, (ab,c)=1: merge 2: Ġ+ab -> "Ġab";
+     * then the best count is 1 < min_freq 2: stop. */
+    const char *texts[] = {"ab ab ab", "abc"};
+    rs_tok_train_opts o = rs_tok_train_opts_default();
+    o.vocab_size = 300;
+    rs_tokenizer *t = NULL;
+    REQUIRE(rs_tokenizer_train_bpe(texts, 2, &o, &t) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(rs_tokenizer_n_vocab(t) == 262 && rs_tokenizer_n_merges(t) == 2, "n_vocab %d merges %d",
+          (int)rs_tokenizer_n_vocab(t), (int)rs_tokenizer_n_merges(t));
+    CHECK(has_merge(t, 260, "ab") && has_merge(t, 261, "\xc4\xa0" "ab"), "merged tokens");
+    CHECK(has_merge(t, 0, "<unk>") && has_merge(t, 3, "<pad>") && has_merge(t, 4 + 'a', "a"), "fixed ids");
+    int32_t ids[8];
+    int k;
+    CHECK(rs_tokenizer_encode(t, "ab abc", false, ids, 8, &k) == RSMOE_OK && k == 3 && ids[0] == 260 &&
+          ids[1] == 261 && ids[2] == 4 + 'c', "encode with the trained merges");
+    rs_tokenizer_free(t);
+    /* ties: "xy zw" with min_freq 1: (x,y), (Ġ,z), (z,w) all count 1; smaller left id first:
+     * Ġ (4+32) < x (4+120) < z: Ġ+z, then x+y (left 124 < Ġz 260), then Ġz+w */
+    const char *t2[] = {"xy zw"};
+    o.min_freq = 1;
+    REQUIRE(rs_tokenizer_train_bpe(t2, 1, &o, &t) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(rs_tokenizer_n_merges(t) == 3 && has_merge(t, 260, "\xc4\xa0z") && has_merge(t, 261, "xy") &&
+          has_merge(t, 262, "\xc4\xa0zw"), "tie order");
+    rs_tokenizer_free(t);
+    o.vocab_size = 100;
+    CHECK(rs_tokenizer_train_bpe(t2, 1, &o, &t) == RSMOE_ERR_INVALID_ARG && !t, "vocab too small");
+}
+
+/* up to max_caps captions of a split of RSICD; NULL if absent */
+static char **rsicd_captions(const char *split, int max_caps, int *n) {
+    *n = 0;
+    const char *sh = test_shared_dir();
+    if (!sh) return NULL;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/rsicd/dataset_rsicd.json", sh);
+    char *js = read_file(path, NULL);
+    if (!js) return NULL;
+    cJSON *root = cJSON_Parse(js);
+    free(js);
+    if (!root) return NULL;
+    char **caps = calloc((size_t)max_caps, sizeof *caps);
+    cJSON *img;
+    cJSON_ArrayForEach(img, cJSON_GetObjectItem(root, "images")) {
+        const cJSON *sp = cJSON_GetObjectItem(img, "split");
+        if (!cJSON_IsString(sp) || strcmp(sp->valuestring, split)) continue;
+        cJSON *s;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItem(img, "sentences")) {
+            const cJSON *raw = cJSON_GetObjectItem(s, "raw");
+            if (cJSON_IsString(raw) && *n < max_caps) caps[(*n)++] = strdup(raw->valuestring);
+        }
+    }
+    cJSON_Delete(root);
+    return caps;
+}
+
+static void free_caps(char **c, int n) {
+    for (int i = 0; i < n; i++) free(c[i]);
+    free(c);
+}
+
+static int round_trips(const rs_tokenizer *t, char **caps, int n) {
+    int32_t ids[1024];
+    char out[4096];
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        size_t len = 0;
+        if (rs_tokenizer_encode(t, caps[i], true, ids, 1024, &k) ||
+            rs_tokenizer_decode(t, ids, k, out, sizeof out, &len) || strcmp(out, caps[i])) {
+            if (bad++ < 3) fprintf(stderr, "round trip: '%s' -> '%s'\n", caps[i], out);
+        }
+    }
+    return bad;
+}
+
+TEST(train_rsicd) {
+    int n = 0, nv = 0;
+    char **caps = rsicd_captions("train", 8000, &n);
+    if (!caps) SKIP("no RSICD annotations under ../shared (set RSMOE_SHARED)");
+    char **val = rsicd_captions("val", 1000, &nv);
+    rs_tok_train_opts o = rs_tok_train_opts_default();
+    o.vocab_size = 1024;
+    rs_tokenizer *t = NULL, *t2 = NULL, *t3 = NULL;
+    double t0 = rs_time_s();
+    REQUIRE(rs_tokenizer_train_bpe((const char *const *)caps, n, &o, &t) == RSMOE_OK, "%s", rsmoe_last_error());
+    printf("  trained %d tokens on %d captions in %.2f s\n", (int)rs_tokenizer_n_vocab(t), n, rs_time_s() - t0);
+    CHECK(rs_tokenizer_n_vocab(t) == 1024, "vocab %d", (int)rs_tokenizer_n_vocab(t));
+    /* deterministic */
+    REQUIRE(rs_tokenizer_train_bpe((const char *const *)caps, n, &o, &t2) == RSMOE_OK, "%s", rsmoe_last_error());
+    bool same = rs_tokenizer_n_vocab(t2) == rs_tokenizer_n_vocab(t);
+    for (int32_t i = 0; same && i < rs_tokenizer_n_vocab(t); i++) {
+        size_t a, b;
+        const char *x = rs_tokenizer_token_text(t, i, &a), *y = rs_tokenizer_token_text(t2, i, &b);
+        same = a == b && !memcmp(x, y, a);
+    }
+    CHECK(same, "two trainings differ");
+    /* merges shrink the text: fewer ids than bytes on held-out captions */
+    int32_t ids[1024];
+    long n_ids = 0, n_bytes = 0;
+    for (int i = 0; i < nv; i++) {
+        int k = 0;
+        CHECK(rs_tokenizer_encode(t, val[i], false, ids, 1024, &k) == RSMOE_OK, "encode");
+        n_ids += k;
+        n_bytes += (long)strlen(val[i]);
+    }
+    printf("  held-out: %.2f bytes per token\n", (double)n_bytes / (double)(n_ids ? n_ids : 1));
+    CHECK(n_ids * 3 < n_bytes, "compression %ld ids for %ld bytes", n_ids, n_bytes);
+    CHECK(round_trips(t, val, nv) == 0, "round trips");
+    /* GGUF save + reload: identical ids */
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/rsmoe_test_tok_%d.gguf", (int)getpid());
+    rs_gguf_writer *w = rs_gguf_writer_new();
+    REQUIRE(w, "writer");
+    CHECK(rs_tokenizer_save_gguf(t, w) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(rs_gguf_writer_write(w, path) == RSMOE_OK, "%s", rsmoe_last_error());
+    rs_gguf_writer_free(w);
+    CHECK(rs_tokenizer_load_gguf_file(path, &t3) == RSMOE_OK, "%s", rsmoe_last_error());
+    remove(path);
+    if (t3) {
+        CHECK(rs_tokenizer_n_vocab(t3) == rs_tokenizer_n_vocab(t) && rs_tokenizer_n_merges(t3) == rs_tokenizer_n_merges(t) &&
+              rs_tokenizer_bos(t3) == 1 && rs_tokenizer_eos(t3) == 2 && rs_tokenizer_pad(t3) == 3 && rs_tokenizer_unk(t3) == 0,
+              "reloaded vocab");
+        int32_t ids2[1024];
+        int diff = 0;
+        for (int i = 0; i < nv; i++) {
+            int k1 = 0, k2 = 0;
+            rs_tokenizer_encode(t, val[i], true, ids, 1024, &k1);
+            rs_tokenizer_encode(t3, val[i], true, ids2, 1024, &k2);
+            if (k1 != k2 || memcmp(ids, ids2, (size_t)k1 * sizeof *ids)) diff++;
+        }
+        CHECK(diff == 0, "%d captions encode differently after reload", diff);
+    }
+    rs_tokenizer_free(t);
+    rs_tokenizer_free(t2);
+    rs_tokenizer_free(t3);
+    free_caps(caps, n);
+    free_caps(val, nv);
+}
+
+TEST(rsicd_round_trip_real_vocabs) {
+    int n = 0;
+    char **caps = rsicd_captions("test", 2000, &n);
+    if (!caps) SKIP("no RSICD annotations under ../shared (set RSMOE_SHARED)");
+    const char *names[2] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"};
+    for (int v = 0; v < 2; v++) {
+        rs_tokenizer *t = load_vocab(names[v]);
+        CHECK(t, "load %s", names[v]);
+        if (!t) continue;
+        CHECK(round_trips(t, caps, n) == 0, "%s round trips", names[v]);
+        rs_tokenizer_free(t);
+    }
+    free_caps(caps, n);
+}
+
 int main(void) {
     RUN(unicode_helpers);
     RUN(golden_spm);
     RUN(golden_bpe);
     RUN(golden_wpm);
+    RUN(toy_spm);
+    RUN(toy_bpe);
+    RUN(toy_wpm);
+    RUN(train_tiny);
+    RUN(train_rsicd);
+    RUN(rsicd_round_trip_real_vocabs);
     return test_summary();
 }
