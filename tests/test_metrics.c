@@ -324,8 +324,8 @@ TEST(python_reference) {
     size_t got = fread(buf, 1, (1 << 24) - 1, f);
     fclose(f);
     buf[got] = 0;
-    cJSON *res = cJSON_GetObjectItem(cJSON_Parse(buf), "results");
-    cJSON *resroot = res;
+    cJSON *resroot = cJSON_Parse(buf);
+    cJSON *res = cJSON_GetObjectItem(resroot, "results");
     REQUIRE(res && cJSON_GetArraySize(res) == NCASE, "bad python output");
     double worst[4] = {0};   /* bleu, rouge, cider, meteor */
     for (int k = 0; k < NCASE; k++) {
@@ -383,11 +383,165 @@ TEST(python_reference) {
            "METEOR(exact stage) %.2e\n", NCASE, worst[0], worst[1], worst[2], worst[3]);
     CHECK(worst[0] < 1e-9 && worst[1] < 1e-9 && worst[2] < 1e-9, "BLEU/ROUGE/CIDEr differ");
     CHECK(worst[3] < 1e-12, "METEOR exact stage differs: %.3g", worst[3]);
-    cJSON_Delete(cJSON_GetArrayItem(resroot, -1));
+    cJSON_Delete(resroot);
     free(buf);
     unlink(in);
     unlink(out);
     pool_free(&pool);
+}
+
+/* ------------------------------------------------------------------ RSICD */
+typedef struct {
+    size_t n;
+    char **fname;
+    char ***sent;      /* [n][5] raw */
+    size_t *nsent;
+} rsicd_split;
+
+static bool rsicd_load(rsicd_split *d, const char *split) {
+    memset(d, 0, sizeof *d);
+    const char *sh = test_shared_dir();
+    if (!sh) return false;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/rsicd/dataset_rsicd.json", sh);
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    bool ok = buf && fread(buf, 1, (size_t)len, f) == (size_t)len;
+    fclose(f);
+    if (!ok) { free(buf); return false; }
+    buf[len] = 0;
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    cJSON *im;
+    cJSON_ArrayForEach(im, cJSON_GetObjectItem(j, "images")) {
+        cJSON *sp = cJSON_GetObjectItem(im, "split");
+        if (!cJSON_IsString(sp) || strcmp(sp->valuestring, split)) continue;
+        d->fname = realloc(d->fname, (d->n + 1) * sizeof *d->fname);
+        d->sent = realloc(d->sent, (d->n + 1) * sizeof *d->sent);
+        d->nsent = realloc(d->nsent, (d->n + 1) * sizeof *d->nsent);
+        d->fname[d->n] = strdup(cJSON_GetObjectItem(im, "filename")->valuestring);
+        cJSON *ss = cJSON_GetObjectItem(im, "sentences");
+        size_t m = (size_t)cJSON_GetArraySize(ss), k = 0;
+        d->sent[d->n] = calloc(m ? m : 1, sizeof(char *));
+        cJSON *s;
+        cJSON_ArrayForEach(s, ss) d->sent[d->n][k++] = strdup(cJSON_GetObjectItem(s, "raw")->valuestring);
+        d->nsent[d->n] = m;
+        d->n++;
+    }
+    cJSON_Delete(j);
+    return d->n > 0;
+}
+
+static void rsicd_free(rsicd_split *d) {
+    for (size_t i = 0; i < d->n; i++) {
+        for (size_t k = 0; k < d->nsent[i]; k++) free(d->sent[i][k]);
+        free(d->sent[i]);
+        free(d->fname[i]);
+    }
+    free(d->fname);
+    free(d->sent);
+    free(d->nsent);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SPEED_LIMIT_S 20.0
+#else
+#define SPEED_LIMIT_S 1.0
+#endif
+
+/* RSICD test references scored against themselves, leave one out: hypothesis = sentence k,
+ * references = the other four. Where all five sentences are the same (common in RSICD),
+ * ROUGE-L and METEOR must be 1 and CIDEr-D 10; every score lies in its range. */
+TEST(rsicd_leave_one_out) {
+    rsicd_split d;
+    if (!rsicd_load(&d, "test")) SKIP("RSICD not found under the shared folder");
+    if (!meteor_ctx()) { rsicd_free(&d); SKIP("%s", g_met_skip); }
+    size_t n = d.n;
+    const char **hyps = calloc(n, sizeof *hyps);
+    const char *const **refs = calloc(n, sizeof *refs);
+    size_t *nr = calloc(n, sizeof *nr);
+    for (int k = 0; k < 5; k += 4) {   /* leave out sentence 0, then sentence 4 */
+        const char ***rows = calloc(n, sizeof *rows);
+        for (size_t i = 0; i < n; i++) {
+            hyps[i] = d.sent[i][k % d.nsent[i]];
+            rows[i] = calloc(d.nsent[i], sizeof(char *));
+            nr[i] = 0;
+            for (size_t j = 0; j < d.nsent[i]; j++)
+                if (j != (size_t)k) rows[i][nr[i]++] = d.sent[i][j];
+            refs[i] = rows[i];
+        }
+        rs_caption_refs cr = {n, nr, refs};
+        rs_score_opts o;
+        rs_score_opts_default(&o);
+        o.meteor_ctx = g_met;
+        rs_score_result r;
+        REQUIRE(rs_score_captions(&cr, hyps, &o, &r) == RSMOE_OK, "%s", rsmoe_last_error());
+        printf("RSICD test leave-one-out (hyp = sentence %d, %zu images): B1 %.2f B2 %.2f B3 %.2f B4 %.2f "
+               "METEOR(no paraphrase) %.2f ROUGE-L %.2f CIDEr-D %.2f  (%.3f s + METEOR %.3f s)\n", k, n,
+               100 * r.bleu[0], 100 * r.bleu[1], 100 * r.bleu[2], 100 * r.bleu[3], 100 * r.meteor,
+               100 * r.rouge_l, 100 * r.cider, r.seconds_other, r.seconds_meteor);
+        size_t same = 0;
+        for (size_t i = 0; i < n; i++) {
+            bool all_same = d.nsent[i] == 5;
+            for (size_t j = 1; j < d.nsent[i] && all_same; j++) all_same = !strcmp(d.sent[i][j], d.sent[i][0]);
+            char *t = rs_ptb_tokenize(hyps[i]);
+            int words = 0;
+            for (char *p = t; *p; p++) words += (*p == ' ');
+            words += *t != 0;
+            free(t);
+            CHECK(r.rouge_img[i] >= 0 && r.rouge_img[i] <= 1 + 1e-12, "rouge range");
+            CHECK(r.meteor_img[i] >= 0 && r.meteor_img[i] <= 1 + 1e-12, "meteor range");
+            CHECK(r.cider_img[i] >= 0 && r.cider_img[i] <= 10 + 1e-9, "cider range %g", r.cider_img[i]);
+            if (all_same && words >= 4) {
+                same++;
+                CHECK(fabs(r.rouge_img[i] - 1) < 1e-12, "%s ROUGE %g", d.fname[i], r.rouge_img[i]);
+                CHECK(fabs(r.meteor_img[i] - 1) < 1e-12, "%s METEOR %g", d.fname[i], r.meteor_img[i]);
+                CHECK(fabs(r.cider_img[i] - 10) < 1e-9, "%s CIDEr %g", d.fname[i], r.cider_img[i]);
+            }
+        }
+        CHECK(same > 100, "expected many images with five equal sentences, got %zu", same);
+        for (int b = 0; b < 4; b++) CHECK(r.bleu[b] > 0 && r.bleu[b] <= 1, "BLEU range");
+        CHECK(r.seconds_other < SPEED_LIMIT_S, "BLEU+ROUGE+CIDEr took %.3f s", r.seconds_other);
+        rs_score_result_free(&r);
+        for (size_t i = 0; i < n; i++) free((void *)rows[i]);
+        free(rows);
+    }
+    free(hyps);
+    free(refs);
+    free(nr);
+    rsicd_free(&d);
+}
+
+/* Speed: the RSICD test split with all five references (hypothesis: another image's
+ * caption), everything but METEOR under a second (release build). */
+TEST(rsicd_speed) {
+    rsicd_split d;
+    if (!rsicd_load(&d, "test")) SKIP("RSICD not found under the shared folder");
+    size_t n = d.n;
+    const char **hyps = calloc(n, sizeof *hyps);
+    const char *const **refs = calloc(n, sizeof *refs);
+    for (size_t i = 0; i < n; i++) {
+        hyps[i] = d.sent[(i + 1) % n][0];
+        refs[i] = (const char *const *)d.sent[i];
+    }
+    rs_caption_refs cr = {n, d.nsent, refs};
+    rs_score_opts o;
+    rs_score_opts_default(&o);
+    o.meteor = meteor_ctx() != NULL;
+    o.meteor_ctx = g_met;
+    rs_score_result r;
+    REQUIRE(rs_score_captions(&cr, hyps, &o, &r) == RSMOE_OK, "%s", rsmoe_last_error());
+    printf("RSICD test (%zu images x 5 refs): BLEU+ROUGE-L+CIDEr-D (+tokenising) %.3f s, METEOR %.3f s; "
+           "B4 %.2f CIDEr-D %.2f\n", n, r.seconds_other, r.seconds_meteor, 100 * r.bleu[3], 100 * r.cider);
+    CHECK(r.seconds_other < SPEED_LIMIT_S, "took %.3f s", r.seconds_other);
+    rs_score_result_free(&r);
+    free(hyps);
+    free(refs);
+    rsicd_free(&d);
 }
 
 int main(void) {
@@ -396,6 +550,8 @@ int main(void) {
     RUN(ptb_tokenizer);
     RUN(meteor_hand);
     RUN(python_reference);
+    RUN(rsicd_leave_one_out);
+    RUN(rsicd_speed);
     rs_meteor_free(g_met);
     return test_summary();
 }
