@@ -8,6 +8,7 @@
 int cmd_bench(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
 
 /* sub-commands: name, function, one-line help. Keep sorted by name. */
 static const struct {
@@ -18,6 +19,7 @@ static const struct {
     {"bench", cmd_bench, "benchmarks: `bench kernels` (FMA peak, bandwidth, sgemm, quantised products)"},
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
+    {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on captions; encode/decode with a GGUF vocabulary"},
 };
 
 int cli_fail(const char *what, rsmoe_status st) {
