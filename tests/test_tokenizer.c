@@ -152,6 +152,36 @@ TEST(golden_wpm) {
 }
 
 
+
+/* ---------------------------------------------------------------- pre-tokenizers */
+typedef struct { const char *text; char words[16][32]; int n; } split_ctx;
+static rsmoe_status on_split(void *ctx, size_t b, size_t e) {
+    split_ctx *c = ctx;
+    if (c->n < 16 && e - b < 32) { memcpy(c->words[c->n], c->text + b, e - b); c->words[c->n][e - b] = 0; }
+    c->n++;
+    return RSMOE_OK;
+}
+
+static void check_split(rs_tok_pre pre, const char *text, const char *const *want, int nw) {
+    split_ctx c = {text, {{0}}, 0};
+    CHECK(rs_tok_pretokenize(pre, text, strlen(text), on_split, &c) == RSMOE_OK, "split");
+    CHECK(c.n == nw, "'%s': %d words, want %d", text, c.n, nw);
+    for (int i = 0; i < nw && i < c.n; i++) CHECK(!strcmp(c.words[i], want[i]), "word %d '%s' want '%s'", i, c.words[i], want[i]);
+}
+
+TEST(pretokenizers) {
+    /* by hand from the regexes (see tokenizer.h) */
+    const char *g[] = {"I", "'ve", " 12", " apples", "!!", " ", " ok"};
+    check_split(RS_TOK_PRE_GPT2, "I've 12 apples!!  ok", g, 7);
+    /* 'RE is no GPT-2 contraction (case-sensitive); trailing white space is one word */
+    const char *g2[] = {"'", "RE", " x", "  \n"};
+    check_split(RS_TOK_PRE_GPT2, "'RE x  \n", g2, 4);
+    const char *l[] = {"I", "'VE", " ", "123", "45", " apples", "!!\n\n", " ", " ok"};
+    check_split(RS_TOK_PRE_LLAMA3, "I'VE 12345 apples!!\n\n  ok", l, 9);
+    const char *l2[] = {"a", " \n", "\tb"};
+    check_split(RS_TOK_PRE_LLAMA3, "a \n\tb", l2, 3);
+}
+
 /* ---------------------------------------------------------------- toy vocabularies */
 static int32_t id_of(const rs_tokenizer *t, const char *s) { return rs_tokenizer_find(t, s, strlen(s)); }
 
@@ -450,6 +480,7 @@ int main(void) {
     RUN(golden_spm);
     RUN(golden_bpe);
     RUN(golden_wpm);
+    RUN(pretokenizers);
     RUN(toy_spm);
     RUN(toy_bpe);
     RUN(toy_wpm);
