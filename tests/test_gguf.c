@@ -382,6 +382,75 @@ TEST(bad_buffers_and_paths) {
     free(b.p);
 }
 
+
+/* Random corruption: flip bytes / overwrite fields of valid files; every open either fails
+ * with a message or succeeds, and then every accessor stays inside the buffer (ASan). */
+static uint64_t touch_all(const rs_gguf *g) {
+    uint64_t h = 0;
+    for (int64_t i = 0; i < rs_gguf_n_kv(g); i++) {
+        const char *k = rs_gguf_key(g, i);
+        h += strlen(k);
+        int t = rs_gguf_kv_type(g, i);
+        size_t len = 0;
+        uint8_t v[8];
+        if (t == RS_GGUF_STRING) { const char *s = rs_gguf_kv_str(g, i, &len); for (size_t j = 0; j <= len; j++) h += (uint8_t)s[j]; }
+        else if (t == RS_GGUF_ARRAY) {
+            int et = rs_gguf_arr_type(g, i);
+            int64_t n = rs_gguf_arr_n(g, i);
+            if (et == RS_GGUF_STRING)
+                for (int64_t j = 0; j < n; j++) { const char *s = rs_gguf_arr_str(g, i, j, &len); for (size_t q = 0; q <= len; q++) h += (uint8_t)s[q]; }
+            else {
+                const uint8_t *d = rs_gguf_arr_data(g, i, NULL, NULL);
+                for (size_t j = 0; j < (size_t)n * rs_gguf_type_size(et); j++) h += d[j];
+            }
+        } else if (rs_gguf_kv_scalar(g, i, v) == RSMOE_OK) h += v[0];
+    }
+    for (int64_t i = 0; i < rs_gguf_n_tensors(g); i++) {
+        const rs_tensor *t = rs_gguf_tensor(g, i);
+        const uint8_t *d = t->data;
+        for (size_t j = 0; j < rs_tensor_nbytes(t); j++) h += d[j];
+    }
+    return h;
+}
+
+TEST(random_corruption_no_crash) {
+    buf b;
+    base_offs o;
+    build_base(&b, &o);
+    rs_rng r;
+    rs_rng_seed(&r, 12345);
+    int opened = 0, failed = 0, silent = 0;
+    uint64_t h = 0;
+    for (int it = 0; it < 20000; it++) {
+        uint8_t *c = exact_copy(b.p, b.n);
+        int nflip = 1 + (int)(rs_rng_u64(&r) % 4);
+        for (int k = 0; k < nflip; k++) {
+            size_t at = (size_t)(rs_rng_u64(&r) % b.n);
+            switch (rs_rng_u64(&r) % 4) {
+            case 0: c[at] ^= (uint8_t)(1u << (rs_rng_u64(&r) % 8)); break;
+            case 1: c[at] = (uint8_t)rs_rng_u64(&r); break;
+            case 2: c[at] = 0xff; break;
+            default: c[at] = 0; break;
+            }
+        }
+        size_t n = rs_rng_u64(&r) % 8 ? b.n : (size_t)(rs_rng_u64(&r) % (b.n + 1));
+        rs_gguf *g = NULL;
+        rs_clear_error();
+        if (rs_gguf_open_memory(c, n, &g) == RSMOE_OK) {
+            opened++;
+            h += touch_all(g);
+            rs_gguf_close(g);
+        } else {
+            failed++;
+            if (!*rsmoe_last_error()) silent++;
+        }
+        free(c);
+    }
+    CHECK(silent == 0, "%d failures without a message", silent);
+    CHECK(opened > 100 && failed > 1000, "opened %d, failed %d (h %llu)", opened, failed, (unsigned long long)h);
+    free(b.p);
+}
+
 /* ---------------------------------------------------------------- writer */
 /* The writer's bytes for a tiny file equal a layout built by hand from the spec. */
 TEST(writer_bytes_match_spec) {
@@ -841,6 +910,7 @@ int main(void) {
     RUN(corrupt_long_tensor_name);
     RUN(truncated_at_every_byte);
     RUN(bad_buffers_and_paths);
+    RUN(random_corruption_no_crash);
     RUN(writer_bytes_match_spec);
     RUN(round_trip_all_types);
     RUN(typed_getters);
