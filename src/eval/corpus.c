@@ -6,21 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct rs_vocab {
+struct rs_evocab {
     char **words;        /* [n] */
     size_t n, cap;
     int32_t *slots;      /* [nslots], -1 empty */
     size_t nslots;
 };
 
-uint64_t rs_hash_bytes(const void *p, size_t n, uint64_t h) {
+uint64_t rs_eval_hash(const void *p, size_t n, uint64_t h) {
     const unsigned char *s = p;
     for (size_t i = 0; i < n; i++) { h ^= s[i]; h *= 1099511628211ULL; }
     return h;
 }
 
-rs_vocab *rs_vocab_new(void) {
-    rs_vocab *v = calloc(1, sizeof *v);
+rs_evocab *rs_evocab_new(void) {
+    rs_evocab *v = calloc(1, sizeof *v);
     if (!v) return NULL;
     v->nslots = 1024;
     v->slots = malloc(v->nslots * sizeof *v->slots);
@@ -29,7 +29,7 @@ rs_vocab *rs_vocab_new(void) {
     return v;
 }
 
-void rs_vocab_free(rs_vocab *v) {
+void rs_evocab_free(rs_evocab *v) {
     if (!v) return;
     for (size_t i = 0; i < v->n; i++) free(v->words[i]);
     free(v->words);
@@ -37,13 +37,13 @@ void rs_vocab_free(rs_vocab *v) {
     free(v);
 }
 
-static bool vocab_grow(rs_vocab *v) {
+static bool vocab_grow(rs_evocab *v) {
     size_t ns = v->nslots * 2;
     int32_t *s = malloc(ns * sizeof *s);
     if (!s) return false;
     memset(s, 0xff, ns * sizeof *s);
     for (size_t i = 0; i < v->n; i++) {
-        uint64_t h = rs_hash_bytes(v->words[i], strlen(v->words[i]), 1469598103934665603ULL);
+        uint64_t h = rs_eval_hash(v->words[i], strlen(v->words[i]), 1469598103934665603ULL);
         size_t k = (size_t)h & (ns - 1);
         while (s[k] >= 0) k = (k + 1) & (ns - 1);
         s[k] = (int32_t)i;
@@ -56,8 +56,8 @@ static bool vocab_grow(rs_vocab *v) {
 
 /* id of word (len bytes), added if new when add; -1 if absent (or on OOM, error recorded
  * and *oom set). */
-int32_t rs_vocab_lookup(rs_vocab *v, const char *w, size_t len, bool add, bool *oom) {
-    uint64_t h = rs_hash_bytes(w, len, 1469598103934665603ULL);
+int32_t rs_evocab_lookup(rs_evocab *v, const char *w, size_t len, bool add, bool *oom) {
+    uint64_t h = rs_eval_hash(w, len, 1469598103934665603ULL);
     size_t k = (size_t)h & (v->nslots - 1);
     while (v->slots[k] >= 0) {
         const char *x = v->words[v->slots[k]];
@@ -83,12 +83,12 @@ int32_t rs_vocab_lookup(rs_vocab *v, const char *w, size_t len, bool add, bool *
     return (int32_t)(v->n - 1);
 }
 
-const char *rs_vocab_word(const rs_vocab *v, int32_t id) {
+const char *rs_evocab_word(const rs_evocab *v, int32_t id) {
     return (v && id >= 0 && (size_t)id < v->n) ? v->words[id] : NULL;
 }
-size_t rs_vocab_size(const rs_vocab *v) { return v ? v->n : 0; }
+size_t rs_evocab_size(const rs_evocab *v) { return v ? v->n : 0; }
 
-static rsmoe_status tokens_of(rs_vocab *v, const char *s, rs_toks *t) {
+static rsmoe_status tokens_of(rs_evocab *v, const char *s, rs_toks *t) {
     t->w = NULL;
     t->n = 0;
     if (!s) return RSMOE_OK;
@@ -108,7 +108,7 @@ static rsmoe_status tokens_of(rs_vocab *v, const char *s, rs_toks *t) {
         if (!*p) break;
         const char *b = p;
         while (*p && !isspace((unsigned char)*p)) p++;
-        int32_t id = rs_vocab_lookup(v, b, (size_t)(p - b), true, &oom);
+        int32_t id = rs_evocab_lookup(v, b, (size_t)(p - b), true, &oom);
         if (oom) return rs_error(RSMOE_ERR_NOMEM, "metrics: out of memory");
         t->w[t->n++] = id;
     }
@@ -124,7 +124,7 @@ rsmoe_status rs_tok_corpus_build(rs_tok_corpus *c, size_t n_img, const char *con
         if (nrefs[i] < 1 || !refs[i])
             return rs_error(RSMOE_ERR_INVALID_ARG, "metrics: image %zu has no reference", i);
     c->n_img = n_img;
-    c->vocab = rs_vocab_new();
+    c->vocab = rs_evocab_new();
     c->hyp = calloc(n_img, sizeof *c->hyp);
     c->refs = calloc(n_img, sizeof *c->refs);
     c->nrefs = calloc(n_img, sizeof *c->nrefs);
@@ -155,6 +155,6 @@ void rs_tok_corpus_free(rs_tok_corpus *c) {
     free(c->hyp);
     free(c->refs);
     free(c->nrefs);
-    rs_vocab_free(c->vocab);
+    rs_evocab_free(c->vocab);
     memset(c, 0, sizeof *c);
 }

@@ -30,14 +30,14 @@ typedef struct {
     int n;
 } rs_toks;
 
-typedef struct rs_vocab rs_vocab;     /* string <-> id interning table */
+typedef struct rs_evocab rs_evocab;     /* string <-> id interning table */
 
 typedef struct {
     size_t n_img;
     rs_toks *hyp;        /* [n_img] */
     rs_toks **refs;      /* [n_img][nrefs[i]] */
     size_t *nrefs;       /* [n_img], each >= 1 */
-    rs_vocab *vocab;
+    rs_evocab *vocab;
 } rs_tok_corpus;
 
 /* Builds a corpus from already-tokenised strings (tokens separated by runs of whitespace).
@@ -45,8 +45,8 @@ typedef struct {
 rsmoe_status rs_tok_corpus_build(rs_tok_corpus *c, size_t n_img, const char *const *hyps,
                                  const char *const *const *refs, const size_t *nrefs);
 void rs_tok_corpus_free(rs_tok_corpus *c);
-const char *rs_vocab_word(const rs_vocab *v, int32_t id);
-size_t rs_vocab_size(const rs_vocab *v);
+const char *rs_evocab_word(const rs_evocab *v, int32_t id);
+size_t rs_evocab_size(const rs_evocab *v);
 
 /* ------------------------------------------------------------ the scorers */
 /* BLEU-1..4, corpus level, "closest" reference length, smoothing 1e-15 / 1e-9. */

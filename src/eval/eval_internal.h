@@ -3,10 +3,10 @@
 #define RSMOE_EVAL_INTERNAL_H
 #include "eval/eval.h"
 
-uint64_t rs_hash_bytes(const void *p, size_t n, uint64_t h);
-int32_t rs_vocab_lookup(rs_vocab *v, const char *w, size_t len, bool add, bool *oom);
-void rs_vocab_free(rs_vocab *v);
-rs_vocab *rs_vocab_new(void);
+uint64_t rs_eval_hash(const void *p, size_t n, uint64_t h);
+int32_t rs_evocab_lookup(rs_evocab *v, const char *w, size_t len, bool add, bool *oom);
+void rs_evocab_free(rs_evocab *v);
+rs_evocab *rs_evocab_new(void);
 
 /* n-grams (n = 1..4) of every caption, interned to global ids; each caption's n-grams of
  * order n as (id, count) pairs. */

@@ -57,13 +57,13 @@ static const char *const g_addr[20] = {"", "s", "x", "z", "ch", "sh", "man", "y"
                                        "", "", "e", "e"};
 
 struct rs_meteor {
-    rs_vocab *wn;            /* WordNet strings (lemmas, inflected forms, bases) */
+    rs_evocab *wn;            /* WordNet strings (lemmas, inflected forms, bases) */
     int32_t *syn_off;        /* CSR: synsets of wn word id: syn[syn_off[id] .. syn_off[id+1]) */
     int32_t *syn;
     int32_t *exc_off;        /* CSR: exception-list bases of wn word id */
     int32_t *exc;
     size_t n_wn_csr;         /* ids covered by the CSR arrays */
-    rs_vocab *fw;            /* function words */
+    rs_evocab *fw;            /* function words */
     struct sb_stemmer *stemmer;
     /* scratch for the aligner (grown as needed, reused) */
     int *pa, *pb;            /* path pools (current, next) */
@@ -138,7 +138,7 @@ static rsmoe_status read_index(rs_meteor *m, const char *dir, const char *pos, i
         for (int i = 0; i < p_cnt; i++) strtok_r(NULL, " \n", &save);
         strtok_r(NULL, " \n", &save); /* sense_cnt */
         strtok_r(NULL, " \n", &save); /* tagsense_cnt */
-        int32_t wid = rs_vocab_lookup(m->wn, lemma, strlen(lemma), true, &oom);
+        int32_t wid = rs_evocab_lookup(m->wn, lemma, strlen(lemma), true, &oom);
         if (oom) break;
         for (int i = 0; i < synset_cnt; i++) {
             char *o = strtok_r(NULL, " \n", &save);
@@ -165,11 +165,11 @@ static rsmoe_status read_exc(rs_meteor *m, const char *dir, const char *pos, ive
         char *save = NULL;
         char *form = strtok_r(line, " \n", &save);
         if (!form) continue;
-        int32_t fid = rs_vocab_lookup(m->wn, form, strlen(form), true, &oom);
+        int32_t fid = rs_evocab_lookup(m->wn, form, strlen(form), true, &oom);
         if (oom) break;
         char *base;
         while ((base = strtok_r(NULL, " \n", &save))) {
-            int32_t bid = rs_vocab_lookup(m->wn, base, strlen(base), true, &oom);
+            int32_t bid = rs_evocab_lookup(m->wn, base, strlen(base), true, &oom);
             if (oom || !iv_push2(pairs, fid, bid)) { oom = true; break; }
         }
         if (oom) break;
@@ -188,19 +188,19 @@ rsmoe_status rs_meteor_new(rs_meteor **out, const char *wordnet_dir) {
     if (!m) return rs_error(RSMOE_ERR_NOMEM, "meteor: out of memory");
     rsmoe_status st = RSMOE_OK;
     ivec syn = {0}, exc = {0};
-    m->wn = rs_vocab_new();
-    m->fw = rs_vocab_new();
+    m->wn = rs_evocab_new();
+    m->fw = rs_evocab_new();
     if (!m->wn || !m->fw) { st = rs_error(RSMOE_ERR_NOMEM, "meteor: out of memory"); goto fail; }
     static const char *const pos[4] = {"noun", "verb", "adj", "adv"};
     for (int i = 0; i < 4 && !st; i++) st = read_index(m, wordnet_dir, pos[i], i, &syn);
     for (int i = 0; i < 4 && !st; i++) st = read_exc(m, wordnet_dir, pos[i], &exc);
     if (st) goto fail;
-    m->n_wn_csr = rs_vocab_size(m->wn);
+    m->n_wn_csr = rs_evocab_size(m->wn);
     if ((st = to_csr(&syn, m->n_wn_csr, &m->syn_off, &m->syn))) goto fail;
     if ((st = to_csr(&exc, m->n_wn_csr, &m->exc_off, &m->exc))) goto fail;
     bool oom = false;
     for (size_t i = 0; i < sizeof g_function_words / sizeof g_function_words[0] && !oom; i++)
-        rs_vocab_lookup(m->fw, g_function_words[i], strlen(g_function_words[i]), true, &oom);
+        rs_evocab_lookup(m->fw, g_function_words[i], strlen(g_function_words[i]), true, &oom);
     if (oom) { st = rs_error(RSMOE_ERR_NOMEM, "meteor: out of memory"); goto fail; }
     m->stemmer = sb_stemmer_new("english", NULL);
     if (!m->stemmer) { st = rs_error(RSMOE_ERR_UNSUPPORTED, "meteor: libstemmer has no English stemmer"); goto fail; }
@@ -218,8 +218,8 @@ fail:
 
 void rs_meteor_free(rs_meteor *m) {
     if (!m) return;
-    rs_vocab_free(m->wn);
-    rs_vocab_free(m->fw);
+    rs_evocab_free(m->wn);
+    rs_evocab_free(m->fw);
     free(m->syn_off);
     free(m->syn);
     free(m->exc_off);
@@ -245,7 +245,7 @@ const char *const *rs_meteor_function_words(size_t *n) {
 
 static int32_t wn_id(rs_meteor *m, const char *w, size_t len) {
     bool oom = false;
-    int32_t id = rs_vocab_lookup(m->wn, w, len, false, &oom);
+    int32_t id = rs_evocab_lookup(m->wn, w, len, false, &oom);
     return (id >= 0 && (size_t)id < m->n_wn_csr) ? id : -1;
 }
 
@@ -331,25 +331,25 @@ static void wordinfo_free(wordinfo *wi) {
     free(wi->fw);
 }
 
-static rsmoe_status wordinfo_build(rs_meteor *m, const rs_vocab *v, wordinfo *wi) {
+static rsmoe_status wordinfo_build(rs_meteor *m, const rs_evocab *v, wordinfo *wi) {
     memset(wi, 0, sizeof *wi);
-    size_t n = rs_vocab_size(v);
+    size_t n = rs_evocab_size(v);
     wi->n = n;
     wi->stem = malloc((n ? n : 1) * sizeof *wi->stem);
     wi->syn_off = calloc(n + 1, sizeof *wi->syn_off);
     wi->fw = calloc(n ? n : 1, sizeof *wi->fw);
-    rs_vocab *stems = rs_vocab_new();
+    rs_evocab *stems = rs_evocab_new();
     ivec all = {0}, one = {0};
     rsmoe_status st = RSMOE_OK;
     if (!wi->stem || !wi->syn_off || !wi->fw || !stems) { st = rs_error(RSMOE_ERR_NOMEM, "meteor: out of memory"); goto done; }
     bool oom = false;
     for (size_t i = 0; i < n; i++) {
-        const char *w = rs_vocab_word(v, (int32_t)i);
+        const char *w = rs_evocab_word(v, (int32_t)i);
         size_t len = strlen(w);
         const sb_symbol *s = sb_stemmer_stem(m->stemmer, (const sb_symbol *)w, (int)len);
         if (!s) { st = rs_error(RSMOE_ERR_NOMEM, "meteor: stemmer out of memory"); goto done; }
-        wi->stem[i] = rs_vocab_lookup(stems, (const char *)s, (size_t)sb_stemmer_length(m->stemmer), true, &oom);
-        wi->fw[i] = rs_vocab_lookup(m->fw, w, len, false, &oom) >= 0;
+        wi->stem[i] = rs_evocab_lookup(stems, (const char *)s, (size_t)sb_stemmer_length(m->stemmer), true, &oom);
+        wi->fw[i] = rs_evocab_lookup(m->fw, w, len, false, &oom) >= 0;
         if (oom || !word_synsets(m, w, &one)) { st = rs_error(RSMOE_ERR_NOMEM, "meteor: out of memory"); goto done; }
         for (size_t k = 0; k < one.n; k++)
             if (!sv_push(&all, one.a[k])) { st = rs_error(RSMOE_ERR_NOMEM, "meteor: out of memory"); goto done; }
@@ -360,7 +360,7 @@ static rsmoe_status wordinfo_build(rs_meteor *m, const rs_vocab *v, wordinfo *wi
 done:
     free(all.a);
     free(one.a);
-    rs_vocab_free(stems);
+    rs_evocab_free(stems);
     if (st) wordinfo_free(wi);
     return st;
 }

@@ -15,7 +15,7 @@ typedef struct {
     size_t n, cap, nslots;
 } ngtab;
 
-static uint64_t key_hash(const ngkey *k) { return rs_hash_bytes(k->key, sizeof k->key, 1469598103934665603ULL); }
+static uint64_t key_hash(const ngkey *k) { return rs_eval_hash(k->key, sizeof k->key, 1469598103934665603ULL); }
 
 static bool tab_grow(ngtab *t) {
     size_t ns = t->nslots ? t->nslots * 2 : 4096;
