@@ -37,14 +37,31 @@ int rs_utf8_put(uint32_t cp, char *out) {
     return 4;
 }
 
-int rs_uni_cat(uint32_t cp) {
-    if (cp > 0x10FFFF) return RS_UC_CN;
+static int cat_search(uint32_t cp) {
     int lo = 0, hi = rs_tok_n_cat_ranges - 1;   /* last range with first <= cp */
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
         if (rs_tok_cat_ranges[mid].first <= cp) lo = mid; else hi = mid - 1;
     }
     return rs_tok_cat_ranges[lo].cat;
+}
+
+/* direct table for U+0000..U+07FF (Latin, Greek, Cyrillic, ...), filled once */
+#define FAST_CAT 0x800
+static uint8_t g_fast_cat[FAST_CAT];
+static int g_fast_ready;
+
+int rs_uni_cat(uint32_t cp) {
+    if (cp < FAST_CAT) {
+        if (!__atomic_load_n(&g_fast_ready, __ATOMIC_ACQUIRE)) {
+            for (uint32_t c = 0; c < FAST_CAT; c++)   /* same values from any thread */
+                __atomic_store_n(&g_fast_cat[c], (uint8_t)cat_search(c), __ATOMIC_RELAXED);
+            __atomic_store_n(&g_fast_ready, 1, __ATOMIC_RELEASE);
+        }
+        return __atomic_load_n(&g_fast_cat[cp], __ATOMIC_RELAXED);
+    }
+    if (cp > 0x10FFFF) return RS_UC_CN;
+    return cat_search(cp);
 }
 
 bool rs_uni_is_space(uint32_t cp) {
