@@ -7,6 +7,7 @@
 
 int cmd_bench(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
+int cmd_score(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 
@@ -18,6 +19,7 @@ static const struct {
 } g_cmds[] = {
     {"bench", cmd_bench, "benchmarks: `bench kernels` (FMA peak, bandwidth, sgemm, quantised products)"},
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
+    {"score", cmd_score, "score captions with BLEU-1..4, METEOR (no paraphrase), ROUGE-L, CIDEr-D (pycocoevalcap rules)"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on captions; encode/decode with a GGUF vocabulary"},
 };
