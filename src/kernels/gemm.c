@@ -12,7 +12,7 @@
  *         for each MR-row panel    (its KC x MR A micro-panel stays in L1)
  *           for each NR-col panel: micro-kernel, an MR x NR tile of C in registers
  *
- * The micro-kernels are AVX-512 (14 x 32), AVX2+FMA (6 x 16) and plain C (4 x 16); the
+ * The micro-kernels are AVX-512 (6 x 32), AVX2+FMA (6 x 16) and plain C (4 x 16); the
  * ISA-specific ones are compiled with target attributes and chosen at run time from rs_cpu(),
  * so the dispatch is real whatever -march says. Threads split N (or M when N is narrow) into
  * disjoint rectangles of C; each thread packs into its own workspace, cached per thread
@@ -196,6 +196,30 @@ TGT_AVX2 static void kern_avx2(int64_t kc, const float *restrict Ap, const float
 #undef AVX2_OUT
 }
 
+/* in-register 8 x 8 transpose: t[i] holds row i on entry, column i on return */
+TGT_AVX2 static inline void tr8_regs_avx2(__m256 t[8]) {
+    __m256 a0 = _mm256_unpacklo_ps(t[0], t[1]), a1 = _mm256_unpackhi_ps(t[0], t[1]);
+    __m256 a2 = _mm256_unpacklo_ps(t[2], t[3]), a3 = _mm256_unpackhi_ps(t[2], t[3]);
+    __m256 a4 = _mm256_unpacklo_ps(t[4], t[5]), a5 = _mm256_unpackhi_ps(t[4], t[5]);
+    __m256 a6 = _mm256_unpacklo_ps(t[6], t[7]), a7 = _mm256_unpackhi_ps(t[6], t[7]);
+    __m256 u0 = _mm256_shuffle_ps(a0, a2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u1 = _mm256_shuffle_ps(a0, a2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(a1, a3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u3 = _mm256_shuffle_ps(a1, a3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(a4, a6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u5 = _mm256_shuffle_ps(a4, a6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(a5, a7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u7 = _mm256_shuffle_ps(a5, a7, _MM_SHUFFLE(3, 2, 3, 2));
+    t[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    t[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    t[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    t[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    t[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    t[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    t[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    t[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 /* 8 x 8 transpose of rows s[0..7] (stride lds) into d[0..7] (stride ldd) */
 TGT_AVX2 static inline void tr8x8_avx2(const float *s, int64_t lds, float *d, int64_t ldd) {
     __m256 r0 = _mm256_loadu_ps(s + 0 * lds), r1 = _mm256_loadu_ps(s + 1 * lds);
@@ -243,10 +267,37 @@ TGT_AVX2 static void pack_avx2(bool trans, const float *X, int64_t ldx, int64_t 
             }
         } else if (w == width && (width & 7) == 0) {
             const float *s = X + (r0 + p) * ldx + k0;
-            int64_t k = 0;
-            for (; k + 8 <= kc; k += 8)
-                for (int r = 0; r < width; r += 8)
-                    tr8x8_avx2(s + r * ldx + k, ldx, d + k * width + r, width);
+            int64_t k = 0, kc8 = kc & ~(int64_t)7;
+            /* one group of 8 rows at a time (8 read streams), prefetching each row a few
+             * cache lines ahead */
+            for (int r = 0; r < width; r += 8) {
+                const float *sr = s + r * ldx;
+                for (k = 0; k < kc8; k += 8) {
+                    if ((k & 15) == 0)
+                        for (int i = 0; i < 8; i++)
+                            _mm_prefetch((const char *)(sr + i * ldx + k + 64), _MM_HINT_T0);
+                    tr8x8_avx2(sr + k, ldx, d + k * width + r, width);
+                }
+            }
+            for (k = kc8; k < kc; k++)
+                for (int r = 0; r < width; r++) d[k * width + r] = s[r * ldx + k];
+        } else if (w == width && width < 8) {
+            /* the A side (MR = 6): 8 x 8 transposes of `width` rows (the rest zero); each
+             * transposed row is stored as 8 floats whose tail the next row overwrites, the
+             * last one with a mask */
+            const float *s = X + (r0 + p) * ldx + k0;
+            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(width),
+                                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            int64_t k = 0, kc8 = kc & ~(int64_t)7;
+            for (; k < kc8; k += 8) {
+                __m256 t[8];
+                for (int i = 0; i < 8; i++)
+                    t[i] = i < width ? _mm256_loadu_ps(s + i * ldx + k) : _mm256_setzero_ps();
+                tr8_regs_avx2(t);
+                float *dk = d + k * width;
+                for (int j = 0; j < 7; j++) _mm256_storeu_ps(dk + j * width, t[j]);
+                _mm256_maskstore_ps(dk + 7 * width, mask, t[7]);
+            }
             for (; k < kc; k++)
                 for (int r = 0; r < width; r++) d[k * width + r] = s[r * ldx + k];
         } else {
@@ -260,9 +311,12 @@ TGT_AVX2 static void pack_avx2(bool trans, const float *X, int64_t ldx, int64_t 
     }
 }
 
-/* --- AVX-512: 14 x 32 (28 accumulators + 2 B vectors + 1 broadcast = 31 of 32 zmm) --- */
+/* --- AVX-512: 6 x 32 (12 accumulators, as the AVX2 kernel with zmm). 12 independent FMA
+ * chains cover latency x throughput (4 x 2) on two-FMA-unit cores; MR = 6 wastes little on
+ * the model's row counts (257 = 43 x 6 - 1, 197 = 33 x 6 - 1) where 14 rows would waste up
+ * to 6%. --- */
 
-#define AVX512_MR 14
+#define AVX512_MR 6
 #define AVX512_NR 32
 
 TGT_AVX512 static void kern_avx512(int64_t kc, const float *restrict Ap, const float *restrict Bp,
@@ -273,45 +327,43 @@ TGT_AVX512 static void kern_avx512(int64_t kc, const float *restrict Ap, const f
     __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
     __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
     __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
-    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
-    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
-    __m512 c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps();
-    __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
-    __m512 ca0 = _mm512_setzero_ps(), ca1 = _mm512_setzero_ps();
-    __m512 cb0 = _mm512_setzero_ps(), cb1 = _mm512_setzero_ps();
-    __m512 cc0 = _mm512_setzero_ps(), cc1 = _mm512_setzero_ps();
-    __m512 cd0 = _mm512_setzero_ps(), cd1 = _mm512_setzero_ps();
-    for (int i = 0; i < AVX512_MR; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-#define AVX512_ROW(i, x0, x1)                                   \
-    a = _mm512_set1_ps(Ap[(o) * 14 + (i)]);                     \
-    x0 = _mm512_fmadd_ps(a, b0, x0);                            \
-    x1 = _mm512_fmadd_ps(a, b1, x1)
-#define AVX512_STEP(o_)                                                          \
-    do {                                                                         \
-        const int o = (o_);                                                      \
-        __m512 b0 = _mm512_load_ps(Bp + o * 32), b1 = _mm512_load_ps(Bp + o * 32 + 16); \
-        __m512 a;                                                                \
-        AVX512_ROW(0, c00, c01); AVX512_ROW(1, c10, c11); AVX512_ROW(2, c20, c21); \
-        AVX512_ROW(3, c30, c31); AVX512_ROW(4, c40, c41); AVX512_ROW(5, c50, c51); \
-        AVX512_ROW(6, c60, c61); AVX512_ROW(7, c70, c71); AVX512_ROW(8, c80, c81); \
-        AVX512_ROW(9, c90, c91); AVX512_ROW(10, ca0, ca1); AVX512_ROW(11, cb0, cb1); \
-        AVX512_ROW(12, cc0, cc1); AVX512_ROW(13, cd0, cd1);                      \
+    for (int i = 0; i < AVX512_MR; i++) {
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + 16), _MM_HINT_T0);
+    }
+#define AVX512_STEP(o)                                                                   \
+    do {                                                                                 \
+        __m512 b0 = _mm512_load_ps(Bp + (o) * 32), b1 = _mm512_load_ps(Bp + (o) * 32 + 16); \
+        __m512 a;                                                                        \
+        a = _mm512_set1_ps(Ap[(o) * 6 + 0]);                                             \
+        c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);             \
+        a = _mm512_set1_ps(Ap[(o) * 6 + 1]);                                             \
+        c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);             \
+        a = _mm512_set1_ps(Ap[(o) * 6 + 2]);                                             \
+        c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21);             \
+        a = _mm512_set1_ps(Ap[(o) * 6 + 3]);                                             \
+        c30 = _mm512_fmadd_ps(a, b0, c30); c31 = _mm512_fmadd_ps(a, b1, c31);             \
+        a = _mm512_set1_ps(Ap[(o) * 6 + 4]);                                             \
+        c40 = _mm512_fmadd_ps(a, b0, c40); c41 = _mm512_fmadd_ps(a, b1, c41);             \
+        a = _mm512_set1_ps(Ap[(o) * 6 + 5]);                                             \
+        c50 = _mm512_fmadd_ps(a, b0, c50); c51 = _mm512_fmadd_ps(a, b1, c51);             \
     } while (0)
     int64_t k = 0;
-    for (; k + 2 <= kc; k += 2) {
+    for (; k + 4 <= kc; k += 4) {
         _mm_prefetch((const char *)(Bp + 32 * 8), _MM_HINT_T0);
         _mm_prefetch((const char *)(Bp + 32 * 8 + 16), _MM_HINT_T0);
-        AVX512_STEP(0); AVX512_STEP(1);
-        Ap += 2 * 14;
-        Bp += 2 * 32;
+        _mm_prefetch((const char *)(Bp + 32 * 8 + 32), _MM_HINT_T0);
+        _mm_prefetch((const char *)(Bp + 32 * 8 + 48), _MM_HINT_T0);
+        AVX512_STEP(0); AVX512_STEP(1); AVX512_STEP(2); AVX512_STEP(3);
+        Ap += 4 * 6;
+        Bp += 4 * 32;
     }
     for (; k < kc; k++) {
         AVX512_STEP(0);
-        Ap += 14;
+        Ap += 6;
         Bp += 32;
     }
 #undef AVX512_STEP
-#undef AVX512_ROW
     __m512 va = _mm512_set1_ps(alpha);
 #define AVX512_OUT(i, x0, x1)                                                         \
     do {                                                                              \
@@ -327,19 +379,16 @@ TGT_AVX512 static void kern_avx512(int64_t kc, const float *restrict Ap, const f
     } while (0)
     AVX512_OUT(0, c00, c01); AVX512_OUT(1, c10, c11); AVX512_OUT(2, c20, c21);
     AVX512_OUT(3, c30, c31); AVX512_OUT(4, c40, c41); AVX512_OUT(5, c50, c51);
-    AVX512_OUT(6, c60, c61); AVX512_OUT(7, c70, c71); AVX512_OUT(8, c80, c81);
-    AVX512_OUT(9, c90, c91); AVX512_OUT(10, ca0, ca1); AVX512_OUT(11, cb0, cb1);
-    AVX512_OUT(12, cc0, cc1); AVX512_OUT(13, cd0, cd1);
 #undef AVX512_OUT
 }
 #endif /* GEMM_X86 */
 
 static const gemm_isa_desc g_desc_c = {RS_GEMM_C, C_MR, C_NR, 256, 512, 256, kern_c, pack_c, pack_c};
 #ifdef GEMM_X86
-/* KC x MR A micro-panel in L1 (6 KiB / 14 KiB); KC x NC B block in L2 (256 / 512 KiB) */
+/* KC x MR A micro-panel in L1 (6 KiB); KC x NC B block in L2 (256 / 512 KiB) */
 static const gemm_isa_desc g_desc_avx2 = {RS_GEMM_AVX2, AVX2_MR, AVX2_NR, 256, 1020, 256,
                                           kern_avx2, pack_avx2, pack_avx2};
-static const gemm_isa_desc g_desc_avx512 = {RS_GEMM_AVX512, AVX512_MR, AVX512_NR, 256, 1008, 512,
+static const gemm_isa_desc g_desc_avx512 = {RS_GEMM_AVX512, AVX512_MR, AVX512_NR, 256, 1020, 512,
                                             kern_avx512, pack_avx2, pack_avx2};
 #endif
 
