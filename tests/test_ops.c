@@ -488,6 +488,17 @@ TEST(attention_kv_cache) {
     REQUIRE(rs_attn_fwd(step, NULL, q + (T - 3) * Hq * d, k, v, &c, sc, NULL) == RSMOE_OK, "chunk");
     CHECK(test_nerr_f32(step, full + (T - 3) * Hq * d, (size_t)(3 * Hq * d)) <= 1e-6, "chunked prefill differs");
     free(q); free(k); free(v); free(full); free(step); free(sc);
+    /* scratch sized for the largest Tq covers every smaller one */
+    int nths[3] = { 1, 2, 64 };
+    for (int t = 0; t < 3; t++) {
+        size_t prev = 0;
+        for (int64_t tq = 1; tq <= 80; tq++) {
+            rs_attn_desc s = attn_desc(tq, 33, 4, 2, 8, true, 0);
+            size_t z = rs_attn_fwd_scratch_floats(&s, nths[t]);
+            CHECK(z >= prev, "scratch shrinks at Tq=%lld nthreads=%d", (long long)tq, nths[t]);
+            prev = z;
+        }
+    }
 }
 
 /* ================================================================ RoPE */

@@ -41,9 +41,11 @@ rsmoe_status rs_attn_check(const rs_attn_desc *a) {
 }
 
 size_t rs_attn_fwd_scratch_floats(const rs_attn_desc *a, int nthreads) {
+    /* direct path: one Tk row per worker; gemm path: one [Tq, Tk] plane. The max keeps
+     * the size non-decreasing in Tq, so sizing for the largest Tq covers smaller ones. */
     if (nthreads < 1) nthreads = 1;
-    if (a->Tq >= ATTN_GEMM_MIN_TQ) return (size_t)(a->Tq * a->Tk);
-    return (size_t)nthreads * (size_t)a->Tk;
+    int64_t rows = a->Tq >= ATTN_GEMM_MIN_TQ && a->Tq > nthreads ? a->Tq : nthreads;
+    return (size_t)rows * (size_t)a->Tk;
 }
 
 size_t rs_attn_bwd_scratch_floats(const rs_attn_desc *a) { return (size_t)(a->Tq * a->Tk); }

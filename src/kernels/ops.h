@@ -124,7 +124,9 @@ typedef struct {
 
 /* Checks a descriptor (records an error): dims > 0, Hq % Hkv, strides, offset >= 0. */
 rsmoe_status rs_attn_check(const rs_attn_desc *a);
-/* scratch floats rs_attn_fwd needs when probs == NULL (nthreads = rs_pool_size(pool)) */
+/* scratch floats rs_attn_fwd needs when probs == NULL, for a pool of at most nthreads
+ * threads. Non-decreasing in Tq and Tk: sizing once for the largest Tq and Tk (and the
+ * pool's size) covers every smaller call. */
 size_t rs_attn_fwd_scratch_floats(const rs_attn_desc *a, int nthreads);
 /* probs [Hq, Tq, Tk] receives the attention probabilities (keep for the backward), or
  * NULL (inference) in which case scratch must hold rs_attn_fwd_scratch_floats() floats;
