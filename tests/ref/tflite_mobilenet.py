@@ -442,7 +442,7 @@ def main():
         for path in sys.argv[3:]:
             img = Image.open(path).convert("RGB")
             if img.size != (W, H):
-                img = img.resize((W, H), Image.BILINEAR)
+                img = img.resize((W, H), Image.BICUBIC)   # = rs_image_resize_bicubic_u8
             a = np.asarray(img, dtype=np.uint8)
             wf, wi = {}, {}
             vf = forward_float(m, a, wf)
