@@ -390,6 +390,74 @@ TEST(python_reference) {
     pool_free(&pool);
 }
 
+/* ------------------------------------------------------------------ edge cases */
+static bool finite_in(double v, double lo, double hi) { return isfinite(v) && v >= lo && v <= hi; }
+
+TEST(edge_cases) {
+    if (!meteor_ctx()) SKIP("%s", g_met_skip);
+    const char *r0[2] = {"a large airport with many planes", "many planes are parked in an airport"};
+    const char *r1[1] = {"a river goes through the green forest"};
+    const char *r2[2] = {"there is a bridge over the river", "a bridge is over a river"};
+    const char *const *refs[3] = {r0, r1, r2};
+    size_t nr[3] = {2, 1, 2};
+    rs_caption_refs cr = {3, nr, refs};
+    rs_score_opts o;
+    rs_score_opts_default(&o);
+    o.meteor_ctx = g_met;
+    rs_score_result r;
+    /* an empty hypothesis (and a NULL one) among others: that image scores zero */
+    const char *h1[3] = {"many planes are parked in an airport", "", NULL};
+    REQUIRE(rs_score_captions(&cr, h1, &o, &r) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(r.rouge_img[1] == 0 && r.cider_img[1] == 0 && r.meteor_img[1] == 0, "empty hyp scores 0");
+    CHECK(r.rouge_img[2] == 0 && r.cider_img[2] == 0 && r.meteor_img[2] == 0, "NULL hyp scores 0");
+    CHECK(fabs(r.rouge_img[0] - 1) < 1e-12 && fabs(r.meteor_img[0] - 1) < 1e-12, "identical to a reference");
+    for (int b = 0; b < 4; b++) CHECK(finite_in(r.bleu[b], 0, 1), "BLEU-%d %g", b + 1, r.bleu[b]);
+    rs_score_result_free(&r);
+    /* all empty: everything 0, nothing NaN */
+    const char *h2[3] = {"", " ", "..."};
+    REQUIRE(rs_score_captions(&cr, h2, &o, &r) == RSMOE_OK, "%s", rsmoe_last_error());
+    for (int b = 0; b < 4; b++) CHECK(r.bleu[b] == 0, "BLEU-%d %g", b + 1, r.bleu[b]);
+    CHECK(r.rouge_l == 0 && r.cider == 0 && r.meteor == 0, "all zero: %g %g %g", r.rouge_l, r.cider, r.meteor);
+    rs_score_result_free(&r);
+    /* one-word hypotheses: finite, in range; BLEU-2.. have no n-grams to count */
+    const char *h3[3] = {"airport", "river", "bridge"};
+    REQUIRE(rs_score_captions(&cr, h3, &o, &r) == RSMOE_OK, "%s", rsmoe_last_error());
+    for (int b = 0; b < 4; b++) CHECK(finite_in(r.bleu[b], 0, 1), "BLEU-%d %g", b + 1, r.bleu[b]);
+    CHECK(finite_in(r.rouge_l, 0, 1) && finite_in(r.cider, 0, 10) && finite_in(r.meteor, 0, 1), "ranges");
+    CHECK(r.bleu[0] > 0 && r.rouge_l > 0 && r.meteor > 0, "one word still matches");
+    rs_score_result_free(&r);
+    /* identical hypotheses: every image's hypothesis equals its (single) reference */
+    const char *s0[1] = {"many planes are parked in an airport"};
+    const char *s2[1] = {"there is a bridge over the river"};
+    const char *const *refs1[3] = {s0, r1, s2};
+    size_t one[3] = {1, 1, 1};
+    rs_caption_refs cr1 = {3, one, refs1};
+    const char *h4[3] = {s0[0], r1[0], s2[0]};
+    REQUIRE(rs_score_captions(&cr1, h4, &o, &r) == RSMOE_OK, "%s", rsmoe_last_error());
+    for (int b = 0; b < 4; b++) CHECK(fabs(r.bleu[b] - 1) < 1e-9, "BLEU-%d %.12f", b + 1, r.bleu[b]);
+    CHECK(fabs(r.rouge_l - 1) < 1e-12, "ROUGE %g", r.rouge_l);
+    for (int i = 0; i < 3; i++) CHECK(fabs(r.cider_img[i] - 10) < 1e-9 && fabs(r.meteor_img[i] - 1) < 1e-12,
+                                      "img %d CIDEr %g METEOR %g", i, r.cider_img[i], r.meteor_img[i]);
+    rs_score_result_free(&r);
+    /* a single image: every idf is 0, CIDEr-D 0; the rest as usual */
+    rs_caption_refs cr2 = {1, one, refs1};
+    REQUIRE(rs_score_captions(&cr2, h4, &o, &r) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(r.cider == 0 && fabs(r.rouge_l - 1) < 1e-12 && fabs(r.meteor - 1) < 1e-12, "single image");
+    rs_score_result_free(&r);
+    /* bad input: clear errors, no crash */
+    size_t zero[1] = {0};
+    rs_caption_refs bad = {1, zero, refs1};
+    CHECK(rs_score_captions(&bad, h4, &o, &r) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "no reference"),
+          "no reference: %s", rsmoe_last_error());
+    rs_caption_refs none = {0, one, refs1};
+    CHECK(rs_score_captions(&none, h4, &o, &r) == RSMOE_ERR_INVALID_ARG, "no images");
+    CHECK(rs_score_captions(&cr, NULL, &o, &r) == RSMOE_ERR_INVALID_ARG, "NULL hyps");
+    rs_meteor *m = NULL;
+    CHECK(rs_meteor_new(&m, "/nonexistent/wordnet") == RSMOE_ERR_IO && strstr(rsmoe_last_error(), "RSMOE_WORDNET"),
+          "missing WordNet: %s", rsmoe_last_error());
+    CHECK(m == NULL, "no context on failure");
+}
+
 /* ------------------------------------------------------------------ RSICD */
 typedef struct {
     size_t n;
@@ -549,6 +617,7 @@ int main(void) {
     RUN(hand_bleu_rouge_cider);
     RUN(ptb_tokenizer);
     RUN(meteor_hand);
+    RUN(edge_cases);
     RUN(python_reference);
     RUN(rsicd_leave_one_out);
     RUN(rsicd_speed);
