@@ -475,6 +475,88 @@ TEST(rsicd_round_trip_real_vocabs) {
     free_caps(caps, n);
 }
 
+static void dump_bytes(const char *what, const char *s, size_t n) {
+    fprintf(stderr, "%s:", what);
+    for (size_t i = 0; i < n; i++) fprintf(stderr, " %02x", (unsigned char)s[i]);
+    fputc('\n', stderr);
+}
+
+TEST(random_bytes) {
+    /* random byte strings (invalid UTF-8, NUL, controls, some multi-byte characters) through
+     * the three real vocabularies: never an error or a sanitizer report; SPM and BPE give the
+     * bytes back exactly */
+    if (!test_shared_dir()) SKIP("no ../shared data (set RSMOE_SHARED)");
+    const char *names[3] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf", "ggml-vocab-bert-bge.gguf"};
+    static const char *const frag[] = {" ", "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x9a\x80", "'s", "\n", "ab", "12"};
+    rs_rng r;
+    rs_rng_seed(&r, 7);
+    for (int v = 0; v < 3; v++) {
+        rs_tokenizer *t = load_vocab(names[v]);
+        CHECK(t, "load");
+        if (!t) continue;
+        int bad = 0;
+        for (int it = 0; it < 300; it++) {
+            char s[200];
+            size_t n = 0, want = rs_rng_u64(&r) % 150;
+            while (n < want) {
+                uint64_t x = rs_rng_u64(&r);
+                if (x % 3 == 0) {
+                    const char *f = frag[(x >> 8) % 8];
+                    size_t l = strlen(f);
+                    memcpy(s + n, f, l);
+                    n += l;
+                } else {
+                    s[n++] = (char)(x >> 16);
+                }
+            }
+            if (memmem(s, n, "\xe2\x96\x81", 3)) continue;   /* a literal U+2581 decodes as a space (SPM) */
+            int32_t ids[1024];
+            int k = 0;
+            if (rs_tokenizer_encode_n(t, s, n, true, ids, 1024, &k) != RSMOE_OK) { bad++; continue; }
+            char out[1024];
+            size_t len = 0;
+            if (rs_tokenizer_decode(t, ids, k, out, sizeof out, &len) != RSMOE_OK) { bad++; continue; }
+            if (v < 2 && (len != n || memcmp(out, s, n))) {
+                if (!bad) { dump_bytes("in ", s, n); dump_bytes("out", out, len); }
+                bad++;
+            }
+        }
+        CHECK(bad == 0, "%s: %d of 300 random strings failed", names[v], bad);
+        rs_tokenizer_free(t);
+    }
+}
+
+TEST(gguf_errors) {
+    /* vocabularies written with the GGUF writer, each with one thing wrong */
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/rsmoe_test_tokerr_%d.gguf", (int)getpid());
+    const char *toks[3] = {"a", "b", "ab"};
+    float sc[3] = {0, 0, 0};
+    float sc2[2] = {0, 0};
+    for (int c = 0; c < 5; c++) {
+        rs_gguf_writer *w = rs_gguf_writer_new();
+        REQUIRE(w, "writer");
+        const char *model = c == 0 ? "t5" : c == 1 ? "llama" : c == 2 ? "gpt2" : "llama";
+        rs_gguf_writer_set_str(w, "tokenizer.ggml.model", model);
+        if (c != 3) rs_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 3);
+        else rs_gguf_writer_set_u32(w, "tokenizer.ggml.tokens", 3);
+        if (c == 1) rs_gguf_writer_set_arr_data(w, "tokenizer.ggml.scores", RS_GGUF_F32, sc2, 2);
+        if (c == 4) rs_gguf_writer_set_arr_data(w, "tokenizer.ggml.scores", RS_GGUF_F32, sc, 3);
+        if (c == 4) rs_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 77);  /* out of range: ignored */
+        REQUIRE(rs_gguf_writer_write(w, path) == RSMOE_OK, "%s", rsmoe_last_error());
+        rs_gguf_writer_free(w);
+        rs_tokenizer *t = NULL;
+        rsmoe_status st = rs_tokenizer_load_gguf_file(path, &t);
+        if (c < 4) {
+            CHECK(st != RSMOE_OK && !t && strstr(rsmoe_last_error(), "rsmoe_test_tokerr"), "case %d: %s", c, rsmoe_last_error());
+        } else {
+            CHECK(st == RSMOE_OK && t && rs_tokenizer_bos(t) == -1, "case %d: %s", c, rsmoe_last_error());
+        }
+        rs_tokenizer_free(t);
+    }
+    remove(path);
+}
+
 int main(void) {
     RUN(unicode_helpers);
     RUN(golden_spm);
@@ -487,5 +569,7 @@ int main(void) {
     RUN(train_tiny);
     RUN(train_rsicd);
     RUN(rsicd_round_trip_real_vocabs);
+    RUN(random_bytes);
+    RUN(gguf_errors);
     return test_summary();
 }

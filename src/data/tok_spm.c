@@ -6,17 +6,11 @@
  * leftmost pair), until no pair is a piece. A final symbol that is not a piece (a character
  * outside the vocabulary) is written as its bytes' <0xXX> tokens (byte fallback), or <unk>
  * when the vocabulary has no byte tokens. This is the behaviour of SentencePiece's BPE
- * model and llama.cpp's llm_tokenizer_spm. */
+ * model and llama.cpp's llm_tokenizer_spm; invalid UTF-8 bytes are single symbols (so any
+ * byte string decodes back exactly). */
 #include "data/tokenizer_impl.h"
 
 #include <string.h>
-
-/* SentencePiece's character length from the lead byte alone (as sentencepiece does):
- * a stray continuation byte is a 1-byte character, F8..FF count as 4. */
-static size_t lead_len(unsigned char c) {
-    static const unsigned char tab[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return tab[c >> 4];
-}
 
 static void try_add(const rs_tokenizer *t, rs_tok_work *w, int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
@@ -41,8 +35,12 @@ rsmoe_status rs_tok_encode_spm(const rs_tokenizer *t, const char *text, size_t l
     }
     int32_t ns = 0;
     for (size_t i = 0; i < n;) {
-        size_t l = lead_len((unsigned char)w.buf[i]);
-        if (l > n - i) l = n - i;
+        /* validated UTF-8 characters; every byte of an invalid sequence is a symbol of its
+         * own (llama.cpp goes by the lead byte alone, which can swallow the "▁" after a
+         * truncated sequence; for valid UTF-8 both agree) */
+        int cl;
+        rs_utf8_next((const unsigned char *)w.buf + i, n - i, &cl);
+        size_t l = (size_t)cl;
         w.sym[ns] = (rs_tok_sym){ns - 1, -1, (uint32_t)i, (uint32_t)l, -1};
         if (ns > 0) w.sym[ns - 1].next = ns;
         ns++;
