@@ -95,6 +95,23 @@ TEST(ptb_tokenizer) {
     }
 }
 
+TEST(meteor_normalize) {
+    static const char *cases[][2] = {
+        {"many planes are parked", "many planes are parked"},
+        {"p+q two_tone and\\/or", "p + q two _ tone and \\ / or"},
+        {"10-20 1,500.5 u.s 4 %", "10 - 20 1,500.5 u . s 4 %"},
+        {"do n't the airport 's", "do n't the airport 's"},
+        {"&quot;x&quot; &amp; y", "\" x \" & y"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = rs_meteor_normalize(cases[i][0]);
+        REQUIRE(t, "NULL");
+        CHECK(!strcmp(t, cases[i][1]), "'%s' -> '%s', expected '%s'", cases[i][0], t, cases[i][1]);
+        free(t);
+    }
+}
+
 /* ------------------------------------------------------------------ METEOR by hand */
 static rs_meteor *g_met;
 static const char *g_met_skip;
@@ -616,6 +633,7 @@ int main(void) {
     RUN(golden_bleu_rouge_cider);
     RUN(hand_bleu_rouge_cider);
     RUN(ptb_tokenizer);
+    RUN(meteor_normalize);
     RUN(meteor_hand);
     RUN(edge_cases);
     RUN(python_reference);

@@ -67,6 +67,11 @@ rsmoe_status rs_meteor_set_stages(rs_meteor *m, int stages);
 /* The function-word list (n words). */
 const char *const *rs_meteor_function_words(size_t *n);
 
+/* Meteor's -norm text normalisation (mteval-v13a style punctuation splitting, keeping the
+ * punctuation); malloc'd result, NULL on OOM. rs_meteor_segment applies it; callers of
+ * rs_meteor_corpus build the corpus from normalised strings (rs_score_captions does). */
+char *rs_meteor_normalize(const char *text);
+
 /* Sufficient statistics of one hypothesis/reference alignment (summed for a corpus). */
 typedef struct {
     double test_len, ref_len, test_fw, ref_fw;    /* lengths and function-word counts */
@@ -82,7 +87,8 @@ rsmoe_status rs_meteor_segment(rs_meteor *m, const char *hyp, const char *const 
 /* Meteor's computeMetrics: fills s->score (and returns it). */
 double rs_meteor_stats_score(rs_meteor_stats *s);
 /* Corpus METEOR: per-image segment stats summed, scored once (what the toolkit reports);
- * per_img (may be NULL) gets each image's segment score. Uses the corpus' vocabulary. */
+ * per_img (may be NULL) gets each image's segment score. The corpus' strings should have
+ * gone through rs_meteor_normalize. */
 rsmoe_status rs_meteor_corpus(rs_meteor *m, const rs_tok_corpus *c, double *score,
                               double *per_img);
 

@@ -73,6 +73,64 @@ struct rs_meteor {
     int nstage;              /* stages in use (3 = exact, stem, synonym) */
 };
 
+/* ------------------------------------------------------------------ -norm */
+/* Meteor's Normalizer (keep punctuation, as -norm does), after mteval-v13a: unescape the XML
+ * entities, split off the characters { | } ~ [ \ ] ^ _ ` ! " # $ % & ( ) * + : ; < = > ? @ /,
+ * split "." and "," unless between digits, split "-" after a digit; then single spaces. */
+static bool met_punct(unsigned char c) {
+    return (c >= '{' && c <= '~') || (c >= '[' && c <= '`') || (c >= ' ' && c <= '&') ||
+           (c >= '(' && c <= '+') || (c >= ':' && c <= '@') || c == '/';
+}
+
+char *rs_meteor_normalize(const char *text) {
+    if (!text) text = "";
+    size_t n = strlen(text);
+    char *u = malloc(n + 1), *o = malloc(3 * n + 2);
+    if (!u || !o) {
+        free(u);
+        free(o);
+        rs_error(RSMOE_ERR_NOMEM, "meteor: out of memory");
+        return NULL;
+    }
+    /* newlines, entities */
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        static const char *const ent[4][2] = {{"&quot;", "\""}, {"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}};
+        bool done = false;
+        if (text[i] == '-' && text[i + 1] == '\n') { i += 2; continue; }
+        for (int e = 0; e < 4 && !done; e++) {
+            size_t l = strlen(ent[e][0]);
+            if (!strncmp(text + i, ent[e][0], l)) { u[k++] = ent[e][1][0]; i += l; done = true; }
+        }
+        if (done) continue;
+        u[k++] = text[i] == '\n' ? ' ' : text[i];
+        i++;
+    }
+    u[k] = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)u[i];
+        unsigned char prev = i ? (unsigned char)u[i - 1] : 0, next = (unsigned char)u[i + 1];
+        bool split = met_punct(c);
+        if (c == '.' || c == ',') split = (i > 0 && !isdigit(prev)) || (next && !isdigit(next));
+        if (c == '-' && i > 0 && isdigit(prev)) split = true;
+        if (split) { o[m++] = ' '; o[m++] = (char)c; o[m++] = ' '; }
+        else o[m++] = (char)c;
+    }
+    o[m] = 0;
+    /* collapse whitespace, trim */
+    size_t w = 0;
+    bool space = true;
+    for (size_t i = 0; i < m; i++) {
+        if (isspace((unsigned char)o[i])) { if (!space) { o[w++] = ' '; space = true; } }
+        else { o[w++] = o[i]; space = false; }
+    }
+    if (w && o[w - 1] == ' ') w--;
+    o[w] = 0;
+    free(u);
+    return o;
+}
+
 /* ------------------------------------------------------------------ WordNet */
 typedef struct {
     int32_t *a;
@@ -622,8 +680,10 @@ static void stats_add(rs_meteor_stats *acc, const rs_meteor_stats *s) {
 static rsmoe_status segment(rs_meteor *m, const wordinfo *wi, const rs_toks *h, const rs_toks *refs,
                             size_t nrefs, rs_meteor_stats *out) {
     double best = -1;
+    memset(out, 0, sizeof *out);
     for (size_t j = 0; j < nrefs; j++) {
         rs_meteor_stats s;
+        memset(&s, 0, sizeof s);
         rsmoe_status st = align_pair(m, wi, h, &refs[j], &s);
         if (st) return st;
         if (s.score > best) { best = s.score; *out = s; }
@@ -653,10 +713,17 @@ rsmoe_status rs_meteor_segment(rs_meteor *m, const char *hyp, const char *const 
                                rs_meteor_stats *out) {
     if (!m || !refs || !nrefs) return rs_error(RSMOE_ERR_INVALID_ARG, "meteor: no references");
     rs_tok_corpus c;
-    const char *const *rr[1] = {refs};
-    const char *hh[1] = {hyp ? hyp : ""};
+    char **norm = calloc(nrefs + 1, sizeof *norm);
+    if (!norm) return rs_error(RSMOE_ERR_NOMEM, "meteor: out of memory");
+    rsmoe_status st = RSMOE_OK;
+    for (size_t j = 0; j <= nrefs && !st; j++)
+        if (!(norm[j] = rs_meteor_normalize(j < nrefs ? refs[j] : hyp))) st = RSMOE_ERR_NOMEM;
+    const char *const *rr[1] = {(const char *const *)norm};
+    const char *hh[1] = {norm[nrefs]};
     size_t nr[1] = {nrefs};
-    rsmoe_status st = rs_tok_corpus_build(&c, 1, hh, rr, nr);
+    if (!st) st = rs_tok_corpus_build(&c, 1, hh, rr, nr);
+    for (size_t j = 0; j <= nrefs; j++) free(norm[j]);
+    free(norm);
     if (st) return st;
     wordinfo wi;
     if (!(st = wordinfo_build(m, c.vocab, &wi))) {

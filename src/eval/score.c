@@ -78,6 +78,23 @@ rsmoe_status rs_score_captions(const rs_caption_refs *refs, const char *const *h
         double t1 = rs_time_s();
         mctx = opts->meteor_ctx;
         if (!mctx && (st = rs_meteor_new(&mctx, opts->wordnet_dir))) { mctx = NULL; goto done; }
+        /* METEOR sees the tokenised text again through its own -norm step */
+        for (size_t i = 0; i < n; i++) {
+            char *t = rs_meteor_normalize(hs[i]);
+            if (!t) { st = RSMOE_ERR_NOMEM; goto done; }
+            free(hs[i]);
+            hs[i] = t;
+        }
+        for (size_t j = 0; j < total_refs; j++) {
+            char *t = rs_meteor_normalize(rs[j]);
+            if (!t) { st = RSMOE_ERR_NOMEM; goto done; }
+            free(rs[j]);
+            rs[j] = t;
+            rptr[j] = t;
+        }
+        rs_tok_corpus_free(&c);
+        st = rs_tok_corpus_build(&c, n, (const char *const *)hs, rrows, refs->nrefs);
+        if (st) goto done;
         if ((st = rs_meteor_corpus(mctx, &c, &out->meteor, out->meteor_img))) goto done;
         out->has_meteor = true;
         out->seconds_meteor = rs_time_s() - t1;
