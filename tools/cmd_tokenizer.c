@@ -2,10 +2,10 @@
  * and decode with any GGUF vocabulary (llama / gpt2 / bert), show a vocabulary's facts. */
 #include "cli.h"
 #include "core/core.h"
+#include "data/dataset.h"
 #include "data/tokenizer.h"
 #include "formats/gguf.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +19,8 @@ static void usage(FILE *f) {
             "       rsmoe tokenizer decode -m VOCAB.gguf ID...\n"
             "       rsmoe tokenizer info -m VOCAB.gguf\n\n"
             "train: byte-level BPE (GPT-2 pre-tokenizer and byte alphabet) on the captions of FILE:\n"
-            "  a Karpathy dataset.json (\"images\"[].\"sentences\"[].\"raw\", filtered by --split,\n"
-            "  default train) or a text file with one caption per line. Ids 0-3 are <unk> <s> </s>\n"
+            "  a data set annotation (Karpathy dataset.json, RSICap, RSIEval; filtered by --split,\n"
+            "  default train; \"\" = all) or a text file with one caption per line. Ids 0-3 are <unk> <s> </s>\n"
             "  <pad>, 4-259 the bytes. --vocab N (default 4096) tokens in all; merges stop early when\n"
             "  the best pair occurs fewer than --min-freq times (default 2). --bos/--eos: encode with\n"
             "  specials adds <s>/</s>. If OUT.gguf already is a GGUF (a model), its metadata and\n"
@@ -84,30 +84,22 @@ static int read_captions(const char *path, const char *split, strvec *out) {
     if (!buf) { fprintf(stderr, "rsmoe tokenizer: cannot read %s\n", path); return 1; }
     size_t i = 0;
     while (i < n && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')) i++;
-    if (i < n && buf[i] == '{') {
-        cJSON *root = cJSON_ParseWithLength(buf, n);
+    if (i < n && buf[i] == '{') {   /* a data set annotation file */
         free(buf);
-        cJSON *imgs = root ? cJSON_GetObjectItem(root, "images") : NULL;
-        if (!cJSON_IsArray(imgs)) {
-            fprintf(stderr, "rsmoe tokenizer: %s: not a Karpathy dataset.json (no \"images\" array)\n", path);
-            cJSON_Delete(root);
-            return 1;
-        }
-        cJSON *img;
-        cJSON_ArrayForEach(img, imgs) {
-            const cJSON *sp = cJSON_GetObjectItem(img, "split");
-            if (split && *split && (!cJSON_IsString(sp) || strcmp(sp->valuestring, split))) continue;
-            cJSON *s;
-            cJSON_ArrayForEach(s, cJSON_GetObjectItem(img, "sentences")) {
-                const cJSON *raw = cJSON_GetObjectItem(s, "raw");
-                if (cJSON_IsString(raw) && sv_push(out, raw->valuestring, strlen(raw->valuestring))) {
-                    cJSON_Delete(root);
+        rs_dataset ds;
+        rs_dataset_opts o = {NULL, split, RS_DS_NO_CHECK};
+        rsmoe_status st = rs_dataset_load(path, RS_DS_AUTO, &o, &ds);
+        if (st) return cli_fail(path, st);
+        for (int k = 0; k < ds.nitems; k++)
+            for (int c = 0; c < ds.items[k].ncap; c++) {
+                const char *cap = ds.items[k].captions[c];
+                if (cap && *cap && sv_push(out, cap, strlen(cap))) {
+                    rs_dataset_free(&ds);
                     fprintf(stderr, "rsmoe tokenizer: out of memory\n");
                     return 1;
                 }
             }
-        }
-        cJSON_Delete(root);
+        rs_dataset_free(&ds);
         return 0;
     }
     for (size_t s = 0; s < n;) {   /* one caption per line */
