@@ -6,6 +6,8 @@
 #include <string.h>
 
 int cmd_bench(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
@@ -18,7 +20,9 @@ static const struct {
     const char *help;
 } g_cmds[] = {
     {"bench", cmd_bench, "benchmarks: `bench kernels` (FMA peak, bandwidth, sgemm, quantised products)"},
+    {"classify", cmd_classify, "classify images with a CNN image encoder (imported MobileNet check; --bench times it)"},
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
+    {"import", cmd_import, "convert an external checkpoint to GGUF: `import tflite` (MobileNet CNN encoder)"},
     {"score", cmd_score, "score captions with BLEU-1..4, METEOR (no paraphrase), ROUGE-L, CIDEr-D (pycocoevalcap rules)"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on captions; encode/decode with a GGUF vocabulary"},
