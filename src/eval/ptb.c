@@ -84,7 +84,9 @@ static void americanize(char *w) {
 }
 
 static bool is_removed(const char *t) {
-    static const char *const rm[] = {"''", "'", "``", "`", "-lrb-", "-rrb-", "-lcb-", "-rcb-",
+    /* the toolkit's list; its -LRB- -RRB- -LCB- -RCB- never match because PTBTokenizer's
+     * -lowerCase lower-cases those tokens too: "(" survives as "-lrb-" */
+    static const char *const rm[] = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
                                      ".", "?", "!", ",", ":", "-", "--", "...", ";"};
     for (size_t i = 0; i < sizeof rm / sizeof rm[0]; i++)
         if (!strcmp(t, rm[i])) return true;
@@ -169,8 +171,15 @@ char *rs_ptb_tokenize(const char *text) {
         if (isspace(c)) { flush_word(&o, &w); continue; }
         if (c < 0x80) c = (unsigned)tolower((int)c);
         switch (c) {
-        case '(': case ')': case '[': case ']': case '{': case '}': case '"': case ';':
-        case '!': case '?': case '`':
+        case '(': case ')': case '[': case ']': case '{': case '}': {
+            static const char brk[] = "()[]{}";
+            static const char *const name[] = {"-lrb-", "-rrb-", "-lsb-", "-rsb-", "-lcb-", "-rcb-"};
+            flush_word(&o, &w);
+            const char *nm = name[strchr(brk, (int)c) - brk];
+            out_token(&o, nm, strlen(nm));
+            continue;
+        }
+        case '"': case ';': case '!': case '?': case '`':
             flush_word(&o, &w);
             continue;
         case ':': case ',':
@@ -194,9 +203,11 @@ char *rs_ptb_tokenize(const char *text) {
             if (!w.n && !isalnum((int)next)) { continue; } /* a lone "-" */
             sb_putn(&w, "-", 1);
             continue;
-        case '/':
-            sb_putn(&w, "\\/", 2);
+        case '/': case '*': {   /* PTB3 escaping: \/ and \* */
+            char esc[2] = {'\\', (char)c};
+            sb_putn(&w, esc, 2);
             continue;
+        }
         case '%': case '$':
             flush_word(&o, &w);
             out_token(&o, (const char *)&p[i], 1);
