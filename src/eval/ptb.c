@@ -30,57 +30,106 @@ static void sb_putn(sbuf *b, const char *p, size_t n) {
     b->s[b->n] = 0;
 }
 
-/* British -> American word table (after Stanford's Americanize list; lower case). */
+/* Stanford's Americanize (as PTBTokenizer applies it to word tokens, before -lowerCase):
+ * a fixed word table, then for words of 6+ characters the patterns haem(at)?o -> hem$1o,
+ * aemia$ -> emia, leukaem -> leukem, programme(s?)$ -> program$1 and
+ * ^([a-z]{3,})our(s?)$ -> $1or$2 unless the word contains one of the -our exceptions.
+ * (Month/day capitalisation is undone by the lower-casing.) */
 static const char *const g_brit[][2] = {
-    {"aeroplane", "airplane"}, {"aeroplanes", "airplanes"}, {"aluminium", "aluminum"},
+    {"anaesthetic", "anesthetic"}, {"analogue", "analog"}, {"analogues", "analogs"},
     {"analyse", "analyze"}, {"analysed", "analyzed"}, {"analysing", "analyzing"},
-    {"analogue", "analog"}, {"analogues", "analogs"}, {"cancelled", "canceled"},
-    {"cancelling", "canceling"}, {"catalogue", "catalog"}, {"centre", "center"},
-    {"centres", "centers"}, {"centred", "centered"}, {"defence", "defense"},
-    {"encyclopaedia", "encyclopedia"}, {"fibre", "fiber"}, {"fibres", "fibers"},
-    {"grey", "gray"}, {"greyish", "grayish"}, {"jewellery", "jewelry"}, {"kerb", "curb"},
-    {"kerbs", "curbs"}, {"labelled", "labeled"}, {"labelling", "labeling"},
-    {"learnt", "learned"}, {"leant", "leaned"}, {"licence", "license"},
-    {"manoeuvre", "maneuver"}, {"manoeuvres", "maneuvers"}, {"meagre", "meager"},
-    {"metre", "meter"}, {"metres", "meters"}, {"litre", "liter"}, {"litres", "liters"},
-    {"modelled", "modeled"}, {"modelling", "modeling"}, {"neighbourhood", "neighborhood"},
-    {"neighbourhoods", "neighborhoods"}, {"offence", "offense"}, {"organisation", "organization"},
-    {"organisations", "organizations"}, {"organise", "organize"}, {"organised", "organized"},
-    {"practise", "practice"}, {"programme", "program"}, {"programmes", "programs"},
-    {"pyjamas", "pajamas"}, {"realise", "realize"}, {"realised", "realized"},
-    {"recognise", "recognize"}, {"recognised", "recognized"}, {"theatre", "theater"},
-    {"theatres", "theaters"}, {"travelled", "traveled"}, {"travelling", "traveling"},
-    {"tyre", "tire"}, {"tyres", "tires"}, {"colourful", "colorful"}, {"coloured", "colored"},
-    {"colouring", "coloring"}, {"favourite", "favorite"}, {"favourites", "favorites"},
-    {"harboured", "harbored"}, {"honourable", "honorable"}, {"armoured", "armored"},
-    {"flavoured", "flavored"}, {"rumoured", "rumored"}, {"paralysed", "paralyzed"},
+    {"armoured", "armored"}, {"cancelled", "canceled"}, {"cancelling", "canceling"},
+    {"candour", "candor"}, {"capitalise", "capitalize"}, {"capitalised", "capitalized"},
+    {"capitalisation", "capitalization"}, {"centre", "center"}, {"chimaeric", "chimeric"},
+    {"clamour", "clamor"}, {"coloured", "colored"}, {"colouring", "coloring"},
+    {"colourful", "colorful"}, {"defence", "defense"}, {"discolour", "discolor"},
+    {"discolours", "discolors"}, {"discoloured", "discolored"}, {"discolouring", "discoloring"},
+    {"encyclopaedia", "encyclopedia"}, {"endeavour", "endeavor"}, {"endeavours", "endeavors"},
+    {"endeavoured", "endeavored"}, {"endeavouring", "endeavoring"}, {"fervour", "fervor"},
+    {"favour", "favor"}, {"favours", "favors"}, {"favoured", "favored"},
+    {"favouring", "favoring"}, {"favourite", "favorite"}, {"favourites", "favorites"},
+    {"fibre", "fiber"}, {"fibres", "fibers"}, {"finalise", "finalize"},
+    {"finalised", "finalized"}, {"finalising", "finalizing"}, {"flavour", "flavor"},
+    {"flavours", "flavors"}, {"flavoured", "flavored"}, {"flavouring", "flavoring"},
+    {"glamour", "glamour"}, {"grey", "gray"}, {"harbour", "harbor"}, {"harbours", "harbors"},
+    {"homologue", "homolog"}, {"homologues", "homologs"}, {"honour", "honor"},
+    {"honours", "honors"}, {"honoured", "honored"}, {"honouring", "honoring"},
+    {"honourable", "honorable"}, {"humour", "humor"}, {"humours", "humors"},
+    {"humoured", "humored"}, {"humouring", "humoring"}, {"kerb", "curb"},
+    {"labelled", "labeled"}, {"labelling", "labeling"}, {"labour", "labor"},
+    {"labours", "labors"}, {"laboured", "labored"}, {"labouring", "laboring"},
+    {"leant", "leaned"}, {"learnt", "learned"}, {"localise", "localize"},
+    {"localised", "localized"}, {"manoeuvre", "maneuver"}, {"manoeuvres", "maneuvers"},
+    {"maximise", "maximize"}, {"maximised", "maximized"}, {"maximising", "maximizing"},
+    {"meagre", "meager"}, {"minimise", "minimize"}, {"minimised", "minimized"},
+    {"minimising", "minimizing"}, {"modernise", "modernize"}, {"modernised", "modernized"},
+    {"modernising", "modernizing"}, {"misdemeanour", "misdemeanor"},
+    {"misdemeanours", "misdemeanors"}, {"neighbour", "neighbor"}, {"neighbours", "neighbors"},
+    {"neighbourhood", "neighborhood"}, {"neighbourhoods", "neighborhoods"},
+    {"oestrogen", "estrogen"}, {"oestrogens", "estrogens"}, {"organisation", "organization"},
+    {"organisations", "organizations"}, {"penalise", "penalize"}, {"penalised", "penalized"},
+    {"popularise", "popularize"}, {"popularised", "popularized"},
+    {"popularises", "popularizes"}, {"popularising", "popularizing"}, {"practise", "practice"},
+    {"practised", "practiced"}, {"pressurise", "pressurize"}, {"pressurised", "pressurized"},
+    {"pressurises", "pressurizes"}, {"pressurising", "pressurizing"}, {"realise", "realize"},
+    {"realised", "realized"}, {"realising", "realizing"}, {"realises", "realizes"},
+    {"recognise", "recognize"}, {"recognised", "recognized"}, {"recognising", "recognizing"},
+    {"recognises", "recognizes"}, {"rumoured", "rumored"}, {"rumouring", "rumoring"},
+    {"savour", "savor"}, {"savours", "savors"}, {"savoured", "savored"},
+    {"savouring", "savoring"}, {"splendour", "splendor"}, {"splendours", "splendors"},
+    {"theatre", "theater"}, {"theatres", "theaters"}, {"titre", "titer"}, {"titres", "titers"},
+    {"travelled", "traveled"}, {"travelling", "traveling"},
 };
 
-/* words that look like ^[a-z]{3,}our(s)?$ but are the same in American spelling */
 static const char *const g_our_except[] = {
-    "contour", "contours", "glamour", "detour", "detours", "devour", "devours", "velour",
-    "velours", "paramour", "paramours", "troubadour", "troubadours", "tambour", "tambours",
-    "amour", "amours", "scour", "scours", "flour", "flours", "hour", "hours", "your", "yours",
-    "four", "fours", "tour", "tours", "pour", "pours", "sour", "sours", "dour", "lour",
+    "abatjour", "beflour", "bonjour", "calambour", "carrefour", "cornflour", "contour", "detour",
+    "devour", "dortour", "dyvour", "downpour", "giaour", "glamour", "holour", "inpour", "outpour",
+    "pandour", "paramour", "pompadour", "recontour", "repour", "ryeflour", "sompnour", "tambour",
+    "troubadour", "tregetour", "velour",
 };
 
-/* Rewrites w (NUL-terminated, in a buffer of at least strlen+1) in American spelling. */
+/* replaces w[at, at+len) by rep (w has room: results never grow) */
+static void splice(char *w, size_t at, size_t len, const char *rep) {
+    size_t rl = strlen(rep), n = strlen(w);
+    memmove(w + at + rl, w + at + len, n - at - len + 1);
+    memcpy(w + at, rep, rl);
+}
+
+/* Rewrites w (NUL-terminated) in American spelling, in place. */
 static void americanize(char *w) {
     size_t n = strlen(w);
+    if (n < 4) return;
     for (size_t i = 0; i < sizeof g_brit / sizeof g_brit[0]; i++)
         if (!strcmp(w, g_brit[i][0])) { strcpy(w, g_brit[i][1]); return; }
-    /* ^([a-z]{3,})our(s?)$ -> $1or$2 */
-    size_t stem = n;
-    bool plural = false;
-    if (n >= 1 && w[n - 1] == 's') { plural = true; stem = n - 1; }
-    if (stem < 6 || memcmp(w + stem - 3, "our", 3) != 0) return;
-    (void)plural;
+    if (n < 6) return;
+    char *p;
+    /* the first pattern that matches is applied (all its matches), then return */
+    if ((p = strstr(w, "haem"))) {
+        if (!strncmp(p + 4, "ato", 3) || p[4] == 'o') {
+            for (p = strstr(w, "haem"); p; p = strstr(p + 1, "haem")) {
+                if (!strncmp(p + 4, "ato", 3)) splice(w, (size_t)(p - w), 7, "hemato");
+                else if (p[4] == 'o') splice(w, (size_t)(p - w), 5, "hemo");
+            }
+            return;
+        }
+    }
+    if (n >= 5 && !strcmp(w + n - 5, "aemia")) { splice(w, n - 5, 5, "emia"); return; }
+    if ((p = strstr(w, "leukaem")) || (p = strstr(w, "Leukaem"))) {
+        for (; p; p = strstr(p + 1, "eukaem")) splice(w, (size_t)(p - w) + (p[0] == 'e' ? 0 : 1), 6, "eukem");
+        return;
+    }
+    if (n >= 9 && !strcmp(w + n - 9, "programme")) { w[n - 2] = 0; return; }
+    if (n >= 10 && !strcmp(w + n - 10, "programmes")) { strcpy(w + n - 3, "s"); return; }
+    /* ^([a-z]{3,})our(s?)$ */
+    size_t stem = (w[n - 1] == 's') ? n - 1 : n;
+    bool ours = stem >= 6 && !memcmp(w + stem - 3, "our", 3);
+    if (!ours && stem != n) { stem = n; ours = !memcmp(w + n - 3, "our", 3); }
+    if (!ours) return;
     for (size_t i = 0; i < stem - 3; i++)
         if (w[i] < 'a' || w[i] > 'z') return;
     for (size_t i = 0; i < sizeof g_our_except / sizeof g_our_except[0]; i++)
-        if (!strcmp(w, g_our_except[i])) return;
-    /* drop the 'u' of "our" */
-    memmove(w + stem - 2, w + stem - 1, n - stem + 2);
+        if (strstr(w, g_our_except[i])) return;
+    splice(w, stem - 2, 1, "");   /* drop the u of "our" */
 }
 
 static bool is_removed(const char *t) {
