@@ -105,6 +105,7 @@ TEST(meteor_normalize) {
         {"10-20 1,500.5 u.s 4 %", "10 - 20 1,500.5 u . s 4 %"},
         {"do n't the airport 's", "do n't the airport 's"},
         {"&quot;x&quot; &amp; y", "\" x \" & y"},
+        {"5. .5 1,000", "5 . . 5 1,000"},
         {"", ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -112,7 +112,8 @@ char *rs_meteor_normalize(const char *text) {
         unsigned char c = (unsigned char)u[i];
         unsigned char prev = i ? (unsigned char)u[i - 1] : 0, next = (unsigned char)u[i + 1];
         bool split = met_punct(c);
-        if (c == '.' || c == ',') split = (i > 0 && !isdigit(prev)) || (next && !isdigit(next));
+        /* the text is padded with spaces first, so the ends count as non-digits */
+        if (c == '.' || c == ',') split = !(i > 0 && isdigit(prev) && next && isdigit(next));
         if (c == '-' && i > 0 && isdigit(prev)) split = true;
         if (split) { o[m++] = ' '; o[m++] = (char)c; o[m++] = ' '; }
         else o[m++] = (char)c;
