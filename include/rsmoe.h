@@ -10,6 +10,7 @@
 #ifndef RSMOE_H
 #define RSMOE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,110 @@ const char *rsmoe_last_error(void);
 
 /* One line describing this build and CPU: version, BLAS, SIMD features in use. */
 const char *rsmoe_system_info(void);
+
+/* ------------------------------------------------------------------ model and context */
+typedef struct rsmoe_model rsmoe_model;      /* immutable weights (mmap); share across threads */
+typedef struct rsmoe_context rsmoe_context;  /* per-run state: KV cache, scratch, threads */
+
+typedef struct {
+    int reserved;   /* no options yet; use rsmoe_model_default_params() */
+} rsmoe_model_params;
+rsmoe_model_params rsmoe_model_default_params(void);
+
+/* Loads an RS-MoE GGUF (memory-mapped). NULL on failure, with *st (may be NULL) set and
+ * rsmoe_last_error() saying why. */
+rsmoe_model *rsmoe_model_load(const char *path, const rsmoe_model_params *p, rsmoe_status *st);
+void rsmoe_model_free(rsmoe_model *m);
+
+/* A multi-line human-readable description: configuration, parameter counts per part, dtypes,
+ * file size. Writes at most cap bytes (NUL-terminated); returns the length needed. */
+size_t rsmoe_model_describe(const rsmoe_model *m, char *buf, size_t cap);
+int rsmoe_model_n_experts(const rsmoe_model *m);
+const char *rsmoe_model_expert_name(const rsmoe_model *m, int i);   /* NULL if out of range */
+
+typedef struct {
+    int n_threads;   /* 0: all online CPUs */
+    int n_ctx;       /* positions per sequence (0: min(model context, 1024)) */
+    int max_beams;   /* largest beam count this context accepts (default 5) */
+} rsmoe_context_params;
+rsmoe_context_params rsmoe_context_default_params(void);
+rsmoe_context *rsmoe_context_new(const rsmoe_model *m, const rsmoe_context_params *p, rsmoe_status *st);
+void rsmoe_context_free(rsmoe_context *c);
+/* bytes held by the context (KV cache and scratch) */
+size_t rsmoe_context_bytes(const rsmoe_context *c);
+
+/* ------------------------------------------------------------------ images */
+/* An 8-bit RGB image, rows top to bottom, pixels R,G,B interleaved. */
+typedef struct {
+    int width, height;
+    uint8_t *data;   /* width*height*3 bytes */
+} rsmoe_image;
+/* Decodes a JPEG, PNG or TIFF file (grey is expanded to RGB; TIFF bands: see the CLI). */
+rsmoe_status rsmoe_image_load(const char *path, rsmoe_image *out);
+/* Decodes an image held in memory; name is used in error messages. */
+rsmoe_status rsmoe_image_decode(const void *data, size_t size, const char *name, rsmoe_image *out);
+void rsmoe_image_free(rsmoe_image *img);
+
+/* ------------------------------------------------------------------ captions and answers */
+typedef enum {
+    RSMOE_STYLE_DETAILED = 0,  /* every expert writes its aspect; joined theme -> objects -> relationships */
+    RSMOE_STYLE_BRIEF = 1,     /* every expert proposes one sentence; the best by gate-weighted,
+                                  length-normalised log-probability wins */
+} rsmoe_caption_style;
+
+typedef bool (*rsmoe_abort_callback)(void *user_data);             /* return true to stop */
+typedef void (*rsmoe_progress_callback)(const char *stage, void *user_data);
+
+typedef struct {
+    rsmoe_caption_style style;
+    int beams;                  /* 1 = greedy / sampling */
+    int max_len, min_len;       /* generated tokens per expert */
+    float repetition_penalty;   /* 1 = off */
+    float length_penalty;
+    float temperature;          /* > 0 (with beams 1): sampling */
+    float top_p;
+    uint64_t seed;
+    const char *instruction;    /* NULL: the model's description instruction */
+    bool use_experts;           /* false: the LLM Block alone (the stage-I path) */
+    bool uniform_gates;         /* ablation: every expert weighted 1/K */
+    int top_k_experts;          /* questions: experts consulted (1 = top-1 by gate) */
+    rsmoe_abort_callback abort_callback;
+    rsmoe_progress_callback progress_callback;
+    void *user_data;
+} rsmoe_generate_params;
+/* method.md §4: 5 beams, max 256, repetition penalty 1.5, length penalty 1.0, detailed */
+rsmoe_generate_params rsmoe_caption_default_params(void);
+/* method.md §4: max 10 tokens, 5 beams, top-1 expert */
+rsmoe_generate_params rsmoe_vqa_default_params(void);
+
+#define RSMOE_MAX_ASPECTS 8
+typedef struct {
+    char name[32];       /* "theme", "objects", "relationships", or "llm" for the LLM Block alone */
+    char *text;          /* NULL when this expert did not run */
+    float gate;          /* router weight */
+    double logprob;      /* sum of token log-probabilities */
+    int n_tokens;
+    int32_t *ids;        /* the n_tokens generated token ids (end token excluded) */
+} rsmoe_aspect;
+
+typedef struct {
+    double encode_ms, qformer_ms, router_ms, prefill_ms, decode_ms, total_ms;
+    int prefill_tokens, decode_steps, decode_tokens;
+} rsmoe_timings;
+
+typedef struct {
+    char *text;          /* the caption or answer */
+    int n_aspects;
+    rsmoe_aspect aspects[RSMOE_MAX_ASPECTS];
+    int chosen;          /* the aspect that gave `text` (brief/VQA), -1 when joined */
+    rsmoe_timings timings;
+} rsmoe_result;
+void rsmoe_result_free(rsmoe_result *r);
+
+rsmoe_status rsmoe_caption(rsmoe_context *c, const rsmoe_image *img, const rsmoe_generate_params *p,
+                           rsmoe_result *out);
+rsmoe_status rsmoe_answer(rsmoe_context *c, const rsmoe_image *img, const char *question,
+                          const rsmoe_generate_params *p, rsmoe_result *out);
 
 #ifdef __cplusplus
 }

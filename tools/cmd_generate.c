@@ -85,7 +85,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     pool = rs_pool_new(threads);
-    if ((st = rs_llm_state_new(&w.c, 1, 1, 1, 0, &s))) { rc = cli_fail("state", st); goto done; }
+    if ((st = rs_llm_state_new(&w.c, steps, 1, 1, 1, 0, &s))) { rc = cli_fail("state", st); goto done; }
     emb = malloc(sizeof(float) * (size_t)w.c.dim);
     logits = malloc(sizeof(float) * (size_t)w.c.vocab);
     sp = malloc(sizeof(float) * (size_t)w.c.vocab);

@@ -5,11 +5,19 @@
 #include <stdio.h>
 #include <string.h>
 
+int cmd_aspects(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_caption(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_vqa(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
+int cmd_import_llama2c(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_questions(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 
@@ -19,12 +27,20 @@ static const struct {
     cli_cmd_fn fn;
     const char *help;
 } g_cmds[] = {
+    {"aspects", cmd_aspects, "split captions into theme / objects / relationships clauses (docs/aspects.md)"},
     {"bench", cmd_bench, "benchmarks: `bench kernels` (FMA peak, bandwidth, sgemm, quantised products)"},
+    {"caption", cmd_caption, "describe images (theme, objects, relationships)"},
     {"classify", cmd_classify, "classify images with a CNN image encoder (imported MobileNet check; --bench times it)"},
+    {"generate", cmd_generate, "generate text with an LLM-only model (llama2.c semantics)"},
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
+    {"info", cmd_info, "print a model's configuration, parameter counts and memory"},
+    {"init", cmd_init, "create a model with seeded random weights from a preset"},
     {"import", cmd_import, "convert an external checkpoint to GGUF: `import tflite` (MobileNet CNN encoder)"},
+    {"import-llama2c", cmd_import_llama2c, "convert a llama2.c checkpoint + tokenizer to GGUF (same as `import llama2c`)"},
     {"score", cmd_score, "score captions with BLEU-1..4, METEOR (no paraphrase), ROUGE-L, CIDEr-D (pycocoevalcap rules)"},
+    {"questions", cmd_questions, "derive VQA (scene, presence, count) from captions + scene labels, RSVQA layout"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
+    {"vqa", cmd_vqa, "answer a question about an image"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on captions; encode/decode with a GGUF vocabulary"},
 };
 

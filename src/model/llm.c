@@ -77,8 +77,10 @@ rsmoe_status rs_llm_check(const rs_llm_weights *w) {
     return RSMOE_OK;
 }
 
-rsmoe_status rs_llm_state_new(const rs_llm_config *c, int n_slots, int max_rows, int max_logits,
+rsmoe_status rs_llm_state_new(const rs_llm_config *c0, int n_ctx, int n_slots, int max_rows, int max_logits,
                               int max_lora_rank, rs_llm_state **out) {
+    rs_llm_config cc = *c0, *c = &cc;
+    if (n_ctx > 0 && n_ctx < c->max_seq) c->max_seq = n_ctx;
     *out = NULL;
     if (n_slots < 1 || max_rows < 1 || max_logits < 0 || max_lora_rank < 0)
         return rs_error(RSMOE_ERR_INVALID_ARG, "LLM state: bad sizes");
@@ -138,6 +140,8 @@ void rs_llm_state_free(rs_llm_state *s) {
 
 size_t rs_llm_state_bytes(const rs_llm_state *s) { return s->bytes; }
 
+int rs_llm_state_max_seq(const rs_llm_state *s) { return s->c.max_seq; }
+
 void rs_llm_state_copy_slot(rs_llm_state *s, int dst, int src, int n) {
     if (dst == src || n <= 0) return;
     if (n > s->c.max_seq) n = s->c.max_seq;
@@ -196,15 +200,17 @@ rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_l
     int R = b->n_rows;
     if (R < 1 || R > s->max_rows)
         return rs_error(RSMOE_ERR_INVALID_ARG, "LLM forward: %d rows (1..%d allowed)", R, s->max_rows);
+    if (rs_pool_size(pool) > 64)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "LLM forward: at most 64 threads");
     if (b->n_logit_rows < 0 || b->n_logit_rows > s->max_logits || (b->n_logit_rows && !b->logits))
         return rs_error(RSMOE_ERR_INVALID_ARG, "LLM forward: %d logit rows (max %d)", b->n_logit_rows,
                         s->max_logits);
     for (int i = 0; i < R; i++) {
         if (b->slot[i] < 0 || b->slot[i] >= s->n_slots)
             return rs_error(RSMOE_ERR_INVALID_ARG, "LLM forward: slot %d out of range", b->slot[i]);
-        if (b->pos[i] < 0 || b->pos[i] >= c->max_seq)
+        if (b->pos[i] < 0 || b->pos[i] >= s->c.max_seq)
             return rs_error(RSMOE_ERR_INVALID_ARG,
-                            "LLM forward: position %d beyond the context length %d", b->pos[i], c->max_seq);
+                            "LLM forward: position %d beyond the context length %d", b->pos[i], s->c.max_seq);
         if (i > 0 && b->slot[i] == b->slot[i - 1] && b->pos[i] != b->pos[i - 1] + 1)
             return rs_error(RSMOE_ERR_INVALID_ARG, "LLM forward: rows of slot %d not consecutive",
                             b->slot[i]);

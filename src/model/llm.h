@@ -48,8 +48,10 @@ rsmoe_status rs_llm_check(const rs_llm_weights *w);
 /* Run state: KV cache for n_slots sequences of up to max_seq positions, scratch for up to
  * max_rows rows per forward call and up to max_logits logit rows. */
 typedef struct rs_llm_state rs_llm_state;
-rsmoe_status rs_llm_state_new(const rs_llm_config *c, int n_slots, int max_rows, int max_logits,
+/* n_ctx: positions per slot (0 or more than the model's context: the model's context). */
+rsmoe_status rs_llm_state_new(const rs_llm_config *c, int n_ctx, int n_slots, int max_rows, int max_logits,
                               int max_lora_rank, rs_llm_state **out);
+int rs_llm_state_max_seq(const rs_llm_state *s);   /* positions per slot */
 void rs_llm_state_free(rs_llm_state *s);
 size_t rs_llm_state_bytes(const rs_llm_state *s);
 /* copy slot src's cache positions [0, n) into slot dst (beam search reordering) */

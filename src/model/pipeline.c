@@ -1,0 +1,452 @@
+/* pipeline.c - the public API (include/rsmoe.h): model, context, captioning and VQA.
+ * image -> encoder -> Q-Former(instruction) -> visual prefix -> router -> K expert streams
+ * decoded as one batch -> joined caption / chosen answer. */
+#include "rsmoe.h"
+
+#include "data/image.h"
+#include "data/tokenizer.h"
+#include "kernels/ops.h"
+#include "model/generate.h"
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PROMPT 256
+
+struct rsmoe_model {
+    rs_model *m;
+};
+
+struct rsmoe_context {
+    const rs_model *m;
+    bool debug;
+    float *qout, *dbg_logits; /* debug: Q-Former query outputs, first-step logits per stream */
+    int dbg_streams;
+    rs_pool *pool;
+    rs_llm_state *st;
+    int n_ctx, max_beams, n_streams_max;
+    float *chw, *enc, *vit_scratch, *qf_scratch, *prefix, *soft, *gates, *router_scratch, *stream_emb, *instr_emb;
+    int32_t *ids;
+    size_t bytes;
+};
+
+static void set_st(rsmoe_status *st, rsmoe_status v) { if (st) *st = v; }
+
+rsmoe_model_params rsmoe_model_default_params(void) { return (rsmoe_model_params){0}; }
+
+rsmoe_model *rsmoe_model_load(const char *path, const rsmoe_model_params *p, rsmoe_status *st) {
+    (void)p;
+    if (!path) { set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "no model path")); return NULL; }
+    rsmoe_model *mm = calloc(1, sizeof *mm);
+    if (!mm) { set_st(st, rs_error(RSMOE_ERR_NOMEM, "out of memory")); return NULL; }
+    rsmoe_status s = rs_model_load(path, &mm->m);
+    if (s) { free(mm); set_st(st, s); return NULL; }
+    set_st(st, RSMOE_OK);
+    return mm;
+}
+
+void rsmoe_model_free(rsmoe_model *m) {
+    if (!m) return;
+    rs_model_free(m->m);
+    free(m);
+}
+
+int rsmoe_model_n_experts(const rsmoe_model *m) { return m->m->moe.n_experts; }
+
+const char *rsmoe_model_expert_name(const rsmoe_model *m, int i) {
+    return i >= 0 && i < m->m->moe.n_experts ? m->m->moe.names[i] : NULL;
+}
+
+static const char *dtype_of(const rs_tensor *t) { return t ? rs_dtype_name(t->type) : "-"; }
+
+size_t rsmoe_model_describe(const rsmoe_model *mm, char *buf, size_t cap) {
+    const rs_model *m = mm->m;
+    rs_param_counts pc = rs_model_param_counts(m);
+    const rs_vit_config *v = &m->vit.c;
+    const rs_qformer_config *q = &m->qf.c;
+    const rs_llm_config *l = &m->llm.c;
+    size_t file = rs_gguf_file_size(m->g);
+    int n = snprintf(buf, cap,
+        "model:          %s (%s)\n"
+        "file size:      %.1f MiB\n"
+        "image encoder:  ViT %dx%d px, patch %d, width %d, %d blocks, %d heads, MLP %d -> %d tokens; %.2f M params (%s)\n"
+        "Q-Former:       %d queries, width %d, %d layers, %d heads, FFN %d, cross-attention every %d; %.2f M params (%s)\n"
+        "LLM Block:      vocab %d, width %d, %d layers, %d/%d heads (head %d), FFN %d, context %d, RoPE theta %g%s%s; %.2f M params (%s)\n"
+        "MoE Block:      %d experts",
+        m->path, rs_gguf_get_str_or(m->g, "general.name", "?"), (double)file / 1048576.0,
+        v->image_size, v->image_size, v->patch, v->width, v->layers, v->heads, v->mlp, m->enc_tokens,
+        (double)pc.vision / 1e6, dtype_of(m->vit.layers ? m->vit.layers[0].qkv_w : NULL),
+        q->n_query, q->width, q->layers, q->heads, q->ffn, q->cross_freq, (double)pc.qformer / 1e6,
+        dtype_of(m->qf.layers ? m->qf.layers[0].self.q_w : NULL),
+        l->vocab, l->dim, l->n_layers, l->n_heads, l->n_kv_heads, l->head_dim, l->ffn, l->max_seq, l->rope.theta,
+        l->rope.llama3 ? ", Llama-3 scaling" : "", l->tied ? ", tied output" : "", (double)pc.llm / 1e6,
+        dtype_of(m->llm.layers[0].wq), m->moe.n_experts);
+    if (n < 0) return 0;
+    size_t len = (size_t)n;
+    if (m->moe.n_experts > 0) {
+        for (int e = 0; e < m->moe.n_experts; e++) {
+            int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s%s", e ? ", " : " (", m->moe.names[e]);
+            len += (size_t)(k > 0 ? k : 0);
+        }
+        int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
+                         "); LoRA rank %d, alpha %g; %d soft prompts; %.2f M expert + %.2f M router params\n",
+                         m->moe.lora_rank, m->moe.lora_alpha, m->moe.n_soft, (double)pc.experts / 1e6, (double)pc.router / 1e6);
+        len += (size_t)(k > 0 ? k : 0);
+    } else {
+        int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, " (a stage-I model: the LLM Block alone)\n");
+        len += (size_t)(k > 0 ? k : 0);
+    }
+    int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "tokenizer:      %d tokens\ntotal:          %.2f M params\n",
+                     rs_tokenizer_n_vocab(m->tok), (double)(pc.vision + pc.qformer + pc.llm + pc.experts + pc.router) / 1e6);
+    len += (size_t)(k > 0 ? k : 0);
+    return len;
+}
+
+rsmoe_context_params rsmoe_context_default_params(void) {
+    return (rsmoe_context_params){.n_threads = 0, .n_ctx = 0, .max_beams = 5};
+}
+
+void rsmoe_context_free(rsmoe_context *c) {
+    if (!c) return;
+    rs_llm_state_free(c->st);
+    rs_pool_free(c->pool);
+    free(c->chw); free(c->enc); free(c->vit_scratch); free(c->qf_scratch); free(c->prefix); free(c->soft);
+    free(c->qout); free(c->dbg_logits);
+    free(c->gates); free(c->router_scratch); free(c->stream_emb); free(c->instr_emb); free(c->ids);
+    free(c);
+}
+
+static float *falloc(rsmoe_context *c, size_t n) {
+    c->bytes += n * sizeof(float);
+    return malloc(sizeof(float) * (n ? n : 1));
+}
+
+rsmoe_context *rsmoe_context_new(const rsmoe_model *mm, const rsmoe_context_params *p, rsmoe_status *st) {
+    rsmoe_context_params dp = rsmoe_context_default_params();
+    if (!p) p = &dp;
+    if (!mm) { set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "no model")); return NULL; }
+    if (p->max_beams < 1 || p->max_beams > 16 || p->n_threads < 0 || p->n_ctx < 0) {
+        set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "context: beams must be 1..16, threads and n_ctx >= 0"));
+        return NULL;
+    }
+    const rs_model *m = mm->m;
+    rsmoe_context *c = calloc(1, sizeof *c);
+    if (!c) { set_st(st, rs_error(RSMOE_ERR_NOMEM, "out of memory")); return NULL; }
+    c->m = m;
+    c->pool = rs_pool_new(p->n_threads > 0 ? p->n_threads : rs_default_threads());
+    int nth = rs_pool_size(c->pool);
+    c->max_beams = p->max_beams;
+    c->n_ctx = p->n_ctx > 0 ? p->n_ctx : 1024;
+    if (c->n_ctx > m->llm.c.max_seq) c->n_ctx = m->llm.c.max_seq;
+    int K = m->moe.n_experts > 0 ? m->moe.n_experts : 1;
+    c->n_streams_max = K;
+    int D = m->llm.c.dim, nq = m->qf.c.n_query, M = m->moe.n_soft;
+    int stream_rows = nq + M + MAX_PROMPT + 2;
+    int side = m->vit.c.image_size;
+    c->chw = falloc(c, 3 * (size_t)side * side);
+    c->enc = falloc(c, (size_t)m->enc_tokens * m->enc_width);
+    c->vit_scratch = falloc(c, rs_vit_scratch_floats(&m->vit.c, side, nth));
+    c->qf_scratch = falloc(c, rs_qformer_scratch_floats(&m->qf.c, m->enc_tokens, MAX_PROMPT, nth));
+    c->prefix = falloc(c, (size_t)nq * D);
+    c->qout = falloc(c, (size_t)nq * m->qf.c.width);
+    c->soft = falloc(c, (size_t)K * (M > 0 ? M : 1) * D);
+    c->gates = falloc(c, (size_t)K);
+    c->router_scratch = falloc(c, 2 * (size_t)D + (size_t)m->moe.router_hidden + 1);
+    c->stream_emb = falloc(c, (size_t)K * stream_rows * D);
+    c->instr_emb = falloc(c, (size_t)MAX_PROMPT * D);
+    c->ids = malloc(sizeof(int32_t) * MAX_PROMPT);
+    rsmoe_status s = RSMOE_OK;
+    if (!c->pool || !c->chw || !c->enc || !c->vit_scratch || !c->qf_scratch || !c->prefix || !c->soft || !c->gates ||
+        !c->router_scratch || !c->stream_emb || !c->instr_emb || !c->ids)
+        s = rs_error(RSMOE_ERR_NOMEM, "context: out of memory");
+    int slots = K * c->max_beams;
+    if (!s) s = rs_llm_state_new(&m->llm.c, c->n_ctx, slots, K * stream_rows > slots ? K * stream_rows : slots, slots,
+                                 m->moe.n_experts > 0 ? m->moe.lora_rank : 0, &c->st);
+    if (s) { rsmoe_context_free(c); set_st(st, s); return NULL; }
+    c->bytes += rs_llm_state_bytes(c->st);
+    set_st(st, RSMOE_OK);
+    return c;
+}
+
+size_t rsmoe_context_bytes(const rsmoe_context *c) { return c->bytes; }
+
+/* ------------------------------------------------------------------ images */
+rsmoe_status rsmoe_image_load(const char *path, rsmoe_image *out) {
+    memset(out, 0, sizeof *out);
+    rs_image img;
+    rsmoe_status st = rs_image_load(path, NULL, &img);
+    if (st) return st;
+    if (img.c != 3) { rs_image_free(&img); return rs_error(RSMOE_ERR_UNSUPPORTED, "%s: %d channels after decoding (need RGB)", path, img.c); }
+    out->width = img.w;
+    out->height = img.h;
+    out->data = img.data;
+    return RSMOE_OK;
+}
+
+rsmoe_status rsmoe_image_decode(const void *data, size_t size, const char *name, rsmoe_image *out) {
+    memset(out, 0, sizeof *out);
+    rs_image img;
+    rsmoe_status st = rs_image_decode(data, size, name ? name : "<memory>", NULL, &img);
+    if (st) return st;
+    if (img.c != 3) { rs_image_free(&img); return rs_error(RSMOE_ERR_UNSUPPORTED, "%s: %d channels (need RGB)", name, img.c); }
+    out->width = img.w;
+    out->height = img.h;
+    out->data = img.data;
+    return RSMOE_OK;
+}
+
+void rsmoe_image_free(rsmoe_image *img) {
+    if (!img) return;
+    free(img->data);
+    memset(img, 0, sizeof *img);
+}
+
+/* ------------------------------------------------------------------ generation */
+rsmoe_generate_params rsmoe_caption_default_params(void) {
+    return (rsmoe_generate_params){.style = RSMOE_STYLE_DETAILED, .beams = 5, .max_len = 256, .min_len = 1,
+                                   .repetition_penalty = 1.5f, .length_penalty = 1.0f, .temperature = 0.0f,
+                                   .top_p = 0.9f, .seed = 42, .use_experts = true, .top_k_experts = 1};
+}
+
+rsmoe_generate_params rsmoe_vqa_default_params(void) {
+    rsmoe_generate_params p = rsmoe_caption_default_params();
+    p.max_len = 10;
+    p.repetition_penalty = 1.0f;
+    p.style = RSMOE_STYLE_BRIEF;
+    return p;
+}
+
+void rsmoe_result_free(rsmoe_result *r) {
+    if (!r) return;
+    free(r->text);
+    for (int i = 0; i < RSMOE_MAX_ASPECTS; i++) {
+        free(r->aspects[i].text);
+        free(r->aspects[i].ids);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+static void progress(const rsmoe_generate_params *p, const char *stage) {
+    if (p->progress_callback) p->progress_callback(stage, p->user_data);
+}
+
+static char *decode_ids(const rs_tokenizer *tok, const int32_t *ids, int n) {
+    size_t need = 0;
+    char dummy[1];
+    rs_tokenizer_decode(tok, ids, n, dummy, 1, &need);
+    char *s = malloc(need + 1);
+    if (!s) return NULL;
+    if (rs_tokenizer_decode(tok, ids, n, s, need + 1, NULL) != RSMOE_OK) { free(s); return NULL; }
+    /* trim surrounding white space */
+    size_t a = 0, b = strlen(s);
+    while (a < b && (s[a] == ' ' || s[a] == '\n' || s[a] == '\t')) a++;
+    while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\n' || s[b - 1] == '\t')) b--;
+    memmove(s, s + a, b - a);
+    s[b - a] = 0;
+    return s;
+}
+
+/* tokens of text (no specials) into ids; error if longer than max */
+static rsmoe_status tokens_of(const rs_tokenizer *tok, const char *text, bool special, int32_t *ids, int max, int *n) {
+    rsmoe_status st = rs_tokenizer_encode(tok, text, special, ids, max, n);
+    if (st) return rs_error(st, "the text is too long (%d tokens at most): %.60s", max, text);
+    return RSMOE_OK;
+}
+
+/* question == NULL: a description */
+static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *question, const rsmoe_generate_params *p,
+                        rsmoe_result *out) {
+    memset(out, 0, sizeof *out);
+    out->chosen = -1;
+    if (!c || !img || !p) return rs_error(RSMOE_ERR_INVALID_ARG, "NULL argument");
+    if (!img->data || img->width < 1 || img->height < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "empty image");
+    if (p->beams < 1 || p->beams > c->max_beams)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "beams must be 1..%d for this context", c->max_beams);
+    if (p->max_len < 1 || p->min_len < 0 || p->min_len > p->max_len)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "bad lengths (max %d, min %d)", p->max_len, p->min_len);
+    if (!(p->repetition_penalty > 0) || !(p->temperature >= 0) || !(p->top_p > 0))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "bad sampling parameters");
+    const rs_model *m = c->m;
+    const rs_tokenizer *tok = m->tok;
+    int D = m->llm.c.dim, nq = m->qf.c.n_query, M = m->moe.n_soft;
+    bool moe = p->use_experts && m->moe.n_experts > 0;
+    int K = moe ? m->moe.n_experts : 1;
+    double t0 = rs_time_s();
+    rsmoe_status st;
+
+    /* 1. image encoder */
+    progress(p, "encode");
+    rs_image ri = {.w = img->width, .h = img->height, .c = 3, .data = img->data};
+    int side = m->vit.c.image_size;
+    if ((st = rs_image_to_tensor(&ri, side, m->vit.c.mean, m->vit.c.std, c->chw))) return st;
+    if ((st = rs_vit_forward(&m->vit, c->chw, side, c->enc, c->vit_scratch, c->pool))) return st;
+    double t1 = rs_time_s();
+
+    /* 2. Q-Former on the global instruction */
+    progress(p, "qformer");
+    char instr[1024];
+    if (question) {
+        size_t ql = strlen(question);
+        while (ql && (question[ql - 1] == ' ' || question[ql - 1] == '\n')) ql--;
+        if (!ql) return rs_error(RSMOE_ERR_INVALID_ARG, "empty question");
+        snprintf(instr, sizeof instr, "%.*s", (int)ql, question);
+    } else {
+        snprintf(instr, sizeof instr, "%s", p->instruction ? p->instruction : m->instr_caption);
+    }
+    int n_instr;
+    if ((st = tokens_of(tok, instr, false, c->ids, MAX_PROMPT, &n_instr))) return st;
+    if (n_instr > m->qf.c.max_pos) return rs_error(RSMOE_ERR_INVALID_ARG, "instruction of %d tokens is longer than the Q-Former's %d", n_instr, m->qf.c.max_pos);
+    if ((st = rs_qformer_forward(&m->qf, c->enc, m->enc_tokens, c->ids, n_instr, c->prefix, c->qout, c->qf_scratch, c->pool)))
+        return st;
+    double t2 = rs_time_s();
+
+    /* 3. router: gates and soft prompts */
+    progress(p, "router");
+    if (moe) {
+        if ((st = rs_llm_embed(&m->llm, c->ids, n_instr, c->instr_emb))) return st;
+        float *pool_in = c->router_scratch + 2 * D + m->moe.router_hidden; /* spare */
+        (void)pool_in;
+        float mean[1];
+        (void)mean;
+        float *ip = c->stream_emb; /* temporary: pooled instruction */
+        memset(ip, 0, sizeof(float) * (size_t)D);
+        for (int i = 0; i < n_instr; i++) rs_vec_acc(ip, c->instr_emb + (size_t)i * D, D);
+        if (n_instr > 0) rs_vec_scale(ip, 1.0f / (float)n_instr, D);
+        rs_router_forward(m, ip, c->prefix, nq, c->gates, M > 0 ? c->soft : NULL, c->router_scratch, c->pool);
+        if (p->uniform_gates)
+            for (int e = 0; e < K; e++) c->gates[e] = 1.0f / (float)K;
+    } else {
+        c->gates[0] = 1.0f;
+    }
+    double t3 = rs_time_s();
+
+    /* which streams run: all for descriptions; the top-k gates for questions */
+    int order[RS_MAX_EXPERTS], n_run = K;
+    for (int e = 0; e < K; e++) order[e] = e;
+    for (int a = 0; a < K; a++)
+        for (int b = a + 1; b < K; b++)
+            if (c->gates[order[b]] > c->gates[order[a]]) { int t = order[a]; order[a] = order[b]; order[b] = t; }
+    if (question && moe) n_run = p->top_k_experts < 1 ? 1 : p->top_k_experts > K ? K : p->top_k_experts;
+    int run_ids[RS_MAX_EXPERTS];
+    for (int i = 0; i < n_run; i++) run_ids[i] = question && moe ? order[i] : i;
+
+    /* 4. stream prefixes: [visual prefix ; soft prompts ; embed(BOS + prompt)] */
+    rs_gen_stream streams[RS_MAX_EXPERTS];
+    int stream_rows = nq + M + MAX_PROMPT + 2;
+    int32_t pids[MAX_PROMPT + 2];
+    for (int i = 0; i < n_run; i++) {
+        int e = run_ids[i];
+        char prompt[1400];
+        if (question) snprintf(prompt, sizeof prompt, "%s %s", instr, m->vqa_suffix);
+        else if (moe) snprintf(prompt, sizeof prompt, "%s", m->moe.prompts[e]);
+        else snprintf(prompt, sizeof prompt, "%s", instr);
+        int np;
+        if ((st = tokens_of(tok, prompt, true, pids, MAX_PROMPT, &np))) return st;
+        float *dst = c->stream_emb + (size_t)i * stream_rows * D;
+        memcpy(dst, c->prefix, sizeof(float) * (size_t)nq * D);
+        int rows = nq;
+        if (moe && M > 0) {
+            memcpy(dst + (size_t)rows * D, c->soft + (size_t)e * M * D, sizeof(float) * (size_t)M * D);
+            rows += M;
+        }
+        if ((st = rs_llm_embed(&m->llm, pids, np, dst + (size_t)rows * D))) return st;
+        rows += np;
+        streams[i] = (rs_gen_stream){.prefix = dst, .prefix_len = rows, .adapter = moe ? e : -1};
+    }
+    const rs_lora_set *adapters[RS_MAX_EXPERTS];
+    for (int e = 0; e < m->moe.n_experts; e++) adapters[e] = &m->experts[e];
+
+    /* 5. decode every stream as one batch */
+    progress(p, "decode");
+    rs_gen_params gp = {.beams = p->beams, .max_new = p->max_len, .min_new = p->min_len,
+                        .rep_penalty = p->repetition_penalty, .len_penalty = p->length_penalty,
+                        .temperature = p->temperature, .top_p = p->top_p, .seed = p->seed};
+    if (rs_tokenizer_eos(tok) >= 0) gp.stop[gp.n_stop++] = rs_tokenizer_eos(tok);
+    int32_t *gen = malloc(sizeof(int32_t) * (size_t)n_run * (size_t)p->max_len);
+    if (!gen) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
+    rs_gen_result res[RS_MAX_EXPERTS];
+    for (int i = 0; i < n_run; i++) res[i].ids = gen + (size_t)i * p->max_len;
+    rs_gen_stats gs = {0};
+    if (c->debug) {
+        free(c->dbg_logits);
+        c->dbg_logits = malloc(sizeof(float) * (size_t)n_run * (size_t)m->llm.c.vocab);
+        c->dbg_streams = c->dbg_logits ? n_run : 0;
+        gs.prefill_logits = c->dbg_logits;
+    }
+    st = rs_generate(&m->llm, c->st, moe ? adapters : NULL, streams, n_run, &gp, res, &gs, c->pool,
+                     p->abort_callback, p->user_data);
+    if (st) { free(gen); return st; }
+
+    /* 6. results: each aspect, then the joined / chosen text */
+    out->n_aspects = K;
+    for (int e = 0; e < K; e++) {
+        snprintf(out->aspects[e].name, sizeof out->aspects[e].name, "%s", moe ? m->moe.names[e] : "llm");
+        out->aspects[e].gate = c->gates[e];
+    }
+    int best = -1;
+    double best_score = -INFINITY;
+    for (int i = 0; i < n_run; i++) {
+        int e = run_ids[i];
+        rsmoe_aspect *a = &out->aspects[e];
+        a->text = decode_ids(tok, res[i].ids, res[i].n);
+        a->logprob = res[i].sum_logprob;
+        a->n_tokens = res[i].n;
+        a->ids = malloc(sizeof(int32_t) * (size_t)(res[i].n + 1));
+        if (a->ids) memcpy(a->ids, res[i].ids, sizeof(int32_t) * (size_t)res[i].n);
+        if (!a->text || !a->ids) { free(gen); rsmoe_result_free(out); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
+        /* gate-weighted, length-normalised log-probability (brief captions, top-k answers) */
+        double sc = log(c->gates[e] > 1e-30f ? c->gates[e] : 1e-30) + res[i].sum_logprob / (res[i].n + (res[i].ended ? 1 : 0) > 0 ? res[i].n + (res[i].ended ? 1 : 0) : 1);
+        if (sc > best_score) { best_score = sc; best = e; }
+    }
+    free(gen);
+    if (question || !moe || p->style == RSMOE_STYLE_BRIEF) {
+        out->chosen = best;
+        out->text = strdup(out->aspects[best].text);
+    } else {
+        size_t len = 1;
+        for (int e = 0; e < K; e++) len += strlen(out->aspects[e].text) + 1;
+        out->text = malloc(len);
+        if (out->text) {
+            out->text[0] = 0;
+            for (int e = 0; e < K; e++) {
+                if (!out->aspects[e].text[0]) continue;
+                if (out->text[0]) strcat(out->text, " ");
+                strcat(out->text, out->aspects[e].text);
+            }
+        }
+    }
+    if (!out->text) { rsmoe_result_free(out); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
+    double t4 = rs_time_s();
+    out->timings = (rsmoe_timings){.encode_ms = (t1 - t0) * 1e3, .qformer_ms = (t2 - t1) * 1e3, .router_ms = (t3 - t2) * 1e3,
+                                   .prefill_ms = gs.prefill_s * 1e3, .decode_ms = gs.decode_s * 1e3, .total_ms = (t4 - t0) * 1e3,
+                                   .prefill_tokens = gs.prefill_rows, .decode_steps = gs.steps, .decode_tokens = gs.decoded_rows};
+    return RSMOE_OK;
+}
+
+rsmoe_status rsmoe_caption(rsmoe_context *c, const rsmoe_image *img, const rsmoe_generate_params *p, rsmoe_result *out) {
+    return run(c, img, NULL, p, out);
+}
+
+rsmoe_status rsmoe_answer(rsmoe_context *c, const rsmoe_image *img, const char *question, const rsmoe_generate_params *p,
+                          rsmoe_result *out) {
+    if (!question) return rs_error(RSMOE_ERR_INVALID_ARG, "no question");
+    return run(c, img, question, p, out);
+}
+
+/* ------------------------------------------------------------------ debug view (tests) */
+#include "model/pipeline_debug.h"
+
+void rs_ctx_set_debug(rsmoe_context *c, bool on) { c->debug = on; }
+
+void rs_ctx_get_debug(const rsmoe_context *c, rs_ctx_debug *d) {
+    d->enc = c->enc;
+    d->qout = c->qout;
+    d->prefix = c->prefix;
+    d->gates = c->gates;
+    d->soft = c->soft;
+    d->first_logits = c->dbg_logits;
+    d->n_streams = c->dbg_streams;
+}

@@ -1,0 +1,244 @@
+/* test_model.c - the whole RS-MoE forward path against the independent NumPy reference
+ * (tests/ref/rsmoe_ref.py) on the `test` preset with seeded random weights (LoRA B random so
+ * that the experts differ): image-encoder output, Q-Former output, visual prefix, router gates
+ * and soft prompts, first-step logits of each expert and of the LLM Block alone (1e-4
+ * normalised), and the greedy token ids of every stream (identical). Also error handling of
+ * the public API. */
+#include "model/model.h"
+#include "model/pipeline_debug.h"
+#include "rsmoe.h"
+#include "test.h"
+
+#include <sys/stat.h>
+
+static char g_dir[256], g_model[300], g_img[300];
+static rsmoe_image g_image;
+static const char *k_instr = "Describe this remote sensing image.";
+static const char *k_question = "Is there a bridge?";
+
+static double *read_f64(const char *dir, const char *name, size_t *n) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    rewind(f);
+    double *d = malloc((size_t)sz + 8);
+    *n = fread(d, 8, (size_t)sz / 8, f);
+    fclose(f);
+    return d;
+}
+
+static int read_ids(const char *dir, const char *name, int32_t *ids, int cap) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    int n = 0, v;
+    while (n < cap && fscanf(f, "%d", &v) == 1) ids[n++] = v;
+    fclose(f);
+    return n;
+}
+
+/* max |a - b| / max |b| */
+static double nerr(const float *a, const double *b, size_t n) {
+    double md = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md)) md = d;
+        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    }
+    return md / (mb > 0 ? mb : 1);
+}
+
+static int run_ref(const char *outdir, const char *question) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/rsmoe_ref.py %s %s 32 32 %s '%s' %s%s%s --max-len 8 >/dev/null 2>%s/err.txt",
+             g_model, g_img, outdir, k_instr, question ? "'" : "", question ? question : "", question ? "'" : "", outdir);
+    mkdir(outdir, 0755);
+    return system(cmd);
+}
+
+static bool have_numpy(void) {
+    return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
+}
+
+static void compare(const char *outdir, rsmoe_context *c, const rsmoe_result *r, bool experts_ran_all, const int *stream_expert,
+                    int n_streams, const char *llm_name) {
+    rs_ctx_debug d;
+    rs_ctx_get_debug(c, &d);
+    size_t n;
+    double *ref;
+    struct { const char *file; const float *got; } parts[] = {
+        {"enc.bin", d.enc}, {"qf.bin", d.qout}, {"prefix.bin", d.prefix}, {"gates.bin", d.gates}, {"soft.bin", d.soft}};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (llm_name && i >= 3) continue; /* no router on the LLM Block alone */
+        ref = read_f64(outdir, parts[i].file, &n);
+        if (!ref) { CHECK(0, "reference %s missing", parts[i].file); continue; }
+        double e = nerr(parts[i].got, ref, n);
+        CHECK(e <= 1e-4, "%s: normalised error %.3g", parts[i].file, e);
+        free(ref);
+    }
+    REQUIRE(d.first_logits && d.n_streams == n_streams, "first-step logits kept (%d streams)", d.n_streams);
+    (void)experts_ran_all;
+    for (int s = 0; s < n_streams; s++) {
+        char nm[64], idn[64];
+        if (llm_name) { snprintf(nm, sizeof nm, "logits_%s.bin", llm_name); snprintf(idn, sizeof idn, "ids_%s.txt", llm_name); }
+        else { snprintf(nm, sizeof nm, "logits_%d.bin", stream_expert[s]); snprintf(idn, sizeof idn, "ids_%d.txt", stream_expert[s]); }
+        ref = read_f64(outdir, nm, &n);
+        REQUIRE(ref && n == 260, "reference %s", nm);
+        double e = nerr(d.first_logits + (size_t)s * 260, ref, n);
+        CHECK(e <= 1e-4, "%s: normalised error %.3g", nm, e);
+        free(ref);
+        int32_t want[64];
+        int nw = read_ids(outdir, idn, want, 64);
+        const rsmoe_aspect *a = &r->aspects[llm_name ? 0 : stream_expert[s]];
+        REQUIRE(nw >= 0 && a->ids, "ids %s", idn);
+        CHECK(a->n_tokens == nw, "%s: %d tokens, reference %d", idn, a->n_tokens, nw);
+        for (int i = 0; i < nw && i < a->n_tokens; i++)
+            CHECK(a->ids[i] == want[i], "%s: token %d is %d, reference %d", idn, i, a->ids[i], want[i]);
+    }
+}
+
+static rsmoe_generate_params greedy(bool vqa) {
+    rsmoe_generate_params p = vqa ? rsmoe_vqa_default_params() : rsmoe_caption_default_params();
+    p.beams = 1;
+    p.max_len = 8;
+    p.min_len = 1;
+    p.repetition_penalty = 1.0f;
+    return p;
+}
+
+TEST(parity_caption_and_vqa) {
+    if (!have_numpy()) SKIP("/usr/bin/python3 with numpy is not available for the reference");
+    char out1[320], out2[320];
+    snprintf(out1, sizeof out1, "%s/ref_caption", g_dir);
+    snprintf(out2, sizeof out2, "%s/ref_vqa", g_dir);
+    REQUIRE(run_ref(out1, NULL) == 0, "reference script failed (see %s/err.txt)", out1);
+    REQUIRE(run_ref(out2, k_question) == 0, "reference script failed (see %s/err.txt)", out2);
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(g_model, NULL, &st);
+    REQUIRE(m, "load: %s", rsmoe_last_error());
+    for (int threads = 1; threads <= 2; threads++) {
+        rsmoe_context_params cp = rsmoe_context_default_params();
+        cp.n_threads = threads;
+        rsmoe_context *c = rsmoe_context_new(m, &cp, &st);
+        REQUIRE(c, "context: %s", rsmoe_last_error());
+        rs_ctx_set_debug(c, true);
+        /* detailed caption: every expert */
+        rsmoe_generate_params p = greedy(false);
+        rsmoe_result r;
+        REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption: %s", rsmoe_last_error());
+        int all[3] = {0, 1, 2};
+        compare(out1, c, &r, true, all, 3, NULL);
+        CHECK(r.n_aspects == 3 && r.chosen == -1, "3 aspects joined");
+        rsmoe_result_free(&r);
+        /* the LLM Block alone */
+        p.use_experts = false;
+        REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption (no experts): %s", rsmoe_last_error());
+        compare(out1, c, &r, false, NULL, 1, "llm");
+        rsmoe_result_free(&r);
+        /* a question: the top-gated expert */
+        p = greedy(true);
+        REQUIRE(rsmoe_answer(c, &g_image, k_question, &p, &r) == RSMOE_OK, "answer: %s", rsmoe_last_error());
+        size_t n;
+        double *gates = read_f64(out2, "gates.bin", &n);
+        REQUIRE(gates && n == 3, "gates");
+        int top = 0;
+        for (int e = 1; e < 3; e++) if (gates[e] > gates[top]) top = e;
+        free(gates);
+        CHECK(r.chosen == top, "router picked expert %d, reference top gate %d", r.chosen, top);
+        int one[1] = {top};
+        compare(out2, c, &r, false, one, 1, NULL);
+        rsmoe_result_free(&r);
+        rsmoe_context_free(c);
+    }
+    rsmoe_model_free(m);
+}
+
+TEST(beam_search_finds_at_least_greedy_score) {
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(g_model, NULL, &st);
+    REQUIRE(m, "load");
+    rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
+    REQUIRE(c, "context");
+    rsmoe_generate_params p = greedy(false);
+    p.length_penalty = 0.0f; /* raw sum of log-probabilities: beam search can only do as well or better */
+    p.min_len = 8;
+    rsmoe_result g, b;
+    REQUIRE(rsmoe_caption(c, &g_image, &p, &g) == RSMOE_OK, "greedy");
+    p.beams = 4;
+    REQUIRE(rsmoe_caption(c, &g_image, &p, &b) == RSMOE_OK, "beams: %s", rsmoe_last_error());
+    for (int e = 0; e < 3; e++) {
+        CHECK(b.aspects[e].n_tokens == 8 && g.aspects[e].n_tokens == 8, "8 tokens each");
+        CHECK(b.aspects[e].logprob >= g.aspects[e].logprob - 1e-4, "expert %d: beam %.4f < greedy %.4f", e,
+              b.aspects[e].logprob, g.aspects[e].logprob);
+    }
+    rsmoe_result_free(&g);
+    rsmoe_result_free(&b);
+    /* sampling with a seed is reproducible */
+    p.beams = 1;
+    p.temperature = 1.0f;
+    p.seed = 5;
+    rsmoe_result s1, s2;
+    REQUIRE(rsmoe_caption(c, &g_image, &p, &s1) == RSMOE_OK && rsmoe_caption(c, &g_image, &p, &s2) == RSMOE_OK, "sampling");
+    CHECK(!strcmp(s1.text, s2.text), "same seed, same caption");
+    rsmoe_result_free(&s1);
+    rsmoe_result_free(&s2);
+    rsmoe_context_free(c);
+    rsmoe_model_free(m);
+}
+
+TEST(api_errors) {
+    rsmoe_status st;
+    CHECK(rsmoe_model_load("/nonexistent/model.gguf", NULL, &st) == NULL && st == RSMOE_ERR_IO, "missing file: %d", st);
+    CHECK(strstr(rsmoe_last_error(), "/nonexistent/model.gguf") != NULL, "message names the file: %s", rsmoe_last_error());
+    rsmoe_model *m = rsmoe_model_load(g_model, NULL, &st);
+    REQUIRE(m, "load");
+    rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
+    REQUIRE(c, "context");
+    rsmoe_generate_params p = greedy(true);
+    rsmoe_result r;
+    CHECK(rsmoe_answer(c, &g_image, "   ", &p, &r) == RSMOE_ERR_INVALID_ARG, "empty question refused");
+    CHECK(rsmoe_answer(c, &g_image, NULL, &p, &r) == RSMOE_ERR_INVALID_ARG, "NULL question refused");
+    p.beams = 99;
+    CHECK(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_ERR_INVALID_ARG, "too many beams refused");
+    rsmoe_image empty = {0};
+    p.beams = 1;
+    CHECK(rsmoe_caption(c, &empty, &p, &r) == RSMOE_ERR_INVALID_ARG, "empty image refused");
+    rsmoe_image img;
+    CHECK(rsmoe_image_load(g_model, &img) != RSMOE_OK, "a GGUF is not an image");
+    rsmoe_context_free(c);
+    rsmoe_model_free(m);
+}
+
+int main(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_test_model_%d", (int)getpid());
+    mkdir(g_dir, 0755);
+    snprintf(g_model, sizeof g_model, "%s/test.gguf", g_dir);
+    snprintf(g_img, sizeof g_img, "%s/img.rgb", g_dir);
+    rs_init_params ip = rs_init_default_params();
+    ip.seed = 7;
+    ip.lora_random_b = true;
+    if (rs_model_init_preset(rs_preset_find("test"), &ip, g_model, NULL, NULL) != RSMOE_OK) {
+        fprintf(stderr, "init: %s\n", rsmoe_last_error());
+        return 1;
+    }
+    g_image.width = g_image.height = 32;
+    g_image.data = malloc(32 * 32 * 3);
+    rs_rng rng;
+    rs_rng_seed(&rng, 11);
+    for (int i = 0; i < 32 * 32 * 3; i++) g_image.data[i] = (uint8_t)(rs_rng_u64(&rng) & 255);
+    FILE *f = fopen(g_img, "wb");
+    fwrite(g_image.data, 1, 32 * 32 * 3, f);
+    fclose(f);
+    RUN(parity_caption_and_vqa);
+    RUN(beam_search_finds_at_least_greedy_score);
+    RUN(api_errors);
+    free(g_image.data);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    return test_summary();
+}
