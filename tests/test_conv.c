@@ -73,7 +73,9 @@ typedef struct { int ih, iw, ic, oc, k, s, d, same, act, dm; } shape;
 
 TEST(fast_vs_ref) {
     const shape cases[] = {
-        {17, 13, 3, 32, 3, 2, 1, 1, RS_ACT_RELU6, 1},   /* first conv, odd sizes */
+        {17, 13, 3, 32, 3, 2, 1, 1, RS_ACT_RELU6, 1},   /* first conv, odd sizes (direct path) */
+        {10, 9, 4, 16, 3, 1, 2, 0, RS_ACT_NONE, 1},     /* direct path, dilated VALID */
+        {9, 9, 3, 12, 3, 2, 1, 1, RS_ACT_RELU, 1},      /* 3 channels but oc not a multiple of 8: im2col */
         {14, 14, 24, 40, 1, 1, 1, 1, RS_ACT_NONE, 1},   /* 1x1 GEMM fast path */
         {9, 11, 16, 24, 1, 2, 1, 1, RS_ACT_RELU, 1},    /* strided 1x1 via im2col */
         {12, 12, 8, 5, 5, 1, 2, 0, RS_ACT_RELU6, 1},    /* dilated VALID */

@@ -2,6 +2,7 @@
  * vectorised depthwise convolution and pooling, threaded over output rows. */
 #include "kernels/conv.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "kernels/gemm.h"
@@ -53,9 +54,30 @@ void rs_add_act(const float *a, const float *b, float *y, int64_t n, int act) {
     act_row(y, n, act);
 }
 
+#define DW_CB 16   /* channels per register block: two 8-float vectors */
+typedef float v8f __attribute__((vector_size(32)));
+static inline v8f v8_load(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* valid kernel tap range [k0, k1) for output coordinate o */
+static inline void tap_range(int o, int stride, int pad, int dil, int k, int in, int *k0, int *k1) {
+    int base = o * stride - pad;
+    int a = 0, b = k;
+    while (a < k && base + a * dil < 0) a++;
+    while (b > a && base + (b - 1) * dil >= in) b--;
+    *k0 = a;
+    *k1 = b;
+}
+
 /* ---------------------------------------------------------------- conv2d */
 
+static bool use_direct(const rs_conv_params *p);
+
 size_t rs_conv2d_scratch_floats(const rs_conv_params *p) {
+    if (use_direct(p)) return 0;
     bool direct = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_top == 0 &&
                   p->pad_left == 0 && p->oh == p->ih && p->ow == p->iw;
     return direct ? 0 : (size_t)p->oh * p->ow * p->kh * p->kw * p->ic;
@@ -106,9 +128,51 @@ static void bias_act_task(void *vctx, int ith, int nth) {
     }
 }
 
+/* Direct convolution for few input channels (a network's RGB stem): per output pixel the
+ * oc outputs are accumulated in vector registers over the kh*kw*ic taps, so no patch matrix
+ * is built. Used when ic <= 4 and oc is a multiple of 8 (at most 64). */
+static void direct_task(void *vctx, int ith, int nth) {
+    conv_ctx *c = vctx;
+    const rs_conv_params *p = c->p;
+    const int OC = p->oc, IC = p->ic, nb = OC / 8;
+    int64_t r0, r1;
+    rs_split_range(p->oh, ith, nth, 1, &r0, &r1);
+    for (int64_t oy = r0; oy < r1; oy++) {
+        int ky0, ky1;
+        tap_range((int)oy, p->sh, p->pad_top, p->dh, p->kh, p->ih, &ky0, &ky1);
+        for (int ox = 0; ox < p->ow; ox++) {
+            int kx0, kx1;
+            tap_range(ox, p->sw, p->pad_left, p->dw, p->kw, p->iw, &kx0, &kx1);
+            const int iy0 = (int)oy * p->sh - p->pad_top, ix0 = ox * p->sw - p->pad_left;
+            v8f acc[8];
+            for (int j = 0; j < nb; j++) acc[j] = c->b ? v8_load(c->b + 8 * j) : (v8f){0};
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const float *xv = c->x + ((int64_t)(iy0 + ky * p->dh) * p->iw + ix0 + kx * p->dw) * IC;
+                    const float *wv = c->w + ((int64_t)ky * p->kw + kx) * IC * OC;
+                    for (int i = 0; i < IC; i++) {
+                        v8f xs = (v8f){0} + xv[i];
+                        for (int j = 0; j < nb; j++) acc[j] += xs * v8_load(wv + (int64_t)i * OC + 8 * j);
+                    }
+                }
+            float *out = c->y + (oy * p->ow + ox) * OC;
+            memcpy(out, acc, (size_t)OC * sizeof(float));
+            act_row(out, OC, p->act);
+        }
+    }
+}
+
+static bool use_direct(const rs_conv_params *p) {
+    return p->ic <= 4 && p->oc % 8 == 0 && p->oc <= 64;
+}
+
 void rs_conv2d(const rs_conv_params *p, const float *x, const float *w, const float *b,
                float *y, float *scratch, rs_pool *pool) {
     conv_ctx c = {p, x, w, b, y, NULL, (int64_t)p->oh * p->ow, p->oc, (int64_t)p->kh * p->kw * p->ic};
+    if (use_direct(p)) {
+        rs_pool_run(pool, direct_task, &c);
+        return;
+    }
     if (rs_conv2d_scratch_floats(p) > 0) {
         c.col = scratch;
         rs_pool_run(pool, im2col_task, &c);
@@ -130,30 +194,58 @@ static void dw_task(void *vctx, int ith, int nth) {
     dw_ctx *c = vctx;
     const rs_conv_params *p = c->p;
     const int C = p->ic, OC = p->oc, dm = p->depth_mult;
+    const float lo = p->act == RS_ACT_NONE ? -INFINITY : 0.f, hi = p->act == RS_ACT_RELU6 ? 6.f : INFINITY;
     int64_t r0, r1;
     rs_split_range(p->oh, ith, nth, 1, &r0, &r1);
     for (int64_t oy = r0; oy < r1; oy++) {
+        int ky0, ky1;
+        tap_range((int)oy, p->sh, p->pad_top, p->dh, p->kh, p->ih, &ky0, &ky1);
         for (int ox = 0; ox < p->ow; ox++) {
+            int kx0, kx1;
+            tap_range(ox, p->sw, p->pad_left, p->dw, p->kw, p->iw, &kx0, &kx1);
             float *out = c->y + (oy * p->ow + ox) * OC;
-            if (c->b) memcpy(out, c->b, (size_t)OC * sizeof(float));
-            else memset(out, 0, (size_t)OC * sizeof(float));
-            for (int ky = 0; ky < p->kh; ky++) {
-                int iy = (int)oy * p->sh - p->pad_top + ky * p->dh;
-                if (iy < 0 || iy >= p->ih) continue;
-                for (int kx = 0; kx < p->kw; kx++) {
-                    int ix = ox * p->sw - p->pad_left + kx * p->dw;
-                    if (ix < 0 || ix >= p->iw) continue;
-                    const float *xin = c->x + ((int64_t)iy * p->iw + ix) * C;
-                    const float *wk = c->w + ((int64_t)ky * p->kw + kx) * OC;
-                    if (dm == 1) {
-                        for (int ch = 0; ch < C; ch++) out[ch] += xin[ch] * wk[ch];
-                    } else {
+            const int iy0 = (int)oy * p->sh - p->pad_top, ix0 = ox * p->sw - p->pad_left;
+            if (dm == 1) {
+                int ch = 0;
+                /* blocks of DW_CB channels accumulated in registers over all taps */
+                for (; ch + DW_CB <= C; ch += DW_CB) {
+                    v8f a0, a1;
+                    if (c->b) { a0 = v8_load(c->b + ch); a1 = v8_load(c->b + ch + 8); }
+                    else { a0 = (v8f){0}; a1 = (v8f){0}; }
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const float *xr = c->x + ((int64_t)(iy0 + ky * p->dh) * p->iw) * C + ch;
+                        const float *wr = c->w + (int64_t)ky * p->kw * OC + ch;
+                        for (int kx = kx0; kx < kx1; kx++) {
+                            const float *xv = xr + (int64_t)(ix0 + kx * p->dw) * C;
+                            const float *wv = wr + (int64_t)kx * OC;
+                            a0 += v8_load(xv) * v8_load(wv);
+                            a1 += v8_load(xv + 8) * v8_load(wv + 8);
+                        }
+                    }
+                    memcpy(out + ch, &a0, sizeof a0);
+                    memcpy(out + ch + 8, &a1, sizeof a1);
+                }
+                act_row(out, ch, p->act);
+                for (; ch < C; ch++) {
+                    float acc = c->b ? c->b[ch] : 0.f;
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++)
+                            acc += c->x[((int64_t)(iy0 + ky * p->dh) * p->iw + ix0 + kx * p->dw) * C + ch] *
+                                   c->w[((int64_t)ky * p->kw + kx) * OC + ch];
+                    out[ch] = fminf(fmaxf(acc, lo), hi);
+                }
+            } else {
+                if (c->b) memcpy(out, c->b, (size_t)OC * sizeof(float));
+                else memset(out, 0, (size_t)OC * sizeof(float));
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const float *xin = c->x + ((int64_t)(iy0 + ky * p->dh) * p->iw + ix0 + kx * p->dw) * C;
+                        const float *wk = c->w + ((int64_t)ky * p->kw + kx) * OC;
                         for (int ch = 0; ch < C; ch++)
                             for (int k = 0; k < dm; k++) out[ch * dm + k] += xin[ch] * wk[ch * dm + k];
                     }
-                }
+                act_row(out, OC, p->act);
             }
-            act_row(out, OC, p->act);
         }
     }
 }
