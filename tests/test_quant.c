@@ -165,7 +165,7 @@ typedef struct {
 
 static void run_variant(const variant *v, rs_dtype wt, const void *W, const float *x, float *y,
                         int64_t M, int64_t N, int64_t K, rs_pool *pool) {
-    if (v->kern && wt != RS_F32) rs_matmul_w_kernels(v->kern, wt, W, x, y, M, N, K, pool);
+    if (v->kern) rs_matmul_w_kernels(v->kern, wt, W, x, y, M, N, K, pool);
     else rs_matmul_w_isa(v->isa, wt, W, x, y, M, N, K, pool);
 }
 
@@ -283,9 +283,9 @@ static void matmul_suite(const variant *v) {
                     CHECK(bad == 0, "%s %s M=%lld N=%lld K=%lld", v->name, rs_dtype_name(dts[d]),
                           (long long)Ms[i], (long long)Ns[j], (long long)Ks[k]);
                 }
-    /* f16 / bf16 rows of any length (tails) */
+    /* f32 / f16 / bf16 rows of any length (tails) */
     static const int64_t oddK[] = {1, 17, 50, 127, 200};
-    for (int d = 1; d <= 2; d++)
+    for (int d = 0; d <= 2; d++)
         for (int k = 0; k < 5; k++) {
             int bad = check_matmul(v, dts[d], 5, 9, oddK[k], seed++, NULL, &worst[d]);
             CHECK(bad == 0, "%s %s K=%lld", v->name, rs_dtype_name(dts[d]), (long long)oddK[k]);
@@ -315,11 +315,13 @@ TEST(matmul_avx512_ext) {
 }
 
 #ifdef HAVE_EMU
-static const rs_quant_kernels emu512 = {RS_QUANT_AVX512, emu_rs_qk_q8_avx512, emu_rs_qk_f16_avx512,
-                                        emu_rs_qk_bf16_avx512, NULL, false, true};
-static const rs_quant_kernels emu512x = {RS_QUANT_AVX512_EXT, emu_rs_qk_q8_avx512vnni,
-                                         emu_rs_qk_f16_avx512, emu_rs_qk_bf16_avx512bf16, NULL,
-                                         true, true};
+static const rs_quant_kernels emu512 = {
+    .isa = RS_QUANT_AVX512, .q8 = emu_rs_qk_q8_avx512, .f16 = emu_rs_qk_f16_avx512,
+    .bf16 = emu_rs_qk_bf16_avx512, .f32 = emu_rs_qk_f32_avx512, .want_xd16 = true};
+static const rs_quant_kernels emu512x = {
+    .isa = RS_QUANT_AVX512_EXT, .q8 = emu_rs_qk_q8_avx512vnni, .f16 = emu_rs_qk_f16_avx512,
+    .bf16 = emu_rs_qk_bf16_avx512bf16, .f32 = emu_rs_qk_f32_avx512, .bf16_acts = true,
+    .want_xd16 = true};
 static rs_quant_kernels with_quant(rs_quant_kernels k) {
     rs_quant_kernels c;
     rs_quant_get_kernels(RS_QUANT_C, &c);

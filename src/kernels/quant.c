@@ -71,6 +71,19 @@ static void qk_q8_c(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
 }
 
 #define C_CHUNK 64
+static void qk_f32_c(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+        const float *w = (const float *)(a->W + (size_t)n * a->wrow);
+        for (int m = 0; m < mr; m++) {
+            const float *xr = a->x + m * a->ldx;
+            double s = 0.0; /* the plain fallback: accuracy over speed */
+            for (int64_t k = 0; k < a->kc; k++) s += (double)w[k] * (double)xr[k];
+            float *yp = a->y + m * a->ldy + n;
+            *yp = a->accumulate ? *yp + (float)s : (float)s;
+        }
+    }
+}
+
 static void qk_half_c(const rs_qk_args *a, int mr, int64_t n0, int64_t n1, bool bf16) {
     float wf[C_CHUNK];
     for (int64_t n = n0; n < n1; n++) {
@@ -162,6 +175,7 @@ void rs_quant_get_kernels(rs_quant_isa isa, quant_vt *vt) {
     vt->q8 = qk_q8_c;
     vt->f16 = qk_f16_c;
     vt->bf16 = qk_bf16_c;
+    vt->f32 = qk_f32_c;
     vt->quant = quant_q8_c;
 #ifdef RS_QUANT_X86
     isa = resolve(isa);
@@ -170,12 +184,14 @@ void rs_quant_get_kernels(rs_quant_isa isa, quant_vt *vt) {
         vt->q8 = rs_qk_q8_avx2;
         vt->f16 = rs_qk_f16_avx2;
         vt->bf16 = rs_qk_bf16_avx2;
+        vt->f32 = rs_qk_f32_avx2;
         vt->quant = rs_quantize_q8_avx2;
     }
     if (isa >= RS_QUANT_AVX512) {
         vt->q8 = rs_qk_q8_avx512;
         vt->f16 = rs_qk_f16_avx512;
         vt->bf16 = rs_qk_bf16_avx512;
+        vt->f32 = rs_qk_f32_avx512;
         vt->want_xd16 = true;
     }
     if (isa == RS_QUANT_AVX512_EXT) {
@@ -330,7 +346,7 @@ void rs_matmul_w_isa(rs_quant_isa isa, rs_dtype wt, const void *W, const float *
                  (long long)K);
         return;
     }
-    if (wt == RS_F32) {
+    if (wt == RS_F32 && M > RS_MATMUL_W_F32_SMALL_M) {
 #ifdef RS_QUANT_HAVE_SGEMM
         rs_sgemm(false, true, M, N, K, 1.0f, x, K, W, K, 0.0f, y, N, pool);
 #else
@@ -346,8 +362,8 @@ void rs_matmul_w_isa(rs_quant_isa isa, rs_dtype wt, const void *W, const float *
 void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *W,
                          const float *x, float *y, int64_t M, int64_t N, int64_t K,
                          rs_pool *pool) {
-    if (M <= 0 || N <= 0 || K <= 0 || !W || !x || !y || (wt != RS_F16 && wt != RS_BF16 &&
-        (wt != RS_Q8_0 || K % RS_QK8_0))) {
+    if (M <= 0 || N <= 0 || K <= 0 || !W || !x || !y || !rs_dtype_valid((int)wt) ||
+        (wt == RS_Q8_0 && K % RS_QK8_0)) {
         rs_error(RSMOE_ERR_INVALID_ARG, "rs_matmul_w_kernels: bad arguments");
         return;
     }
@@ -357,9 +373,9 @@ void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *
     job.N = N;
     job.a.wrow = rs_row_bytes(wt, K);
     job.a.ldy = N;
-    if (wt == RS_F16 || (wt == RS_BF16 && !vt.bf16_acts)) {
+    if (wt == RS_F32 || wt == RS_F16 || (wt == RS_BF16 && !vt.bf16_acts)) {
         /* float activations used as they are: one pass over all of M */
-        job.fn = wt == RS_F16 ? vt.f16 : vt.bf16;
+        job.fn = wt == RS_F32 ? vt.f32 : wt == RS_F16 ? vt.f16 : vt.bf16;
         job.M = M;
         job.a.W = W;
         job.a.kc = K;

@@ -3,7 +3,8 @@
  * f32 / f16 / bf16 / q8_0 (N rows of K values, ggml layout ne = {K, N}).
  *
  * Numerics of rs_matmul_w (what the tests check against rs_matmul_w_ref):
- *  - f32:  rs_sgemm (float accumulation).
+ *  - f32:  M <= RS_MATMUL_W_F32_SMALL_M (decode): a weight-streaming kernel like the f16 one
+ *          (rs_sgemm is tuned for large products); larger M: rs_sgemm. Float accumulation.
  *  - f16:  weights converted exactly to f32 (F16C), float FMA with the float activations.
  *  - bf16: with AVX-512 BF16 the activations are rounded to bf16 (round to nearest even)
  *          and multiplied with _mm512_dpbf16_ps; otherwise weights are widened exactly to
@@ -61,6 +62,7 @@ void rs_matmul_w_isa(rs_quant_isa isa, rs_dtype wt, const void *W, const float *
 void rs_quantize_row_q8_0_isa(rs_quant_isa isa, const float *x, rs_block_q8_0 *y, int64_t n);
 
 #define RS_MATMUL_W_STACK 65536 /* bytes of activation scratch on the caller's stack */
+#define RS_MATMUL_W_F32_SMALL_M 8 /* f32 weights: own kernel up to this M, rs_sgemm above */
 
 /* ---------------------------------------------------------------- internal
  * Shared by quant.c and the per-ISA quant_*.c files only. */
@@ -90,19 +92,20 @@ typedef void (*rs_qquant_fn)(const float *x, rs_block_q8_0 *y, int64_t n);
 /* one variant's kernels */
 typedef struct {
     rs_quant_isa isa;
-    rs_qk_fn q8, f16, bf16;
+    rs_qk_fn q8, f16, bf16, f32;
     rs_qquant_fn quant;
     bool bf16_acts; /* the bf16 kernel takes bf16 activations (xb) instead of x */
     bool want_xd16; /* the q8 kernel reads xd16 */
 } rs_quant_kernels;
 void rs_quant_get_kernels(rs_quant_isa isa, rs_quant_kernels *k);
-/* rs_matmul_w's driver on explicit kernels (f32 weights are not handled here) */
+/* rs_matmul_w's driver on explicit kernels (f32 weights: always the own kernel) */
 void rs_matmul_w_kernels(const rs_quant_kernels *k, rs_dtype wt, const void *W, const float *x,
                          float *y, int64_t M, int64_t N, int64_t K, rs_pool *pool);
 
 void rs_qk_q8_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
 void rs_qk_f16_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
 void rs_qk_bf16_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_qk_f32_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
 void rs_quantize_q8_avx2(const float *x, rs_block_q8_0 *y, int64_t n);
 void rs_f32_to_f16_row_avx2(const float *x, uint16_t *y, int64_t n);
 void rs_f16_to_f32_row_avx2(const uint16_t *x, float *y, int64_t n);
@@ -111,6 +114,7 @@ void rs_qk_q8_avx512(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
 void rs_qk_q8_avx512vnni(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
 void rs_qk_f16_avx512(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
 void rs_qk_bf16_avx512(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
+void rs_qk_f32_avx512(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
 void rs_qk_bf16_avx512bf16(const rs_qk_args *a, int mr, int64_t n0, int64_t n1);
 #endif
 

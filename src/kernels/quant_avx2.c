@@ -66,25 +66,33 @@ TGT void rs_qk_q8_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
 }
 
 /* ---------------------------------------------------------------- f16 / bf16 x f32 */
-TGTI __m256 widen8(const uint16_t *p, const bool bf16) {
-    const __m128i h = _mm_loadu_si128((const __m128i *)p);
-    if (bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+/* weight values k..k+7 as floats; kind 0 = f16, 1 = bf16, 2 = f32 */
+TGTI __m256 widen8(const uint8_t *w, int64_t k, const int kind) {
+    if (kind == 2) return _mm256_loadu_ps((const float *)w + k);
+    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + k));
+    if (kind == 1) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
 }
 
-TGTI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const bool bf16) {
+TGTI float wat(const uint8_t *w, int64_t k, const int kind) {
+    if (kind == 2) return ((const float *)w)[k];
+    if (kind == 1) return rs_bf16_to_f32(((const uint16_t *)w)[k]);
+    return _cvtsh_ss(((const uint16_t *)w)[k]);
+}
+
+TGTI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const int kind) {
     /* 32 values a step; four accumulator chains for one row, two each for more rows */
     const int NACC = MR == 1 ? 4 : 2;
     const int64_t kc = a->kc;
     for (int64_t n = n0; n < n1; n++) {
-        const uint16_t *w = (const uint16_t *)(a->W + (size_t)n * a->wrow);
+        const uint8_t *w = a->W + (size_t)n * a->wrow;
         __m256 acc[RS_QK_MR][4];
         for (int m = 0; m < MR; m++)
             for (int j = 0; j < 4; j++) acc[m][j] = _mm256_setzero_ps();
         int64_t k = 0;
         for (; k + 32 <= kc; k += 32) {
             __m256 wv[4];
-            for (int j = 0; j < 4; j++) wv[j] = widen8(w + k + 8 * j, bf16);
+            for (int j = 0; j < 4; j++) wv[j] = widen8(w, k + 8 * j, kind);
             for (int m = 0; m < MR; m++) {
                 const float *xr = a->x + m * a->ldx + k;
                 for (int j = 0; j < 4; j++)
@@ -93,13 +101,13 @@ TGTI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, c
             }
         }
         for (; k + 8 <= kc; k += 8) {
-            const __m256 wv = widen8(w + k, bf16);
+            const __m256 wv = widen8(w, k, kind);
             for (int m = 0; m < MR; m++)
                 acc[m][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a->x + m * a->ldx + k), acc[m][0]);
         }
         float tail[RS_QK_MR] = {0};
         for (; k < kc; k++) {
-            const float wf = bf16 ? rs_bf16_to_f32(w[k]) : _cvtsh_ss(w[k]);
+            const float wf = wat(w, k, kind);
             for (int m = 0; m < MR; m++) tail[m] += wf * a->x[m * a->ldx + k];
         }
         for (int m = 0; m < MR; m++) {
@@ -110,21 +118,30 @@ TGTI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, c
     }
 }
 
+TGT void rs_qk_f32_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: half_rows(a, 1, n0, n1, 2); break;
+    case 2: half_rows(a, 2, n0, n1, 2); break;
+    case 3: half_rows(a, 3, n0, n1, 2); break;
+    default: half_rows(a, 4, n0, n1, 2); break;
+    }
+}
+
 TGT void rs_qk_f16_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
     switch (mr) {
-    case 1: half_rows(a, 1, n0, n1, false); break;
-    case 2: half_rows(a, 2, n0, n1, false); break;
-    case 3: half_rows(a, 3, n0, n1, false); break;
-    default: half_rows(a, 4, n0, n1, false); break;
+    case 1: half_rows(a, 1, n0, n1, 0); break;
+    case 2: half_rows(a, 2, n0, n1, 0); break;
+    case 3: half_rows(a, 3, n0, n1, 0); break;
+    default: half_rows(a, 4, n0, n1, 0); break;
     }
 }
 
 TGT void rs_qk_bf16_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
     switch (mr) {
-    case 1: half_rows(a, 1, n0, n1, true); break;
-    case 2: half_rows(a, 2, n0, n1, true); break;
-    case 3: half_rows(a, 3, n0, n1, true); break;
-    default: half_rows(a, 4, n0, n1, true); break;
+    case 1: half_rows(a, 1, n0, n1, 1); break;
+    case 2: half_rows(a, 2, n0, n1, 1); break;
+    case 3: half_rows(a, 3, n0, n1, 1); break;
+    default: half_rows(a, 4, n0, n1, 1); break;
     }
 }
 

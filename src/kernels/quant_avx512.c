@@ -134,24 +134,32 @@ T512V void RS_Q512(rs_qk_q8_avx512vnni)(const rs_qk_args *a, int mr, int64_t n0,
 }
 
 /* ---------------------------------------------------------------- f16 / bf16 x f32 */
-T512 TI __m512 widen16(const uint16_t *p, const bool bf16) {
-    const __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+/* weight values k..k+15 as floats; kind 0 = f16, 1 = bf16, 2 = f32 */
+T512 TI __m512 widen16(const uint8_t *w, int64_t k, const int kind) {
+    if (kind == 2) return _mm512_loadu_ps((const float *)w + k);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + k));
+    if (kind == 1) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     return _mm512_cvtph_ps(h);
 }
 
-T512 TI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const bool bf16) {
+T512 TI float wat(const uint8_t *w, int64_t k, const int kind) {
+    if (kind == 2) return ((const float *)w)[k];
+    if (kind == 1) return rs_bf16_to_f32(((const uint16_t *)w)[k]);
+    return F16_TO_F32(((const uint16_t *)w)[k]);
+}
+
+T512 TI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const int kind) {
     const int NACC = MR == 1 ? 4 : 2;
     const int64_t kc = a->kc;
     for (int64_t n = n0; n < n1; n++) {
-        const uint16_t *w = (const uint16_t *)(a->W + (size_t)n * a->wrow);
+        const uint8_t *w = a->W + (size_t)n * a->wrow;
         __m512 acc[RS_QK_MR][4];
         for (int m = 0; m < MR; m++)
             for (int j = 0; j < 4; j++) acc[m][j] = _mm512_setzero_ps();
         int64_t k = 0;
         for (; k + 64 <= kc; k += 64) {
             __m512 wv[4];
-            for (int j = 0; j < 4; j++) wv[j] = widen16(w + k + 16 * j, bf16);
+            for (int j = 0; j < 4; j++) wv[j] = widen16(w, k + 16 * j, kind);
             for (int m = 0; m < MR; m++) {
                 const float *xr = a->x + m * a->ldx + k;
                 for (int j = 0; j < 4; j++)
@@ -160,13 +168,13 @@ T512 TI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1
             }
         }
         for (; k + 16 <= kc; k += 16) {
-            const __m512 wv = widen16(w + k, bf16);
+            const __m512 wv = widen16(w, k, kind);
             for (int m = 0; m < MR; m++)
                 acc[m][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(a->x + m * a->ldx + k), acc[m][0]);
         }
         float tail[RS_QK_MR] = {0};
         for (; k < kc; k++) {
-            const float wf = bf16 ? rs_bf16_to_f32(w[k]) : F16_TO_F32(w[k]);
+            const float wf = wat(w, k, kind);
             for (int m = 0; m < MR; m++) tail[m] += wf * a->x[m * a->ldx + k];
         }
         for (int m = 0; m < MR; m++) {
@@ -177,21 +185,30 @@ T512 TI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1
     }
 }
 
+T512 void RS_Q512(rs_qk_f32_avx512)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
+    switch (mr) {
+    case 1: half_rows(a, 1, n0, n1, 2); break;
+    case 2: half_rows(a, 2, n0, n1, 2); break;
+    case 3: half_rows(a, 3, n0, n1, 2); break;
+    default: half_rows(a, 4, n0, n1, 2); break;
+    }
+}
+
 T512 void RS_Q512(rs_qk_f16_avx512)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
     switch (mr) {
-    case 1: half_rows(a, 1, n0, n1, false); break;
-    case 2: half_rows(a, 2, n0, n1, false); break;
-    case 3: half_rows(a, 3, n0, n1, false); break;
-    default: half_rows(a, 4, n0, n1, false); break;
+    case 1: half_rows(a, 1, n0, n1, 0); break;
+    case 2: half_rows(a, 2, n0, n1, 0); break;
+    case 3: half_rows(a, 3, n0, n1, 0); break;
+    default: half_rows(a, 4, n0, n1, 0); break;
     }
 }
 
 T512 void RS_Q512(rs_qk_bf16_avx512)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
     switch (mr) {
-    case 1: half_rows(a, 1, n0, n1, true); break;
-    case 2: half_rows(a, 2, n0, n1, true); break;
-    case 3: half_rows(a, 3, n0, n1, true); break;
-    default: half_rows(a, 4, n0, n1, true); break;
+    case 1: half_rows(a, 1, n0, n1, 1); break;
+    case 2: half_rows(a, 2, n0, n1, 1); break;
+    case 3: half_rows(a, 3, n0, n1, 1); break;
+    default: half_rows(a, 4, n0, n1, 1); break;
     }
 }
 
