@@ -460,6 +460,100 @@ TEST(train_rsicd) {
     free_caps(val, nv);
 }
 
+/* A plain twin of the trainer: recounts every pair of every distinct word at every step (no
+ * incremental bookkeeping), same rule (max count, then smaller left id, then smaller right). */
+typedef struct { char **w; int64_t *cnt; int n, cap; } naive_words;
+static rsmoe_status naive_on_word(void *ctx, size_t b, size_t e) {
+    void **c = ctx;
+    naive_words *W = c[0];
+    const char *text = c[1];
+    for (int i = 0; i < W->n; i++)
+        if (strlen(W->w[i]) == e - b && !memcmp(W->w[i], text + b, e - b)) { W->cnt[i]++; return RSMOE_OK; }
+    if (W->n == W->cap) {
+        W->cap = W->cap ? 2 * W->cap : 256;
+        W->w = realloc(W->w, (size_t)W->cap * sizeof *W->w);
+        W->cnt = realloc(W->cnt, (size_t)W->cap * sizeof *W->cnt);
+    }
+    W->w[W->n] = strndup(text + b, e - b);
+    W->cnt[W->n++] = 1;
+    return RSMOE_OK;
+}
+
+/* merges (a, b) of the twin into ma/mb; returns their number */
+static int naive_train(char **texts, int n, int vocab, int min_freq, int32_t *ma, int32_t *mb) {
+    naive_words W = {0};
+    for (int i = 0; i < n; i++) {
+        void *c[2] = {&W, texts[i]};
+        rs_tok_pretokenize(RS_TOK_PRE_GPT2, texts[i], strlen(texts[i]), naive_on_word, c);
+    }
+    int32_t **seq = malloc((size_t)W.n * sizeof *seq);
+    int *len = malloc((size_t)W.n * sizeof *len);
+    for (int i = 0; i < W.n; i++) {
+        len[i] = (int)strlen(W.w[i]);
+        seq[i] = malloc((size_t)(len[i] + 1) * sizeof **seq);
+        for (int k = 0; k < len[i]; k++) seq[i][k] = 4 + (unsigned char)W.w[i][k];
+    }
+    /* merged texts, to reuse the id of a text made twice */
+    int cap = vocab + 8, ntok = 260, nm = 0;
+    char **text = calloc((size_t)cap, sizeof *text);
+    for (int b = 0; b < 256; b++) { char buf[4]; int l = rs_utf8_put(rs_tok_byte_cp(b), buf); text[4 + b] = strndup(buf, (size_t)l); }
+    int64_t *cnt = malloc((size_t)cap * (size_t)cap * sizeof *cnt);   /* dense pair counts */
+    int C = cap;
+    while (ntok < vocab) {
+        memset(cnt, 0, (size_t)C * (size_t)C * sizeof *cnt);
+        for (int i = 0; i < W.n; i++)
+            for (int k = 1; k < len[i]; k++) cnt[(size_t)seq[i][k - 1] * (size_t)C + (size_t)seq[i][k]] += W.cnt[i];
+        int64_t best = 0;
+        int ba = -1, bb = -1;
+        for (int a = 0; a < C; a++)
+            for (int b = 0; b < C; b++)
+                if (cnt[(size_t)a * (size_t)C + (size_t)b] > best) { best = cnt[(size_t)a * (size_t)C + (size_t)b]; ba = a; bb = b; }
+        if (best < min_freq || ba < 0 || nm >= C - 260) break;
+        size_t la = strlen(text[ba]), lb = strlen(text[bb]);
+        char *m = malloc(la + lb + 1);
+        memcpy(m, text[ba], la);
+        memcpy(m + la, text[bb], lb + 1);
+        int res = -1;
+        for (int k = 4; k < ntok; k++) if (!strcmp(text[k], m)) { res = k; break; }
+        if (res < 0) { res = ntok; text[ntok++] = m; } else free(m);
+        ma[nm] = ba; mb[nm] = bb; nm++;
+        for (int i = 0; i < W.n; i++) {
+            int r = 0;
+            for (int k = 0; k < len[i]; k++) {
+                if (k + 1 < len[i] && seq[i][k] == ba && seq[i][k + 1] == bb) { seq[i][r++] = res; k++; }
+                else seq[i][r++] = seq[i][k];
+            }
+            len[i] = r;
+        }
+    }
+    for (int i = 0; i < W.n; i++) { free(W.w[i]); free(seq[i]); }
+    for (int k = 0; k < C; k++) free(text[k]);
+    free(W.w); free(W.cnt); free(seq); free(len); free(text); free(cnt);
+    return nm;
+}
+
+TEST(train_vs_naive_twin) {
+    int n = 0;
+    char **caps = rsicd_captions("val", 1500, &n);
+    if (!caps) SKIP("no RSICD annotations under ../shared (set RSMOE_SHARED)");
+    const int vocab = 420;
+    int32_t ma[512], mb[512];
+    int nm = naive_train(caps, n, vocab, 2, ma, mb);
+    rs_tok_train_opts o = rs_tok_train_opts_default();
+    o.vocab_size = vocab;
+    rs_tokenizer *t = NULL;
+    REQUIRE(rs_tokenizer_train_bpe((const char *const *)caps, n, &o, &t) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(rs_tokenizer_n_merges(t) == nm, "merges %d, twin %d", (int)rs_tokenizer_n_merges(t), nm);
+    int first_diff = -1;
+    for (int i = 0; i < nm && i < t->n_merges; i++)
+        if (t->merges[i].a != ma[i] || t->merges[i].b != mb[i]) { first_diff = i; break; }
+    CHECK(first_diff < 0, "merge %d differs: (%d,%d) vs twin (%d,%d)", first_diff,
+          first_diff >= 0 ? (int)t->merges[first_diff].a : 0, first_diff >= 0 ? (int)t->merges[first_diff].b : 0,
+          first_diff >= 0 ? (int)ma[first_diff] : 0, first_diff >= 0 ? (int)mb[first_diff] : 0);
+    rs_tokenizer_free(t);
+    free_caps(caps, n);
+}
+
 TEST(rsicd_round_trip_real_vocabs) {
     int n = 0;
     char **caps = rsicd_captions("test", 2000, &n);
@@ -568,6 +662,7 @@ int main(void) {
     RUN(toy_wpm);
     RUN(train_tiny);
     RUN(train_rsicd);
+    RUN(train_vs_naive_twin);
     RUN(rsicd_round_trip_real_vocabs);
     RUN(random_bytes);
     RUN(gguf_errors);
