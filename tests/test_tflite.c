@@ -13,6 +13,7 @@
  *    two classes are a near-tie (checked: each model's top-1 is in the other's top-5).
  * Data from ../shared (or $RSMOE_SHARED); skipped when absent. */
 #include "data/image.h"
+#include "formats/gguf.h"
 #include "formats/tflite.h"
 #include "model/encoder_cnn.h"
 #include "test.h"
@@ -319,6 +320,74 @@ TEST(v2_shapes) {
     rs_tflite_free(m);
 }
 
+/* A GGUF written by hand with the documented keys (docs/encoder_cnn.md): a 2x2x3 image, one
+ * 1x1 conv with 2 outputs; outputs worked by hand. Then broken variants must be refused. */
+static rsmoe_status write_tiny(const char *path, int variant) {
+    static float w[3 * 2] = {1, 0, 0, 1, 1, -1};   /* HWIO: w[i*2 + o] */
+    static float b[2] = {0.5f, -0.5f};
+    rs_gguf_writer *g = rs_gguf_writer_new();
+    if (!g) return RSMOE_ERR_NOMEM;
+    rs_gguf_writer_set_str(g, "general.architecture", variant == 5 ? "llama" : "cnn");
+    rs_gguf_writer_set_u32(g, "cnn.input.height", 2);
+    rs_gguf_writer_set_u32(g, "cnn.input.width", 2);
+    rs_gguf_writer_set_u32(g, "cnn.input.channels", 3);
+    rs_gguf_writer_set_f32(g, "cnn.input.scale", 0.5f);
+    rs_gguf_writer_set_f32(g, "cnn.input.zero_point", 2.f);
+    rs_gguf_writer_set_u32(g, "cnn.op_count", 1);
+    rs_gguf_writer_set_i32(g, "cnn.tokens_value", 1);
+    rs_gguf_writer_set_i32(g, "cnn.logits_value", variant == 6 ? 7 : 1);
+    rs_gguf_writer_set_str(g, "cnn.op.0.kind", variant == 1 ? "maxpool" : "conv");
+    int32_t in[1] = {variant == 2 ? 3 : 0}, k[2] = {variant == 3 ? 0 : 1, 1}, one[2] = {1, 1};
+    rs_gguf_writer_set_arr_data(g, "cnn.op.0.inputs", RS_GGUF_I32, in, 1);
+    rs_gguf_writer_set_arr_data(g, "cnn.op.0.kernel", RS_GGUF_I32, k, 2);
+    rs_gguf_writer_set_arr_data(g, "cnn.op.0.stride", RS_GGUF_I32, one, 2);
+    rs_gguf_writer_set_arr_data(g, "cnn.op.0.dilation", RS_GGUF_I32, one, 2);
+    rs_gguf_writer_set_str(g, "cnn.op.0.padding", "same");
+    rs_gguf_writer_set_str(g, "cnn.op.0.activation", "relu6");
+    rs_tensor tw, tb;
+    int64_t new_[4] = {2, variant == 4 ? 2 : 3, 1, 1}, neb[1] = {2};
+    rs_tensor_init(&tw, "cnn.op.0.weight", RS_F32, 4, new_, w);
+    rs_tensor_init(&tb, "cnn.op.0.bias", RS_F32, 1, neb, b);
+    rs_gguf_writer_add_tensor(g, &tw);
+    rs_gguf_writer_add_tensor(g, &tb);
+    rsmoe_status st = rs_gguf_writer_write(g, path);
+    rs_gguf_writer_free(g);
+    return st;
+}
+
+TEST(gguf_by_hand) {
+    char path[] = "/tmp/rsmoe_test_cnn_tiny_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    REQUIRE(write_tiny(path, 0) == RSMOE_OK, "%s", rsmoe_last_error());
+    rs_cnn_encoder *e = NULL;
+    REQUIRE(rs_cnn_load_gguf(path, &e) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(e->ntokens == 4 && e->token_dim == 2 && e->nclasses == 8, "%d %d %d", e->ntokens, e->token_dim, e->nclasses);
+    /* pixels (r,g,b) -> 0.5*(p-2): pixel 0 = (6,2,0) -> (2,0,-1): out0 = 2+0-1+0.5 = 1.5,
+     * out1 = 0+0+1-0.5 = 0.5; pixel 1 = (20,4,2) -> (9,1,0): out0 = 9.5 -> 6 (relu6),
+     * out1 = 1-0-0.5 = 0.5; pixel 2 = (2,8,2) -> (0,3,0): 0.5, 2.5; pixel 3 = (2,2,6) -> (0,0,2):
+     * 2.5, -2.5 -> 0 */
+    uint8_t img[12] = {6, 2, 0, 20, 4, 2, 2, 8, 2, 2, 2, 6};
+    float want[8] = {1.5f, 0.5f, 6.f, 0.5f, 0.5f, 2.5f, 2.5f, 0.f}, tok[8], lg[8];
+    rs_arena a;
+    REQUIRE(rs_arena_init(&a, rs_cnn_scratch_bytes(e) + 4096) == RSMOE_OK, "arena");
+    REQUIRE(rs_cnn_forward_u8(e, img, tok, lg, &a, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    for (int i = 0; i < 8; i++) CHECK(fabsf(tok[i] - want[i]) < 1e-6f && tok[i] == lg[i], "%d: %g vs %g", i, tok[i], want[i]);
+    rs_arena_free(&a);
+    rs_cnn_free(e);
+    const rsmoe_status expect[7] = {0, RSMOE_ERR_UNSUPPORTED, RSMOE_ERR_FORMAT, RSMOE_ERR_FORMAT, RSMOE_ERR_FORMAT,
+                                    RSMOE_ERR_FORMAT, RSMOE_ERR_FORMAT};
+    for (int v = 1; v <= 6; v++) {
+        REQUIRE(write_tiny(path, v) == RSMOE_OK, "%s", rsmoe_last_error());
+        e = NULL;
+        rsmoe_status st = rs_cnn_load_gguf(path, &e);
+        CHECK(st == expect[v] && !e, "variant %d: status %d (%s)", v, st, rsmoe_last_error());
+        rs_cnn_free(e);
+    }
+    unlink(path);
+}
+
 /* fast kernels == reference kernels, threads == no threads, GGUF round trip == original */
 TEST(v1_ref_threads_gguf) {
     const char *p = shared_file("weights/mobilenet_v1_0.25_128_quant.tflite");
@@ -380,6 +449,7 @@ int main(void) {
     RUN(truncated_and_corrupt);
     RUN(v2_shapes);
     RUN(v1_ref_threads_gguf);
+    RUN(gguf_by_hand);
     RUN(mobilenet_v1_vs_numpy);
     RUN(mobilenet_v2_vs_numpy);
     return test_summary();
