@@ -13,6 +13,7 @@
 #include "test.h"
 #include "core/core.h"
 #include "kernels/ops.h"
+#include "kernels/ops_internal.h"
 #include "kernels/ops_ref.h"
 
 #include <math.h>
@@ -346,6 +347,44 @@ TEST(activations) {
     free(g); free(u); free(dy); free(y); free(dg); free(du); free(dy2);
 }
 
+/* Dense grid, pointwise: |kernel − twin| <= 1e-6·max(1, |twin|) for the forward and the
+ * derivative (dy = 1; derivative twin by central differences in double). Covers the tails
+ * where the own exp / erfc / sigmoid code could lose accuracy. And the private exp itself:
+ * relative error <= 3e-7 (about 2 ulp) over its whole unclamped range. */
+TEST(activations_grid) {
+    int64_t n = 24001;
+    float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4), *d = malloc((size_t)n * 4), *one = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) { x[i] = -12.0f + 24.0f * (float)i / (float)(n - 1); one[i] = 1.0f; }
+    const char *names[4] = { "gelu", "gelu_tanh", "silu", "swiglu(u=1)" };
+    for (int k = 0; k < 4; k++) {
+        if (k == 0) { rs_gelu_fwd(y, x, n, NULL); rs_gelu_bwd(d, one, x, n, NULL); }
+        if (k == 1) { rs_gelu_tanh_fwd(y, x, n, NULL); rs_gelu_tanh_bwd(d, one, x, n, NULL); }
+        if (k == 2) { rs_silu_fwd(y, x, n, NULL); rs_silu_bwd(d, one, x, n, NULL); }
+        if (k == 3) { rs_swiglu_fwd(y, x, one, n, NULL); rs_swiglu_bwd(d, NULL, one, x, one, n, NULL); }
+        act_kind ak = k == 0 ? ACT_GELU : k == 1 ? ACT_GELU_TANH : ACT_SILU;
+        double ef = 0, eb = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double r = act_ref(ak, x[i]);
+            double rd = (act_ref(ak, x[i] + 1e-5) - act_ref(ak, x[i] - 1e-5)) / 2e-5;
+            double e1 = fabs(y[i] - r) / fmax(1.0, fabs(r)), e2 = fabs(d[i] - rd) / fmax(1.0, fabs(rd));
+            if (!(e1 <= ef)) ef = isnan(e1) ? INFINITY : e1;
+            if (!(e2 <= eb)) eb = isnan(e2) ? INFINITY : e2;
+        }
+        CHECK(ef <= 1e-6, "%s forward pointwise error %g", names[k], ef);
+        CHECK(eb <= 1e-6, "%s derivative pointwise error %g", names[k], eb);
+    }
+    double ee = 0;
+    for (int64_t i = 0; i <= 100000; i++) {
+        float v = -87.0f + 175.0f * (float)i / 100000.0f;
+        double r = exp((double)v), e = fabs(rs__expf(v) - r) / r;
+        if (!(e <= ee)) ee = e;
+    }
+    CHECK(ee <= 3e-7, "exp relative error %g", ee);
+    float nan = NAN;
+    CHECK(isnan(rs__expf(nan)), "exp(NaN) not NaN");
+    free(x); free(y); free(d); free(one);
+}
+
 /* ================================================================ softmax */
 static void ref_softmax(fd_op *o, double *y) { rs_softmax_ref(y, o->p[0], o->n[0], o->n[1], o->f); }
 
@@ -362,6 +401,19 @@ TEST(softmax) {
     CHECK(e <= FWD_TOL, "softmax fwd %g", e);
     CHECK((e = fd_check(&o, 0, R * C, dx)) <= BWD_TOL, "softmax bwd %g", e);
     free(o.p[0]); free(o.w); free(o.y); free(x); free(dy); free(y); free(dx);
+    /* long rows (vocabulary-sized): the blocked sums stay accurate */
+    int64_t V = 32003, T = 3;
+    float *lx = frand(T * V, -8, 8), *ly = fnan(T * V);
+    double *dx2 = dcopy(lx, T * V), *dy2 = dalloc(T * V);
+    rs_softmax_fwd(ly, lx, T, V, 1.0f, NULL);
+    rs_softmax_ref(dy2, dx2, T, V, 1.0);
+    CHECK((e = nerr(ly, dy2, T * V)) <= FWD_TOL, "softmax V=32003 %g", e);
+    int32_t tg[3] = { 0, 17, 32002 };
+    float loss;
+    REQUIRE(rs_cross_entropy_fwd(&loss, NULL, lx, tg, T, V, RS_IGNORE_INDEX, NULL) == RSMOE_OK, "ce");
+    double rl = rs_cross_entropy_ref(dx2, tg, T, V, RS_IGNORE_INDEX);
+    CHECK(fabs(loss - rl) <= FWD_TOL * rl, "ce V=32003: %.9g vs %.9g", loss, rl);
+    free(lx); free(ly); free(dx2); free(dy2);
 }
 
 /* ================================================================ attention */
@@ -773,6 +825,7 @@ int main(void) {
     RUN(lora);
     RUN(norms);
     RUN(activations);
+    RUN(activations_grid);
     RUN(softmax);
     RUN(attention);
     RUN(attention_strides);

@@ -72,17 +72,18 @@ static inline int64_t attn_jmax(const rs_attn_desc *a, int64_t i) {
  * Returns false when no key is visible (row zeroed). */
 static bool masked_softmax_row(float *p, int64_t Tk, int64_t jmax, const uint8_t *valid) {
     float mx = -INFINITY;
-    for (int64_t j = 0; j < jmax; j++)
-        if ((!valid || valid[j]) && p[j] > mx) mx = p[j];
-    if (mx == -INFINITY) { memset(p, 0, (size_t)Tk * sizeof(float)); return false; }
-    double s = 0;
-    for (int64_t j = 0; j < jmax; j++) {
-        float e = (!valid || valid[j]) ? expf(p[j] - mx) : 0.0f;
-        p[j] = e;
-        s += e;
+    if (valid) {
+        for (int64_t j = 0; j < jmax; j++)
+            if (valid[j] && p[j] > mx) mx = p[j];
+    } else if (jmax > 0) {
+        mx = rs__maxf(p, jmax);
     }
+    if (mx == -INFINITY) { memset(p, 0, (size_t)Tk * sizeof(float)); return false; }
+    for (int64_t j = 0; j < jmax; j++) p[j] = rs__expf(p[j] - mx);
+    if (valid)
+        for (int64_t j = 0; j < jmax; j++) p[j] = valid[j] ? p[j] : 0.0f;
     for (int64_t j = jmax; j < Tk; j++) p[j] = 0.0f;
-    float inv = (float)(1.0 / s);
+    float inv = (float)(1.0 / rs__sum(p, jmax));
     for (int64_t j = 0; j < jmax; j++) p[j] *= inv;
     return true;
 }

@@ -265,36 +265,38 @@ static void gelu_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
         float x = c->x[i];
-        c->y[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+        c->y[i] = x * rs__normcdf(x);
     }
 }
 static void gelu_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
         float x = c->x[i];
-        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
-        c->y[i] = c->dy[i] * (cdf + x * pdf);
+        float pdf = INV_SQRT_2PI * rs__expf(-0.5f * x * x);
+        c->y[i] = c->dy[i] * (rs__normcdf(x) + x * pdf);
     }
 }
 static void gelu_tanh_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
+        /* 0.5·(1 + tanh(u)) = σ(2u): no cancellation for negative x */
         float x = c->x[i];
-        c->y[i] = 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)));
+        c->y[i] = x * rs__sigmoidf(2.0f * SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
     }
 }
 static void gelu_tanh_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
+        /* with s = σ(2u): d/dx = s + 2·x·s·(1−s)·u'(x); 1−s = e·s with e = exp(−2u),
+         * exact where s rounds to 1 */
         float x = c->x[i];
-        float th = tanhf(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
-        float d = 0.5f * (1.0f + th) +
-                  0.5f * x * (1.0f - th * th) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_C * x * x);
+        float e = rs__expf(-2.0f * SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
+        float s = 1.0f / (1.0f + e);
+        float d = s + 2.0f * x * s * (e * s) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_C * x * x);
         c->y[i] = c->dy[i] * d;
     }
 }
-static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+#define sigmoidf_ rs__sigmoidf
 static void silu_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) { float x = c->x[i]; c->y[i] = x * sigmoidf_(x); }
@@ -302,8 +304,8 @@ static void silu_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
 static void silu_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
-        float x = c->x[i], s = sigmoidf_(x);
-        c->y[i] = c->dy[i] * s * (1.0f + x * (1.0f - s));
+        float x = c->x[i], e = rs__expf(-x), s = 1.0f / (1.0f + e); /* 1−s = e·s */
+        c->y[i] = c->dy[i] * s * (1.0f + x * (e * s));
     }
 }
 static void swiglu_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
@@ -316,8 +318,9 @@ static void swiglu_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
 static void swiglu_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
-        float g = c->x[i], u = c->x2[i], dy = c->dy[i], s = sigmoidf_(g);
-        float dg = dy * u * s * (1.0f + g * (1.0f - s)), du = dy * g * s;
+        float g = c->x[i], u = c->x2[i], dy = c->dy[i];
+        float e = rs__expf(-g), s = 1.0f / (1.0f + e); /* 1−s = e·s */
+        float dg = dy * u * s * (1.0f + g * (e * s)), du = dy * g * s;
         if (c->y) c->y[i] = dg;
         if (c->y2) c->y2[i] = du;
     }
@@ -366,11 +369,11 @@ static void softmax_fwd_rows(void *vc, int64_t r0, int64_t r1, int ith) {
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->x + r * n;
         float *y = c->y + r * n;
-        float mx = -INFINITY;
-        for (int64_t i = 0; i < n; i++) { float v = c->scale * x[i]; if (v > mx) mx = v; }
-        double s = 0;
-        for (int64_t i = 0; i < n; i++) { float e = expf(c->scale * x[i] - mx); y[i] = e; s += e; }
-        float inv = (float)(1.0 / s);
+        float mx = c->scale * rs__maxf(x, n);
+        if (c->scale < 0) { mx = INFINITY; for (int64_t i = 0; i < n; i++) mx = fminf(mx, x[i]); mx *= c->scale; }
+        float sc = c->scale;
+        for (int64_t i = 0; i < n; i++) y[i] = rs__expf(sc * x[i] - mx);
+        float inv = (float)(1.0 / rs__sum(y, n));
         for (int64_t i = 0; i < n; i++) y[i] *= inv;
     }
 }
@@ -533,11 +536,9 @@ static void ce_fwd_rows(void *vc, int64_t t0, int64_t t1, int ith) {
         int32_t tg = c->targets[t];
         if (tg == c->ignore) continue;
         const float *x = c->logits + t * V;
-        float mx = -INFINITY;
-        for (int64_t i = 0; i < V; i++) if (x[i] > mx) mx = x[i];
+        float mx = rs__maxf(x, V);
         if (!isfinite(mx)) { c->bad[ith] = 1; continue; }
-        double s = 0;
-        for (int64_t i = 0; i < V; i++) s += expf(x[i] - mx);
+        double s = rs__sumexp(x, V, 1.0f, mx);
         acc += log(s) + (double)mx - (double)x[tg];
     }
     if (!isfinite(acc)) c->bad[ith] = 1;
@@ -552,12 +553,9 @@ static void ce_bwd_rows(void *vc, int64_t t0, int64_t t1, int ith) {
         const float *x = c->logits + t * V;
         float *d = c->dlogits + t * V;
         if (tg == c->ignore) { memset(d, 0, (size_t)V * sizeof(float)); continue; }
-        float mx = -INFINITY;
-        for (int64_t i = 0; i < V; i++) if (x[i] > mx) mx = x[i];
-        double s = 0;
-        for (int64_t i = 0; i < V; i++) s += expf(x[i] - mx);
-        float inv = (float)(1.0 / s) * c->gscale;
-        for (int64_t i = 0; i < V; i++) d[i] = expf(x[i] - mx) * inv; /* d may alias x */
+        float mx = rs__maxf(x, V);
+        float inv = (float)(1.0 / rs__sumexp(x, V, 1.0f, mx)) * c->gscale;
+        for (int64_t i = 0; i < V; i++) d[i] = rs__expf(x[i] - mx) * inv; /* d may alias x */
         d[tg] -= c->gscale;
     }
 }

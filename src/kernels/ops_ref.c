@@ -58,9 +58,11 @@ void rs_rmsnorm_ref(double *y, const double *x, const double *w, int64_t T, int6
     }
 }
 
-double rs_gelu_ref(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+/* 0.5·x·(1+erf(x/√2)) written with erfc, which does not cancel for very negative x */
+double rs_gelu_ref(double x) { return 0.5 * x * erfc(-x / sqrt(2.0)); }
+/* 0.5·x·(1+tanh(u)) = x/(1+e^(−2u)), the same without cancellation for very negative x */
 double rs_gelu_tanh_ref(double x) {
-    return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    return x / (1.0 + exp(-2.0 * sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 double rs_silu_ref(double x) { return x / (1.0 + exp(-x)); }
 
