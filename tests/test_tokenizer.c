@@ -277,6 +277,8 @@ TEST(toy_bpe) {
     int32_t two[2] = {258, 258};
     CHECK(rs_tokenizer_decode(t, two, 2, out, 4, &len) == RSMOE_ERR_INVALID_ARG && len == 6, "small text buffer");
     CHECK(rs_tokenizer_decode(t, two, 2, NULL, 0, &len) == RSMOE_OK && len == 6, "size query");
+    CHECK(rs_tokenizer_decode(t, two, 2, out, 0, &len) == RSMOE_ERR_INVALID_ARG, "zero capacity");
+    CHECK(rs_tokenizer_n_vocab(NULL) == 0 && rs_tokenizer_bos(NULL) == -1, "NULL tokenizer");
     CHECK(rs_tokenizer_piece(t, -1, 258, out, sizeof out) == 3 && !memcmp(out, "abc", 3), "piece");
     CHECK(rs_tokenizer_piece(t, -1, 9999, out, sizeof out) == -1, "bad piece");
     rs_tokenizer_free(t);

@@ -214,13 +214,13 @@ rsmoe_status rs_tokenizer_build(const rs_tok_vocab *v, rs_tokenizer **out) {
     return RSMOE_OK;
 }
 
-rs_tok_kind rs_tokenizer_kind(const rs_tokenizer *t) { return t->kind; }
+rs_tok_kind rs_tokenizer_kind(const rs_tokenizer *t) { return t ? t->kind : (rs_tok_kind)0; }
 int32_t rs_tokenizer_n_vocab(const rs_tokenizer *t) { return t ? t->n : 0; }
-int32_t rs_tokenizer_bos(const rs_tokenizer *t) { return t->bos; }
-int32_t rs_tokenizer_eos(const rs_tokenizer *t) { return t->eos; }
-int32_t rs_tokenizer_pad(const rs_tokenizer *t) { return t->pad; }
-int32_t rs_tokenizer_unk(const rs_tokenizer *t) { return t->unk; }
-int32_t rs_tokenizer_n_merges(const rs_tokenizer *t) { return t->n_merges; }
+int32_t rs_tokenizer_bos(const rs_tokenizer *t) { return t ? t->bos : -1; }
+int32_t rs_tokenizer_eos(const rs_tokenizer *t) { return t ? t->eos : -1; }
+int32_t rs_tokenizer_pad(const rs_tokenizer *t) { return t ? t->pad : -1; }
+int32_t rs_tokenizer_unk(const rs_tokenizer *t) { return t ? t->unk : -1; }
+int32_t rs_tokenizer_n_merges(const rs_tokenizer *t) { return t ? t->n_merges : 0; }
 
 int32_t rs_tokenizer_find(const rs_tokenizer *t, const char *text, size_t len) {
     return t && text ? rs_tok_find(t, text, len) : -1;
@@ -408,7 +408,7 @@ rsmoe_status rs_tokenizer_decode(const rs_tokenizer *t, const int32_t *ids, int 
     if (len) *len = pos;
     if (!out && !cap) return RSMOE_OK;   /* size query */
     if (pos + 1 > cap) {
-        out[cap - 1] = 0;
+        if (cap) out[cap - 1] = 0;
         return rs_error(RSMOE_ERR_INVALID_ARG, "tokenizer decode: %zu bytes needed, the buffer holds %zu", pos + 1, cap);
     }
     out[pos] = 0;
