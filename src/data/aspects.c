@@ -99,6 +99,7 @@ const rs_vocab_noun *rs_vocab_get(int i) { return i >= 0 && i < VOCAB_N ? &g_voc
 
 /* does form ("storage tanks") match words[i..]? returns word count or 0 */
 static int form_match(const char *form, const char *const *words, int n, int i) {
+    if (i >= n || words[i][0] != form[0]) return 0; /* fast reject */
     int k = 0;
     const char *p = form;
     while (*p) {
@@ -151,7 +152,8 @@ static const char *const k_verbs[] = {
     "covers", "cover", "runs", "run", "running", "flows", "flow", "passes", "pass", "passing", "crosses",
     "cross", "surround", "surrounds", "embrace", "embraces", "rim", "rims", "spans", "span", "stretches",
     "stretch", "connects", "connect", "separates", "divides", "consists", "owns", "own", "there's",
-    "it's", "here's", "looks", "look", "grow", "grows", "occupy", "occupies", "goes", "go", NULL};
+    "it's", "here's", "looks", "look", "grow", "grows", "occupy", "occupies", "goes", "go", "stood", "join",
+    "joins", "lay", "meet", "meets", "border", "borders", "face", "faces", "winds", "gather", "gathers", NULL};
 
 static bool is_verb(const char *w) {
     if (in_list(w, k_verbs)) return true;
@@ -270,7 +272,10 @@ rs_aspect rs_aspect_classify(const char *clause, size_t len, const char **rule) 
     }
     /* 2. a clause whose subject is the scene, unless what follows is a list of objects */
     if ((r = theme_opener(w, n))) {
-        if (nobj >= 2) { if (rule) *rule = "objects:object list after opener"; return RS_ASPECT_OBJECTS; }
+        if (nobj >= 2 || nobj + nscene >= 3) {
+            if (rule) *rule = "objects:object list after opener";
+            return RS_ASPECT_OBJECTS;
+        }
         if (rule) *rule = r;
         return RS_ASPECT_THEME;
     }
@@ -291,6 +296,9 @@ static bool has_verb(const rs_word *ws, int b, int e) {
     return false;
 }
 
+static const char *const k_preps[] = {
+    "on", "in", "at", "near", "beside", "besides", "along", "around", "between", "across", "inside", "outside",
+    "under", "over", "from", "with", "to", "by", "among", "behind", "next", "beyond", "through", "in", NULL};
 static const char *const k_conj_drop[] = {"while", "whereas", "but", "and", "meanwhile", "besides", NULL};
 static const char *const k_clause_start[] = {
     "there", "it", "they", "this", "these", "those", "the", "a", "an", "many", "some", "several", "which",
@@ -306,6 +314,8 @@ static int split_sentence(const char *s, int sb, int se, rs_clause *out, int max
     for (int i = 0; i < n; i++) { ws[i].begin += sb; ws[i].end += sb; }
     /* candidate boundaries: start word index of each fragment */
     int starts[64], ns = 0;
+    bool strong_at[64];
+    strong_at[ns] = false;
     starts[ns++] = 0;
     for (int i = 1; i < n && ns < 64; i++) {
         bool comma = false;
@@ -319,7 +329,10 @@ static int split_sentence(const char *s, int sb, int se, rs_clause *out, int max
                       !in_list(ws[i - 1].w, (const char *const[]){"a", "an", "the", "and", NULL});
         bool andthere = !strcmp(w, "and") && i + 1 < n &&
                         in_list(ws[i + 1].w, (const char *const[]){"there", "it", "they", "there's", "it's", NULL});
-        if (strong || andthere || (comma && in_list(w, k_clause_start))) starts[ns++] = i;
+        if (strong || andthere || (comma && in_list(w, k_clause_start))) {
+            strong_at[ns] = strong;
+            starts[ns++] = i;
+        }
     }
     /* a fragment is its own clause when it has a verb; else it joins the previous one */
     int keep[64], nk = 0;
@@ -327,10 +340,14 @@ static int split_sentence(const char *s, int sb, int se, rs_clause *out, int max
         int b = starts[f], e = f + 1 < ns ? starts[f + 1] : n;
         int vb = b;
         while (vb < e && in_list(ws[vb].w, k_conj_drop)) vb++;
-        if (vb < e && has_verb(ws, vb, e)) keep[nk++] = f;
+        /* "while"/"whereas" always split; after a comma the new part needs a verb */
+        bool clause = f == 0 || strong_at[f] || (vb + 1 < e && has_verb(ws, vb, e));
+        /* a leading verbless prepositional phrase joins the clause after it ("on the
+         * beach, there are some houses") */
+        if (clause && f == 1 && nk == 1 && !strong_at[1] && !has_verb(ws, 0, starts[1]) && in_list(ws[0].w, k_preps))
+            nk = 0;
+        if (clause) keep[nk++] = f;
     }
-    /* verbless fragments before the first clause join it ("on the beach, there are ...");
-     * a sentence without any verb is one clause */
     if (nk == 0) keep[nk++] = 0;
     keep[0] = 0;
     for (int k = 0; k < nk && nout < max; k++) {

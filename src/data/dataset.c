@@ -640,10 +640,11 @@ rsmoe_status rs_dataset_load(const char *path, rs_ds_format fmt, const rs_datase
         st = json_parse(path, text, n, &root);
         if (st) goto out;
         if (fmt == RS_DS_AUTO) {
-            if (jarray(root, "images") && !jarray(root, "questions")) fmt = RS_DS_KARPATHY;
-            else if (jarray(root, "questions") || jarray(root, "answers") ||
-                     (jarray(root, "images") && strstr(path, "_images.json")))
+            const cJSON *im0 = jarray(root, "images") ? cJSON_GetArrayItem(jarray(root, "images"), 0) : NULL;
+            if (jarray(root, "questions") || jarray(root, "answers") ||
+                (im0 && !cJSON_GetObjectItemCaseSensitive(im0, "sentences") && strstr(path, "_images.json")))
                 fmt = RS_DS_RSVQA;
+            else if (jarray(root, "images")) fmt = RS_DS_KARPATHY;
             else if (jarray(root, "annotations")) {
                 const cJSON *first = cJSON_GetArrayItem(jarray(root, "annotations"), 0);
                 fmt = first && cJSON_GetObjectItemCaseSensitive(first, "text_output") ? RS_DS_RSICAP : RS_DS_RSIEVAL;

@@ -39,7 +39,7 @@ const char *rs_qtype_guess(const char *question) {
     q[k] = 0;
     const char *s = q;
     while (*s == ' ') s++;
-    if (strstr(s, "rural or urban") || strstr(s, "urban or rural")) return "rural_urban";
+    if (strstr(s, "rural") && strstr(s, "urban")) return "rural_urban";
     if (starts(s, "how many") || starts(s, "what is the number") || starts(s, "what number")) return "count";
     if (strstr(s, "what color") || strstr(s, "what colour") || strstr(s, "which color") || strstr(s, "which colour"))
         return "color";
@@ -109,7 +109,11 @@ static void scan_item(const rs_ds_item *it, unsigned char *mention, int *count) 
             int len;
             bool pl;
             int v = rs_vocab_match(w, n, i, &len, &pl);
-            if (v >= 0) mention[v] = 1;
+            if (v >= 0) {
+                mention[v] = 1;
+                i += len - 1; /* "storage tanks" is not also a "tank" */
+                continue;
+            }
             int num = number_word(w[i]);
             if (!num) continue;
             /* "two (large white) storage tanks": the first noun within 3 words */
