@@ -545,16 +545,12 @@ fail:
 
 #define KEYF(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
-rsmoe_status rs_cnn_save_gguf(const rs_cnn_encoder *e, const char *path, const char *const *labels, int nlabels) {
-    rs_gguf_writer *w = rs_gguf_writer_new();
-    if (!w) return RSMOE_ERR_NOMEM;
+rsmoe_status rs_cnn_gguf_add(const rs_cnn_encoder *e, rs_gguf_writer *w, const char *const *labels, int nlabels) {
     rsmoe_status st = RSMOE_OK;
     char k[128];
-    rs_tensor *ts = calloc((size_t)e->nops * 2 + 1, sizeof *ts);
-    if (!ts) { rs_gguf_writer_free(w); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
+    rs_tensor ts;
 #define TRY(x) do { if ((st = (x))) goto done; } while (0)
-    TRY(rs_gguf_writer_set_str(w, "general.architecture", "cnn"));
-    TRY(rs_gguf_writer_set_str(w, "general.name", e->name));
+    TRY(rs_gguf_writer_set_str(w, "cnn.name", e->name));
     TRY(rs_gguf_writer_set_u32(w, "cnn.input.height", (uint32_t)e->in_h));
     TRY(rs_gguf_writer_set_u32(w, "cnn.input.width", (uint32_t)e->in_w));
     TRY(rs_gguf_writer_set_u32(w, "cnn.input.channels", (uint32_t)e->in_c));
@@ -563,7 +559,6 @@ rsmoe_status rs_cnn_save_gguf(const rs_cnn_encoder *e, const char *path, const c
     TRY(rs_gguf_writer_set_u32(w, "cnn.op_count", (uint32_t)e->nops));
     TRY(rs_gguf_writer_set_i32(w, "cnn.tokens_value", e->tokens_val));
     TRY(rs_gguf_writer_set_i32(w, "cnn.logits_value", e->logits_val));
-    int nt = 0;
     for (int i = 0; i < e->nops; i++) {
         const rs_cnn_op *op = &e->ops[i];
         TRY(rs_gguf_writer_set_str(w, KEYF(k, "cnn.op.%d.kind", i), kind_name(op->kind)));
@@ -589,22 +584,28 @@ rsmoe_status rs_cnn_save_gguf(const rs_cnn_encoder *e, const char *path, const c
             if (op->kind == RS_CNN_CONV) { ne[0] = p->oc; ne[1] = p->ic; ne[2] = p->kw; ne[3] = p->kh; nd = 4; }
             else if (op->kind == RS_CNN_DWCONV) { ne[0] = p->oc; ne[1] = p->kw; ne[2] = p->kh; nd = 3; }
             else { ne[0] = p->ic; ne[1] = p->oc; nd = 2; }
-            TRY(rs_tensor_init(&ts[nt], KEYF(k, "cnn.op.%d.weight", i), RS_F32, nd, ne, (void *)op->w));
-            TRY(rs_gguf_writer_add_tensor(w, &ts[nt]));
-            nt++;
+            TRY(rs_tensor_init(&ts, KEYF(k, "cnn.op.%d.weight", i), RS_F32, nd, ne, (void *)op->w));
+            TRY(rs_gguf_writer_add_tensor(w, &ts));
         }
         if (op->b) {
             int64_t ne[1] = {op->p.oc};
-            TRY(rs_tensor_init(&ts[nt], KEYF(k, "cnn.op.%d.bias", i), RS_F32, 1, ne, (void *)op->b));
-            TRY(rs_gguf_writer_add_tensor(w, &ts[nt]));
-            nt++;
+            TRY(rs_tensor_init(&ts, KEYF(k, "cnn.op.%d.bias", i), RS_F32, 1, ne, (void *)op->b));
+            TRY(rs_gguf_writer_add_tensor(w, &ts));
         }
     }
     if (labels && nlabels > 0) TRY(rs_gguf_writer_set_arr_str(w, "cnn.labels", labels, NULL, nlabels));
-    TRY(rs_gguf_writer_write(w, path));
 done:
 #undef TRY
-    free(ts);
+    return st;
+}
+
+rsmoe_status rs_cnn_save_gguf(const rs_cnn_encoder *e, const char *path, const char *const *labels, int nlabels) {
+    rs_gguf_writer *w = rs_gguf_writer_new();
+    if (!w) return RSMOE_ERR_NOMEM;
+    rsmoe_status st = rs_gguf_writer_set_str(w, "general.architecture", "cnn");
+    if (!st) st = rs_gguf_writer_set_str(w, "general.name", e->name);
+    if (!st) st = rs_cnn_gguf_add(e, w, labels, nlabels);
+    if (!st) st = rs_gguf_writer_write(w, path);
     rs_gguf_writer_free(w);
     return st;
 }
@@ -632,16 +633,29 @@ rsmoe_status rs_cnn_load_gguf(const char *path, rs_cnn_encoder **out) {
     rs_gguf *g = NULL;
     rsmoe_status st = rs_gguf_open(path, &g);
     if (st) return st;
+    const char *arch = rs_gguf_get_str_or(g, "general.architecture", "");
+    if (strcmp(arch, "cnn") != 0) {
+        st = rs_error(RSMOE_ERR_FORMAT, "%s: architecture is '%s', not 'cnn' (not a CNN encoder GGUF)", path, arch);
+        rs_gguf_close(g);
+        return st;
+    }
+    st = rs_cnn_from_gguf(g, out);
+    if (st) rs_gguf_close(g);
+    else (*out)->gguf = g;
+    return st;
+}
+
+rsmoe_status rs_cnn_from_gguf(const rs_gguf *g, rs_cnn_encoder **out) {
+    *out = NULL;
+    rsmoe_status st = RSMOE_OK;
+    const char *path = rs_gguf_path(g);
     rs_cnn_encoder *e = calloc(1, sizeof *e);
-    if (!e) { rs_gguf_close(g); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
-    e->gguf = g;
+    if (!e) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
     char k[128];
     const char *s;
     uint32_t u;
 #define TRY(x) do { if ((st = (x))) goto fail; } while (0)
-    TRY(rs_gguf_get_str(g, "general.architecture", &s));
-    if (strcmp(s, "cnn") != 0) { st = rs_error(RSMOE_ERR_FORMAT, "%s: architecture is '%s', not 'cnn'", path, s); goto fail; }
-    snprintf(e->name, sizeof e->name, "%.127s", rs_gguf_get_str_or(g, "general.name", path));
+    snprintf(e->name, sizeof e->name, "%.127s", rs_gguf_get_str_or(g, "cnn.name", path));
     TRY(rs_gguf_get_u32(g, "cnn.input.height", &u)); e->in_h = (int)(u > 8192 ? 0 : u);
     TRY(rs_gguf_get_u32(g, "cnn.input.width", &u)); e->in_w = (int)(u > 8192 ? 0 : u);
     TRY(rs_gguf_get_u32(g, "cnn.input.channels", &u)); e->in_c = (int)(u > 64 ? 0 : u);

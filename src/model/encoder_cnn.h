@@ -19,6 +19,7 @@
 #define RSMOE_MODEL_ENCODER_CNN_H
 
 #include "core/core.h"
+#include "formats/gguf.h"
 #include "formats/tflite.h"
 #include "kernels/conv.h"
 
@@ -80,6 +81,13 @@ rsmoe_status rs_cnn_from_tflite(const rs_tflite *m, rs_cnn_encoder **out);
 rsmoe_status rs_cnn_save_gguf(const rs_cnn_encoder *e, const char *path, const char *const *labels,
                               int nlabels);
 rsmoe_status rs_cnn_load_gguf(const char *path, rs_cnn_encoder **out);
+/* For a GGUF holding more than the encoder (a whole model): adds the encoder's cnn.* keys
+ * and tensors to a writer (weights not copied: e must outlive rs_gguf_writer_write), and
+ * builds an encoder from the cnn.* keys of an open GGUF (g not owned: it must outlive the
+ * encoder; weights point into it). */
+rsmoe_status rs_cnn_gguf_add(const rs_cnn_encoder *e, rs_gguf_writer *w, const char *const *labels,
+                             int nlabels);
+rsmoe_status rs_cnn_from_gguf(const rs_gguf *g, rs_cnn_encoder **out);
 void rs_cnn_free(rs_cnn_encoder *e);   /* NULL is fine */
 
 /* Bytes of scratch one forward needs (allocate an arena of at least this + 4 KiB). */
