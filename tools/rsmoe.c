@@ -14,6 +14,7 @@ int cmd_import(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_vqa(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_import_llama2c(int argc, char **argv);
 int cmd_score(int argc, char **argv);
@@ -38,6 +39,7 @@ static const struct {
     {"import", cmd_import, "convert an external checkpoint to GGUF: `import tflite` (MobileNet CNN encoder)"},
     {"import-llama2c", cmd_import_llama2c, "convert a llama2.c checkpoint + tokenizer to GGUF (same as `import llama2c`)"},
     {"score", cmd_score, "score captions with BLEU-1..4, METEOR (no paraphrase), ROUGE-L, CIDEr-D (pycocoevalcap rules)"},
+    {"quantize", cmd_quantize, "rewrite a model's weight matrices as f32, f16, bf16 or q8_0"},
     {"questions", cmd_questions, "derive VQA (scene, presence, count) from captions + scene labels, RSVQA layout"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
     {"vqa", cmd_vqa, "answer a question about an image"},

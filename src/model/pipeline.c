@@ -233,6 +233,27 @@ static void progress(const rsmoe_generate_params *p, const char *stage) {
     if (p->progress_callback) p->progress_callback(stage, p->user_data);
 }
 
+/* valid UTF-8 copy of s: each byte that does not start a well-formed sequence becomes U+FFFD
+ * (a byte-level model can emit partial sequences; JSON and terminals need valid text) */
+static char *utf8_clean(const char *s) {
+    size_t n = strlen(s);
+    char *o = malloc(3 * n + 1), *q = o;
+    if (!o) return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+        bool ok = len > 0;
+        for (int k = 1; ok && k < len; k++) ok = (p[k] & 0xc0) == 0x80;
+        if (ok && len == 2) ok = *p >= 0xc2;
+        if (ok && len == 3) ok = !(p[0] == 0xe0 && p[1] < 0xa0) && !(p[0] == 0xed && p[1] >= 0xa0);
+        if (ok && len == 4) ok = *p <= 0xf4 && !(p[0] == 0xf0 && p[1] < 0x90) && !(p[0] == 0xf4 && p[1] >= 0x90);
+        if (ok) { memcpy(q, p, (size_t)len); q += len; p += len; }
+        else { memcpy(q, "\xef\xbf\xbd", 3); q += 3; p++; }
+    }
+    *q = 0;
+    return o;
+}
+
 static char *decode_ids(const rs_tokenizer *tok, const int32_t *ids, int n) {
     size_t need = 0;
     char dummy[1];
@@ -246,7 +267,9 @@ static char *decode_ids(const rs_tokenizer *tok, const int32_t *ids, int n) {
     while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\n' || s[b - 1] == '\t')) b--;
     memmove(s, s + a, b - a);
     s[b - a] = 0;
-    return s;
+    char *clean = utf8_clean(s);
+    free(s);
+    return clean;
 }
 
 /* tokens of text (no specials) into ids; error if longer than max */

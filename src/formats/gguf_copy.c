@@ -1,0 +1,45 @@
+/* gguf_copy.c - see gguf_copy.h */
+#include "formats/gguf_copy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+rsmoe_status rs_gguf_copy_kvs(const rs_gguf *g, rs_gguf_writer *w, bool (*skip)(const char *key)) {
+    int64_t n = rs_gguf_n_kv(g);
+    for (int64_t i = 0; i < n; i++) {
+        const char *key = rs_gguf_key(g, i);
+        if (!strcmp(key, "general.alignment") || (skip && skip(key))) continue;
+        int t = rs_gguf_kv_type(g, i);
+        rsmoe_status st;
+        if (t == RS_GGUF_STRING) {
+            size_t len;
+            const char *s = rs_gguf_kv_str(g, i, &len);
+            st = rs_gguf_writer_set_strn(w, key, s, len);
+        } else if (t == RS_GGUF_ARRAY) {
+            int et = rs_gguf_arr_type(g, i);
+            int64_t an = rs_gguf_arr_n(g, i);
+            if (et == RS_GGUF_STRING) {
+                const char **ss = malloc(sizeof(char *) * (size_t)(an ? an : 1));
+                size_t *ls = malloc(sizeof(size_t) * (size_t)(an ? an : 1));
+                if (!ss || !ls) { free(ss); free(ls); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
+                for (int64_t j = 0; j < an; j++) ss[j] = rs_gguf_arr_str(g, i, j, &ls[j]);
+                st = rs_gguf_writer_set_arr_str(w, key, ss, ls, an);
+                free(ss);
+                free(ls);
+            } else {
+                size_t es = rs_gguf_type_size(et);
+                void *buf = malloc(es * (size_t)(an ? an : 1));
+                if (!buf) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
+                st = rs_gguf_arr_copy(g, i, et, buf, an);
+                if (!st) st = rs_gguf_writer_set_arr_data(w, key, et, buf, an);
+                free(buf);
+            }
+        } else {
+            uint8_t v[16];
+            st = rs_gguf_kv_scalar(g, i, v);
+            if (!st) st = rs_gguf_writer_set_scalar(w, key, t, v);
+        }
+        if (st) return st;
+    }
+    return RSMOE_OK;
+}
