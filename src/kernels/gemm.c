@@ -557,6 +557,101 @@ static void gemm_rect(const gemm_job *g, int64_t m0, int64_t m1, int64_t n0, int
     }
 }
 
+/* ---------------------------------------------------------------- few rows, C = A B^T */
+/* The linear layer with M <= SMALL_M rows (decoding): dot products along K straight from A
+ * and B's rows, no packing (which would cost as much as the product). Threads split N. */
+#define SMALL_M 4
+
+static void small_nt_c(const gemm_job *g, int64_t n0, int64_t n1) {
+    for (int64_t j = n0; j < n1; j++) {
+        const float *b = g->B + j * g->ldb;
+        for (int64_t i = 0; i < g->M; i++) {
+            const float *a = g->A + i * g->lda;
+            float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            int64_t k = 0;
+            for (; k + 8 <= g->K; k += 8)
+                for (int l = 0; l < 8; l++) p[l] += a[k + l] * b[k + l];
+            float sum = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+            for (; k < g->K; k++) sum += a[k] * b[k];
+            float *c = g->C + i * g->ldc + j;
+            *c = g->beta == 0.0f ? g->alpha * sum : g->alpha * sum + g->beta * *c;
+        }
+    }
+}
+
+#ifdef GEMM_X86
+TGT_AVX2 static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* an m x nb tile (m <= 4, nb <= 4, m * nb <= 8) of dot products; constant m, nb after inlining */
+TGT_AVX2 static inline __attribute__((always_inline)) void
+small_nt_tile_avx2(const gemm_job *g, int64_t j, int m, int nb) {
+    __m256 acc[4][4];
+    const float *a[4], *b[4];
+    for (int i = 0; i < m; i++) a[i] = g->A + i * g->lda;
+    for (int jj = 0; jj < nb; jj++) b[jj] = g->B + (j + jj) * g->ldb;
+    for (int i = 0; i < m; i++)
+        for (int jj = 0; jj < nb; jj++) acc[i][jj] = _mm256_setzero_ps();
+    const int64_t K = g->K;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 bv[4];
+        for (int jj = 0; jj < nb; jj++) bv[jj] = _mm256_loadu_ps(b[jj] + k);
+        for (int i = 0; i < m; i++) {
+            __m256 av = _mm256_loadu_ps(a[i] + k);
+            for (int jj = 0; jj < nb; jj++) acc[i][jj] = _mm256_fmadd_ps(av, bv[jj], acc[i][jj]);
+        }
+    }
+    for (int i = 0; i < m; i++)
+        for (int jj = 0; jj < nb; jj++) {
+            float sum = hsum_avx2(acc[i][jj]);
+            for (int64_t kk = k; kk < K; kk++) sum += a[i][kk] * b[jj][kk];
+            float *c = g->C + i * g->ldc + j + jj;
+            *c = g->beta == 0.0f ? g->alpha * sum : g->alpha * sum + g->beta * *c;
+        }
+}
+
+TGT_AVX2 static void small_nt_avx2(const gemm_job *g, int64_t n0, int64_t n1) {
+    const int m = (int)g->M;
+    const int nb = m <= 2 ? 4 : 2;
+    int64_t j = n0;
+    for (; j + nb <= n1; j += nb) {
+        switch (m) {
+        case 1: small_nt_tile_avx2(g, j, 1, 4); break;
+        case 2: small_nt_tile_avx2(g, j, 2, 4); break;
+        case 3: small_nt_tile_avx2(g, j, 3, 2); break;
+        default: small_nt_tile_avx2(g, j, 4, 2); break;
+        }
+    }
+    for (; j < n1; j++) {
+        switch (m) {
+        case 1: small_nt_tile_avx2(g, j, 1, 1); break;
+        case 2: small_nt_tile_avx2(g, j, 2, 1); break;
+        case 3: small_nt_tile_avx2(g, j, 3, 1); break;
+        default: small_nt_tile_avx2(g, j, 4, 1); break;
+        }
+    }
+}
+#endif
+
+static void small_nt(const gemm_job *g, int64_t n0, int64_t n1) {
+#ifdef GEMM_X86
+    if (g->d->isa != RS_GEMM_C) { small_nt_avx2(g, n0, n1); return; }
+#endif
+    small_nt_c(g, n0, n1);
+}
+
+static void small_nt_worker(void *ctx, int ith, int nth) {
+    const gemm_job *g = ctx;
+    int64_t b, e;
+    rs_split_range(g->N, ith, nth, 16, &b, &e);
+    if (b < e) small_nt(g, b, e);
+}
+
 static void gemm_worker(void *ctx, int ith, int nth) {
     const gemm_job *g = ctx;
     int64_t b, e;
@@ -599,6 +694,11 @@ void rs_sgemm_own_isa(rs_gemm_isa isa, bool transA, bool transB, int64_t M, int6
     int nth = rs_pool_size(pool);
     /* not worth waking threads for tiny products */
     if ((double)M * (double)N * (double)K < 65536.0) nth = 1;
+    if (M <= SMALL_M && transB && !transA) {
+        if (nth > 1) rs_pool_run(pool, small_nt_worker, &g);
+        else small_nt(&g, 0, N);
+        return;
+    }
     if (nth > 1) {
         int64_t npan = (N + g.d->nr - 1) / g.d->nr, mpan = (M + g.d->mr - 1) / g.d->mr;
         g.split_n = npan >= 2 * nth || npan >= mpan;
