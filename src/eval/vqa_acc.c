@@ -38,6 +38,7 @@ static const char *const g_contractions[][2] = {
 };
 
 static bool has_digit_comma_digit(const char *s) {
+    if (!s[0]) return false;
     for (size_t i = 1; s[i] && s[i + 1]; i++)
         if (s[i] == ',' && isdigit((unsigned char)s[i - 1]) && isdigit((unsigned char)s[i + 1])) return true;
     return false;
