@@ -9,6 +9,11 @@
  * The backward always goes head by head with rs_sgemm:
  *    dP = dO_h·V_gᵀ, dS = scale·P⊙(dP − rowsum(P⊙dP)), dQ_h = dS·K_g,
  *    dK_g += dSᵀ·Q_h, dV_g += P_hᵀ·dO_h. */
+/* Let GCC if-convert the clamps and selects of the inline exp/erfc code so that the
+ * elementwise loops vectorise (we never rely on floating-point exception flags). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "kernels/ops.h"
 #include "kernels/ops_internal.h"
 #include "kernels/gemm.h"

@@ -1,6 +1,11 @@
 /* ops.c - fp32 kernels: helpers, linear, LoRA, norms, activations, softmax, embedding,
  * patch embedding, cross-entropy, AdamW, gradient clipping. Attention is in attention.c,
  * RoPE in rope.c, the double twins in ops_ref.c. */
+/* Let GCC if-convert the clamps and selects of the inline exp/erfc code so that the
+ * elementwise loops vectorise (we never rely on floating-point exception flags). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "kernels/ops.h"
 #include "kernels/ops_internal.h"
 
