@@ -239,6 +239,15 @@ TEST(rsicd_full) {
     o.check = RS_DS_NO_CHECK;
     REQUIRE(rs_dataset_load(path, RS_DS_KARPATHY, &o, &ds) == RSMOE_OK, "%s", rsmoe_last_error());
     CHECK(ds.nitems == 1094, "test split %d", ds.nitems);
+    /* the first 100 test images all decode to 224 x 224 RGB */
+    int nb = ds.nitems;
+    ds.nitems = nb < 100 ? nb : 100;
+    bad_log l = {0};
+    CHECK(rs_dataset_check_images(&ds, NULL, on_bad, &l) == 0, "%d bad, first %s", l.n, l.msg[0]);
+    rs_image im;
+    CHECK(rs_image_load(ds.items[0].path, NULL, &im) == RSMOE_OK && im.w == 224 && im.h == 224 && im.c == 3, "size");
+    rs_image_free(&im);
+    ds.nitems = nb;
     rs_dataset_free(&ds);
 }
 

@@ -246,6 +246,63 @@ TEST(tiff_variants_from_libtiff) {
     CHECK(st == RSMOE_ERR_UNSUPPORTED && strstr(rsmoe_last_error(), p), "float tiff: %d %s", st, rsmoe_last_error());
 }
 
+/* palette and 1-bit TIFFs go through libtiff's RGBA reader */
+TEST(tiff_palette_and_bilevel) {
+    const char *d = tmpdir();
+    REQUIRE(d[0], "no temp dir");
+    char p[512];
+    snprintf(p, sizeof p, "%s/pal.tif", d);
+    TIFF *t = TIFFOpen(p, "w");
+    REQUIRE(t, "TIFFOpen");
+    uint16_t r[256], g[256], b[256];
+    for (int i = 0; i < 256; i++) { r[i] = (uint16_t)(i * 257); g[i] = (uint16_t)((255 - i) * 257); b[i] = (uint16_t)((i * 7 % 256) * 257); }
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 10); TIFFSetField(t, TIFFTAG_IMAGELENGTH, 6);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1); TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_PALETTE); TIFFSetField(t, TIFFTAG_COLORMAP, r, g, b);
+    TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG); TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 6);
+    uint8_t row[10];
+    for (int y = 0; y < 6; y++) {
+        for (int x = 0; x < 10; x++) row[x] = (uint8_t)(x * 20 + y * 3);
+        TIFFWriteScanline(t, row, (uint32_t)y, 0);
+    }
+    TIFFClose(t);
+    rs_image im;
+    REQUIRE(rs_image_load(p, NULL, &im) == RSMOE_OK, "%s", rsmoe_last_error());
+    REQUIRE(im.w == 10 && im.h == 6 && im.c == 3, "%dx%dx%d", im.w, im.h, im.c);
+    int bad = 0;
+    for (int y = 0; y < 6; y++)
+        for (int x = 0; x < 10; x++) {
+            int i = x * 20 + y * 3;
+            const uint8_t *px = im.data + (y * 10 + x) * 3;
+            bad += px[0] != i || px[1] != 255 - i || px[2] != i * 7 % 256;
+        }
+    CHECK(bad == 0, "palette: %d pixels wrong", bad);
+    rs_image_free(&im);
+    snprintf(p, sizeof p, "%s/bilevel.tif", d);
+    t = TIFFOpen(p, "w");
+    REQUIRE(t, "TIFFOpen");
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 13); TIFFSetField(t, TIFFTAG_IMAGELENGTH, 5);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1); TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 1);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK); TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 5);
+    TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_PACKBITS);
+    for (int y = 0; y < 5; y++) {
+        uint8_t bits[2] = {0, 0};
+        for (int x = 0; x < 13; x++)
+            if ((x + y) % 3 == 0) bits[x / 8] |= (uint8_t)(0x80 >> (x % 8));
+        TIFFWriteScanline(t, bits, (uint32_t)y, 0);
+    }
+    TIFFClose(t);
+    rs_image_load_opts o = {0};
+    o.keep_grey = true;
+    REQUIRE(rs_image_load(p, &o, &im) == RSMOE_OK, "%s", rsmoe_last_error());
+    REQUIRE(im.w == 13 && im.h == 5 && im.c == 1, "%dx%dx%d", im.w, im.h, im.c);
+    bad = 0;
+    for (int y = 0; y < 5; y++)
+        for (int x = 0; x < 13; x++) bad += im.data[y * 13 + x] != ((x + y) % 3 == 0 ? 255 : 0);
+    CHECK(bad == 0, "bilevel: %d pixels wrong", bad);
+    rs_image_free(&im);
+}
+
 TEST(parse_bands) {
     rs_image_load_opts o = {0};
     CHECK(rs_image_parse_bands("3,2,1", &o) == RSMOE_OK && o.nbands == 3 && o.bands[0] == 3 && o.bands[2] == 1, "3,2,1");
@@ -276,6 +333,7 @@ TEST(broken_files_fail_cleanly) {
     expect_fail(DATA "empty.png", RSMOE_ERR_FORMAT, "empty");
     expect_fail(DATA "notimage.jpg", RSMOE_ERR_UNSUPPORTED, "not a JPEG, PNG or TIFF");
     expect_fail(DATA "bomb.png", RSMOE_ERR_INVALID_ARG, "limit");
+    expect_fail(DATA "bomb.tif", RSMOE_ERR_INVALID_ARG, "limit");
     expect_fail(DATA "no_such_file.png", RSMOE_ERR_IO, NULL);
     expect_fail(DATA, RSMOE_ERR_IO, NULL); /* a folder */
     /* every prefix of a valid file fails cleanly or decodes (never crashes) */
@@ -484,6 +542,7 @@ int main(void) {
     RUN(jpeg_decode_matches_pil);
     RUN(tiff_from_pil_lzw);
     RUN(tiff_variants_from_libtiff);
+    RUN(tiff_palette_and_bilevel);
     RUN(parse_bands);
     RUN(broken_files_fail_cleanly);
     RUN(resize_matches_committed_pil);

@@ -86,3 +86,15 @@ def chunk(t, d):
 ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
 idat = zlib.compress(b"\0" * 64)
 open(p("bomb.png"), "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+# a TIFF whose header claims 100000 x 100000 grey pixels (with one byte of data)
+def ifd_entry(tag, typ, count, value):
+    return struct.pack("<HHII", tag, typ, count, value)
+
+
+entries = [ifd_entry(256, 4, 1, 100000), ifd_entry(257, 4, 1, 100000), ifd_entry(258, 3, 1, 8),
+           ifd_entry(259, 3, 1, 1), ifd_entry(262, 3, 1, 1), ifd_entry(273, 4, 1, 8),
+           ifd_entry(277, 3, 1, 1), ifd_entry(278, 4, 1, 100000), ifd_entry(279, 4, 1, 1)]
+ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+open(p("bomb.tif"), "wb").write(b"II*\0" + struct.pack("<I", 12) + b"\0\0\0\0" + ifd)
