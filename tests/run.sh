@@ -1,17 +1,23 @@
 #!/bin/sh
 # Runs every test program of a build folder and sums their "N passed, N failed" lines.
 # usage: tests/run.sh [BUILD_DIR] [NAME_FILTER]
+# A script test gets the build folder as its argument and ends with "N passed, N failed".
 dir=${1:-build-asan}
 filter=${2:-}
 total_p=0; total_f=0; total_s=0; broken=""
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-for t in "$dir"/tests/test_*; do
-  [ -x "$t" ] || continue
+# C test programs of the build, then script tests (tests/test_*.sh, run as `sh SCRIPT BUILD_DIR`)
+for t in "$dir"/tests/test_* tests/test_*.sh; do
+  [ -f "$t" ] || continue
+  case "$t" in *.sh) ;; *) [ -x "$t" ] || continue ;; esac
   case "$t" in *"$filter"*) ;; *) continue ;; esac
   name=$(basename "$t")
   start=$(date +%s)
-  out=$("$t" 2>&1); rc=$?
+  case "$t" in
+    *.sh) out=$(sh "$t" "$dir" 2>&1); rc=$? ;;
+    *) out=$("$t" 2>&1); rc=$? ;;
+  esac
   end=$(date +%s)
   line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
   p=$(printf '%s' "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
