@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------- statistics */
 typedef struct {
@@ -42,13 +43,26 @@ static inline bench_stats bench_stats_of(double *x, int n) {
 #define BENCH_MAX_REPS 1000
 typedef void (*bench_fn)(void *ctx);
 
+/* The clock: wall time (default), or this process's CPU time divided by the number of
+ * threads working (bench_use_cpu_time): on a machine shared with other jobs this estimates
+ * the wall time the work would take with the cores to itself (time-slicing is not counted;
+ * cache and memory contention still are, and pool workers' spin-waits count as work). */
+static int bench_cpu_threads; /* 0 = wall clock */
+static inline void bench_use_cpu_time(int threads) { bench_cpu_threads = threads; }
+static inline double bench_now(void) {
+    if (!bench_cpu_threads) return rs_time_s();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ((double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec) / bench_cpu_threads;
+}
+
 /* Calls fn `warmup` times untimed, then `reps` times timed; seconds per call in t[0..reps). */
 static inline void bench_time(bench_fn fn, void *ctx, int warmup, int reps, double *t) {
     for (int i = 0; i < warmup; i++) fn(ctx);
     for (int i = 0; i < reps; i++) {
-        double t0 = rs_time_s();
+        double t0 = bench_now();
         fn(ctx);
-        t[i] = rs_time_s() - t0;
+        t[i] = bench_now() - t0;
     }
 }
 
@@ -65,6 +79,14 @@ static inline bench_stats bench_rate(bench_fn fn, void *ctx, int warmup, int rep
 }
 
 /* ---------------------------------------------------------------- results */
+/* bounded string copy (truncates; always terminated) */
+static inline void bench_copy(char *dst, size_t size, const char *src) {
+    size_t i = 0;
+    if (!size) return;
+    for (; src && src[i] && i + 1 < size; i++) dst[i] = src[i];
+    dst[i] = 0;
+}
+
 typedef struct {
     char section[48]; /* e.g. "fma peak", "sgemm" */
     char name[64];    /* e.g. "257x1408x1408" */
@@ -86,8 +108,8 @@ typedef struct {
 
 static inline void bench_report_init(bench_report *rep, const char *title, const char *header) {
     memset(rep, 0, sizeof *rep);
-    snprintf(rep->title, sizeof rep->title, "%s", title ? title : "");
-    snprintf(rep->header, sizeof rep->header, "%s", header ? header : "");
+    bench_copy(rep->title, sizeof rep->title, title);
+    bench_copy(rep->header, sizeof rep->header, header);
 }
 
 static inline void bench_report_free(bench_report *rep) {
@@ -109,11 +131,11 @@ static inline bench_result *bench_add(bench_report *rep, const char *section, co
     }
     bench_result *b = &rep->r[rep->n++];
     memset(b, 0, sizeof *b);
-    snprintf(b->section, sizeof b->section, "%s", section ? section : "");
-    snprintf(b->name, sizeof b->name, "%s", name ? name : "");
-    snprintf(b->path, sizeof b->path, "%s", path ? path : "");
-    snprintf(b->unit, sizeof b->unit, "%s", unit ? unit : "");
-    snprintf(b->ref, sizeof b->ref, "%s", ref ? ref : "");
+    bench_copy(b->section, sizeof b->section, section);
+    bench_copy(b->name, sizeof b->name, name);
+    bench_copy(b->path, sizeof b->path, path);
+    bench_copy(b->unit, sizeof b->unit, unit);
+    bench_copy(b->ref, sizeof b->ref, ref);
     b->threads = threads;
     b->st = st;
     b->pct = pct;

@@ -213,7 +213,7 @@ static void quant_run(void *ctx) {
 /* ---------------------------------------------------------------- driver */
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: rsmoe bench kernels [--threads N] [--reps R] [--json] [--bw-mib MIB]\n\n"
+            "usage: rsmoe bench kernels [--threads N] [--reps R] [--json] [--cpu-time] [--bw-mib MIB]\n\n"
             "Measures the machine's FP32 FMA peak and read bandwidth on 1 and N threads, then\n"
             "rs_sgemm (BLAS and own paths) at the model's shapes and the q8_0/bf16 weight\n"
             "products (kernels/quant.h) against those ceilings. Median of R repetitions after a\n"
@@ -221,6 +221,8 @@ static void usage(FILE *f) {
             "  --threads N   the multi-thread count (default 2)\n"
             "  --reps R      repetitions per figure (default 5)\n"
             "  --json        machine-readable output instead of markdown tables\n"
+            "  --cpu-time    time by process CPU time / threads instead of wall time (an\n"
+            "                estimate for a machine shared with other jobs)\n"
             "  --bw-mib MIB  size of the bandwidth array (default 1024 = 1 GiB)\n");
 }
 
@@ -231,11 +233,12 @@ static void *xalloc(size_t bytes) {
 
 int bench_kernels_main(int argc, char **argv) {
     int nthreads = 2, reps = 5, bw_mib = 1024;
-    bool json = false;
+    bool json = false, cpu_time = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--cpu-time")) cpu_time = true;
         else if (!strcmp(a, "--threads")) {
             if (!bench_parse_int("rsmoe bench kernels", a, i + 1 < argc ? argv[++i] : NULL, 1, 256, &nthreads)) return 2;
         } else if (!strcmp(a, "--reps")) {
@@ -289,6 +292,7 @@ int bench_kernels_main(int argc, char **argv) {
     double peak[2] = {0, 0};
     for (int t = 0; t < ntc; t++) {
         pk.pool = pools[t];
+        bench_use_cpu_time(cpu_time ? tcounts[t] : 0);
         bench_stats st = bench_rate(peak_run, &pk, 1, reps,
                                     peak_flops_per_iter(pk.kind) * (double)pk.iters * tcounts[t], 1e9);
         peak[t] = st.med;
@@ -312,6 +316,7 @@ int bench_kernels_main(int argc, char **argv) {
             snprintf(bwname, sizeof bwname, "sum of %d MiB", bw_mib);
             for (int t = 0; t < ntc; t++) {
                 b.pool = pools[t];
+                bench_use_cpu_time(cpu_time ? tcounts[t] : 0);
                 bench_stats st = bench_rate(bw_run, &b, 1, reps, (double)bytes, 1e9);
                 bw[t] = st.med;
                 bench_add(&rep, "read bandwidth", bwname, cpu->avx2 ? "avx2 loads" : "c", tcounts[t], st, "GB/s", -1, "");
@@ -328,30 +333,33 @@ int bench_kernels_main(int argc, char **argv) {
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     char ownpath[32];
     snprintf(ownpath, sizeof ownpath, "own/%s", rs_gemm_isa_name(rs_gemm_isa_best()));
-    for (int s = 0; s < nshapes; s++) {
-        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        float *A = xalloc((size_t)(M * K) * sizeof(float)), *W = xalloc((size_t)(N * K) * sizeof(float));
-        float *C = xalloc((size_t)(M * N) * sizeof(float));
-        if (!A || !W || !C) {
-            free(A); free(W); free(C);
-            bench_note(&rep, "sgemm: out of memory; some shapes skipped");
-            continue;
-        }
-        rs_rng r;
-        rs_rng_seed(&r, (uint64_t)s + 1);
-        rs_rng_fill_uniform(&r, A, (size_t)(M * K), -1.f, 1.f);
-        rs_rng_fill_uniform(&r, W, (size_t)(N * K), -1.f, 1.f);
-        char name[64];
-        snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)M, (long long)N, (long long)K);
-        for (int t = 0; t < ntc; t++) {
+    /* all one-thread figures first, then the multi-thread ones (OpenBLAS's idle workers
+     * spin for a while after a threaded call) */
+    for (int t = 0; t < ntc; t++) {
+        bench_use_cpu_time(cpu_time ? tcounts[t] : 0);
+        for (int s = 0; s < nshapes; s++) {
+            int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            float *A = xalloc((size_t)(M * K) * sizeof(float)), *W = xalloc((size_t)(N * K) * sizeof(float));
+            float *C = xalloc((size_t)(M * N) * sizeof(float));
+            if (!A || !W || !C) {
+                free(A); free(W); free(C);
+                bench_note(&rep, "sgemm: out of memory; some shapes skipped");
+                continue;
+            }
+            rs_rng r;
+            rs_rng_seed(&r, (uint64_t)s + 1);
+            rs_rng_fill_uniform(&r, A, (size_t)(M * K), -1.f, 1.f);
+            rs_rng_fill_uniform(&r, W, (size_t)(N * K), -1.f, 1.f);
+            char name[64];
+            snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)M, (long long)N, (long long)K);
             for (int own = rs_sgemm_has_blas() ? 0 : 1; own < 2; own++) {
                 gemm_ctx g = {M, N, K, A, W, C, pools[t], own != 0};
                 bench_stats st = bench_rate(gemm_run, &g, 1, reps, 2.0 * (double)M * (double)N * (double)K, 1e9);
                 bench_add(&rep, "sgemm (C = A W^T, MxNxK)", name, own ? ownpath : "blas", tcounts[t], st,
                           "GFLOP/s", peak[t] > 0 ? 100.0 * st.med / peak[t] : -1, "fma peak");
             }
+            free(A); free(W); free(C);
         }
-        free(A); free(W); free(C);
     }
 
     /* (4) quantised / bf16 weight products */
@@ -401,6 +409,7 @@ int bench_kernels_main(int argc, char **argv) {
                          (long long)q.K, rs_dtype_name(q.wt));
                 for (int t = 0; t < ntc; t++) {
                     q.pool = pools[t];
+                    bench_use_cpu_time(cpu_time ? tcounts[t] : 0);
                     if (qs[s].flops) {
                         bench_stats st = bench_rate(quant_run, &q, 1, reps,
                                                     2.0 * (double)q.M * q.N * q.K * q.ncopies, 1e9);
@@ -431,6 +440,8 @@ int bench_kernels_main(int argc, char **argv) {
     else
         bench_note(&rep, "sgemm: built without BLAS; rs_sgemm is the own kernel.");
 
+    bench_note(&rep, cpu_time ? "Clock: process CPU time / threads (--cpu-time), an estimate for an unshared machine."
+                              : "Clock: wall time.");
     if (json) bench_print_json(&rep, stdout);
     else bench_print_markdown(&rep, stdout);
     bench_report_free(&rep);

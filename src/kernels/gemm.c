@@ -733,7 +733,10 @@ void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
 #ifdef RSMOE_USE_BLAS
     /* large products go to OpenBLAS, called from this thread only (never from our pool's
      * workers), with its thread count set to the pool's size */
-    if ((double)M * (double)N * (double)K >= 32768.0 && M <= INT_MAX && N <= INT_MAX &&
+    /* (the few-row linear layer stays with the own kernel: OpenBLAS 0.3.21's sgemm runs
+     * it 3-4x slower than the own unpacked dot products) */
+    if ((double)M * (double)N * (double)K >= 32768.0 && !(M <= SMALL_M && transB && !transA) &&
+        M <= INT_MAX && N <= INT_MAX &&
         K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX) {
         if (!check_args("rs_sgemm", transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return;
         int nt = rs_pool_size(pool);
