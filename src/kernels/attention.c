@@ -2,8 +2,9 @@
  * offset, key padding mask), forward and backward.
  *
  * Two forward paths with the same result:
- *  - few query rows (decoding, Tq < ATTN_GEMM_MIN_TQ): one work item per (head, query row),
- *    all items spread over the pool in one run; dot products in SIMD-friendly loops;
+ *  - few query rows (decoding, Tq < ATTN_GEMM_MIN_TQ): one work item per (kv head, query
+ *    row) covering the kv head's group of query heads, all items spread over the pool in
+ *    one run; keys in blocks of four, SIMD-friendly dot / axpy loops;
  *  - many query rows (prefill, encoders, training): per head, S = scale·Q_h·K_gᵀ and
  *    O_h = P_h·V_g with rs_sgemm (threaded inside), masked softmax rows in between.
  * The backward always goes head by head with rs_sgemm:
@@ -46,10 +47,11 @@ rsmoe_status rs_attn_check(const rs_attn_desc *a) {
 }
 
 size_t rs_attn_fwd_scratch_floats(const rs_attn_desc *a, int nthreads) {
-    /* direct path: one Tk row per worker; gemm path: one [Tq, Tk] plane. The max keeps
+    /* direct path: a [Hq/Hkv, Tk] block per worker; gemm path: one [Tq, Tk] plane. The max keeps
      * the size non-decreasing in Tq, so sizing for the largest Tq covers smaller ones. */
     if (nthreads < 1) nthreads = 1;
-    int64_t rows = a->Tq >= ATTN_GEMM_MIN_TQ && a->Tq > nthreads ? a->Tq : nthreads;
+    int64_t direct = (int64_t)nthreads * (a->Hkv > 0 ? a->Hq / a->Hkv : 1);
+    int64_t rows = a->Tq >= ATTN_GEMM_MIN_TQ && a->Tq > direct ? a->Tq : direct;
     return (size_t)rows * (size_t)a->Tk;
 }
 
@@ -94,23 +96,94 @@ static bool masked_softmax_row(float *p, int64_t Tk, int64_t jmax, const uint8_t
 }
 
 /* ---------------------------------------------------------------- direct path */
+/* four dot products sharing the loads of q */
+static inline void dot4(const float *q, const float *k0, const float *k1, const float *k2,
+                        const float *k3, int64_t d, float *out) {
+    rs__v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    int64_t e = 0;
+    for (; e + 8 <= d; e += 8) {
+        rs__v8 qv = rs__ld8(q + e);
+        a0 += qv * rs__ld8(k0 + e);
+        a1 += qv * rs__ld8(k1 + e);
+        a2 += qv * rs__ld8(k2 + e);
+        a3 += qv * rs__ld8(k3 + e);
+    }
+    float s[4];
+    const rs__v8 *acc[4] = { &a0, &a1, &a2, &a3 };
+    for (int r = 0; r < 4; r++) {
+        rs__v8 x = *acc[r];
+        s[r] = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
+    }
+    for (; e < d; e++) {
+        s[0] += q[e] * k0[e];
+        s[1] += q[e] * k1[e];
+        s[2] += q[e] * k2[e];
+        s[3] += q[e] * k3[e];
+    }
+    memcpy(out, s, sizeof s);
+}
+
+/* o += p0·v0 + p1·v1 + p2·v2 + p3·v3 (one pass over o for four keys) */
+static inline void axpy4(float *o, const float *p, const float *v0, const float *v1,
+                         const float *v2, const float *v3, int64_t d) {
+    rs__v8 p0, p1, p2, p3;
+    for (int l = 0; l < 8; l++) { p0[l] = p[0]; p1[l] = p[1]; p2[l] = p[2]; p3[l] = p[3]; }
+    int64_t e = 0;
+    for (; e + 8 <= d; e += 8)
+        rs__st8(o + e, rs__ld8(o + e) + ((p0 * rs__ld8(v0 + e) + p1 * rs__ld8(v1 + e)) +
+                                         (p2 * rs__ld8(v2 + e) + p3 * rs__ld8(v3 + e))));
+    for (; e < d; e++) o[e] += (p[0] * v0[e] + p[1] * v1[e]) + (p[2] * v2[e] + p[3] * v3[e]);
+}
+
+/* One item = one query row i and one kv head g, for all the query heads of g, in blocks
+ * of four keys so that each key / value row is read once per group from L1. */
 static void attn_fwd_items(void *vc, int64_t b, int64_t e, int ith) {
     attn_ctx *c = vc;
     const rs_attn_desc *a = c->a;
-    int64_t Tq = a->Tq, Tk = a->Tk, d = a->d;
+    const uint8_t *valid = a->key_valid;
+    int64_t Tq = a->Tq, Tk = a->Tk, d = a->d, G = c->group;
     for (int64_t it = b; it < e; it++) {
-        int64_t h = it / Tq, i = it % Tq, g = h / c->group;
-        float *p = c->probs ? c->probs + (h * Tq + i) * Tk : c->scratch + (int64_t)ith * Tk;
-        const float *qi = c->q + i * c->ldq + h * d;
-        float *oi = c->out + i * c->ldo + h * d;
-        int64_t jmax = attn_jmax(a, i);
-        for (int64_t j = 0; j < jmax; j++)
-            p[j] = (!a->key_valid || a->key_valid[j])
-                       ? c->scale * rs__dot(qi, c->k + j * c->ldk + g * d, d) : 0.0f;
-        memset(oi, 0, (size_t)d * sizeof(float));
-        if (!masked_softmax_row(p, Tk, jmax, a->key_valid)) continue;
-        for (int64_t j = 0; j < jmax; j++)
-            if (p[j] != 0.0f) rs__axpy(oi, p[j], c->v + j * c->ldv + g * d, d);
+        int64_t g = it / Tq, i = it % Tq, jmax = attn_jmax(a, i);
+        const float *kg = c->k + g * d, *vg = c->v + g * d;
+        float *P0 = c->probs ? NULL : c->scratch + (int64_t)ith * G * Tk;
+#define ROWP(hh) (c->probs ? c->probs + ((g * G + (hh)) * Tq + i) * Tk : P0 + (hh) * Tk)
+#define ROWQ(hh) (c->q + i * c->ldq + (g * G + (hh)) * d)
+#define ROWO(hh) (c->out + i * c->ldo + (g * G + (hh)) * d)
+        /* scores (masked keys too; the softmax ignores them) */
+        int64_t j = 0;
+        for (; j + 4 <= jmax; j += 4) {
+            const float *k0 = kg + j * c->ldk, *k1 = k0 + c->ldk, *k2 = k1 + c->ldk, *k3 = k2 + c->ldk;
+            for (int64_t hh = 0; hh < G; hh++) dot4(ROWQ(hh), k0, k1, k2, k3, d, ROWP(hh) + j);
+        }
+        for (; j < jmax; j++)
+            for (int64_t hh = 0; hh < G; hh++) ROWP(hh)[j] = rs__dot(ROWQ(hh), kg + j * c->ldk, d);
+        bool any = false;
+        for (int64_t hh = 0; hh < G; hh++) {
+            float *p = ROWP(hh);
+            for (int64_t jj = 0; jj < jmax; jj++) p[jj] *= c->scale;
+            any |= masked_softmax_row(p, Tk, jmax, valid);
+            memset(ROWO(hh), 0, (size_t)d * sizeof(float));
+        }
+        if (!any) continue; /* no visible key: rows and outputs are zero */
+        /* out = P·V; masked keys are skipped (their rows may hold anything) */
+        j = 0;
+        for (; j + 4 <= jmax; j += 4) {
+            if (valid && !(valid[j] && valid[j + 1] && valid[j + 2] && valid[j + 3])) {
+                for (int64_t jj = j; jj < j + 4; jj++)
+                    if (valid[jj])
+                        for (int64_t hh = 0; hh < G; hh++)
+                            rs__axpy(ROWO(hh), ROWP(hh)[jj], vg + jj * c->ldv, d);
+                continue;
+            }
+            const float *v0 = vg + j * c->ldv, *v1 = v0 + c->ldv, *v2 = v1 + c->ldv, *v3 = v2 + c->ldv;
+            for (int64_t hh = 0; hh < G; hh++) axpy4(ROWO(hh), ROWP(hh) + j, v0, v1, v2, v3, d);
+        }
+        for (; j < jmax; j++)
+            if (!valid || valid[j])
+                for (int64_t hh = 0; hh < G; hh++) rs__axpy(ROWO(hh), ROWP(hh)[j], vg + j * c->ldv, d);
+#undef ROWP
+#undef ROWQ
+#undef ROWO
     }
 }
 
@@ -136,7 +209,7 @@ rsmoe_status rs_attn_fwd(float *out, float *probs, const float *q, const float *
     c.ldv = a->ldv ? a->ldv : a->Hkv * d;
     c.scale = a->scale > 0 ? a->scale : (float)(1.0 / sqrt((double)d));
     if (a->Tq < ATTN_GEMM_MIN_TQ) {
-        rs_par_for(pool, a->Hq * a->Tq, 1, attn_fwd_items, &c);
+        rs_par_for(pool, a->Hkv * a->Tq, 1, attn_fwd_items, &c);
         return RSMOE_OK;
     }
     int64_t Tq = a->Tq, Tk = a->Tk;

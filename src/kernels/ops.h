@@ -112,7 +112,9 @@ void rs_softmax_bwd(float *dx, const float *dy, const float *y, int64_t rows, in
  *  key_valid [Tk]: nonzero = may be attended; NULL = all valid (padding mask).
  *  scale: 0 means 1/sqrt(d).
  * A query row that sees no key at all gets out = 0 and all-zero probabilities (and zero
- * gradients). Self and cross attention are the same call with different Tk. */
+ * gradients). Self and cross attention are the same call with different Tk.
+ * Every one of the Tk rows of k and v must hold finite values, masked ones included
+ * (zeros are fine): the many-query path multiplies them by zero probabilities. */
 typedef struct {
     int64_t Tq, Tk, Hq, Hkv, d;
     int64_t ldq, ldk, ldv, ldo;
