@@ -6,6 +6,7 @@
 #include "core/core.h"
 
 #include <cjson/cJSON.h>
+#include <libstemmer.h>
 #include <stdint.h>
 
 static const char *G_REFS[3][3] = {
@@ -265,8 +266,29 @@ static char *perturb(rs_rng *r, const char *s, const char *t) {
     for (int i = 0; i < n; i++) {
         double u = rs_rng_uniform(r);
         const char *word = w[i];
+        char infl[160];
         if (u < 0.15) continue;
         if (u < 0.3 && m) word = v[rs_rng_u64(r) % (uint64_t)m];
+        else if (u < 0.42 && strlen(word) > 2 && strlen(word) < 100) {
+            /* inflect: stem-stage (and morphology) matches */
+            size_t l = strlen(word);
+            static const char *const suf[] = {"s", "ing", "ed", "es"};
+            if (word[l - 1] == 's') snprintf(infl, sizeof infl, "%.*s", (int)(l - 1), word);
+            else snprintf(infl, sizeof infl, "%s%s", word, suf[rs_rng_u64(r) % 4]);
+            word = infl;
+        } else if (u < 0.5) {
+            /* a WordNet synonym: synonym-stage matches */
+            static const char *const syn[][2] = {
+                {"large", "big"}, {"big", "large"}, {"plane", "airplane"}, {"planes", "airplanes"},
+                {"car", "automobile"}, {"cars", "automobiles"}, {"building", "edifice"},
+                {"buildings", "edifices"}, {"road", "route"}, {"many", "numerous"}, {"green", "viridity"},
+                {"near", "close"}, {"next", "adjacent"}, {"sea", "ocean"}, {"river", "stream"},
+                {"houses", "homes"}, {"house", "home"}, {"trees", "tree"}, {"field", "plain"},
+                {"parked", "park"}, {"white", "snowy"}, {"lot", "batch"}, {"area", "region"},
+            };
+            for (size_t q = 0; q < sizeof syn / sizeof syn[0]; q++)
+                if (!strcmp(word, syn[q][0])) { word = syn[q][1]; break; }
+        }
         if (u > 0.9 && i + 1 < n) { char *tmp = w[i]; w[i] = w[i + 1]; w[i + 1] = tmp; word = w[i]; }
         if (!first) strcat(out, " ");
         strcat(out, word);
@@ -291,6 +313,10 @@ TEST(python_reference) {
     const char *const *fw = rs_meteor_function_words(&nfw);
     cJSON *fwa = cJSON_AddArrayToObject(root, "function_words");
     for (size_t i = 0; i < nfw; i++) cJSON_AddItemToArray(fwa, cJSON_CreateString(fw[i]));
+    const char *wn = getenv("RSMOE_WORDNET");
+    if (have_met) cJSON_AddStringToObject(root, "wordnet", wn && *wn ? wn : "/usr/share/wordnet");
+    struct sb_stemmer *stemmer = sb_stemmer_new("english", NULL);
+    REQUIRE(stemmer, "no stemmer");
     cJSON *cases = cJSON_AddArrayToObject(root, "cases");
     /* keep the C side's inputs */
     size_t nimg[NCASE];
@@ -324,6 +350,20 @@ TEST(python_reference) {
             else hyps[k][i] = perturb(&rng, refs[k][i][rs_rng_u64(&rng) % m], pool.sent[rs_rng_u64(&rng) % pool.n]);
             cJSON_AddItemToArray(hj, cJSON_CreateString(hyps[k][i]));
         }
+        /* the Snowball stems of the case's words (the stemmer is a library, given as data) */
+        rs_tok_corpus tc;
+        if (rs_tok_corpus_build(&tc, n, (const char *const *)hyps[k], (const char *const *const *)refs[k],
+                                nrefs[k]) == RSMOE_OK) {
+            cJSON *sj = cJSON_AddObjectToObject(cs, "stems");
+            for (size_t w = 0; w < rs_evocab_size(tc.vocab); w++) {
+                const char *word = rs_evocab_word(tc.vocab, (int32_t)w);
+                const sb_symbol *st = sb_stemmer_stem(stemmer, (const sb_symbol *)word, (int)strlen(word));
+                char sbuf[512];
+                snprintf(sbuf, sizeof sbuf, "%.*s", sb_stemmer_length(stemmer), (const char *)st);
+                cJSON_AddStringToObject(sj, word, sbuf);
+            }
+            rs_tok_corpus_free(&tc);
+        }
         cJSON_AddItemToArray(cases, cs);
     }
     char in[] = "/tmp/rsmoe_metrics_in_XXXXXX";
@@ -348,20 +388,34 @@ TEST(python_reference) {
     cJSON *resroot = cJSON_Parse(buf);
     cJSON *res = cJSON_GetObjectItem(resroot, "results");
     REQUIRE(res && cJSON_GetArraySize(res) == NCASE, "bad python output");
-    double worst[4] = {0};   /* bleu, rouge, cider, meteor */
+    sb_stemmer_delete(stemmer);
+    double worst[5] = {0};   /* bleu, rouge, cider, meteor exact, meteor full */
+    double nonexact = 0;     /* stem/synonym matches the reference used: the stages are exercised */
     for (int k = 0; k < NCASE; k++) {
         cJSON *e = cJSON_GetArrayItem(res, k);
         rs_tok_corpus c;
         REQUIRE(rs_tok_corpus_build(&c, nimg[k], (const char *const *)hyps[k],
                                     (const char *const *const *)refs[k], nrefs[k]) == RSMOE_OK, "corpus");
-        double b[4], r, ci, m = 0;
+        double b[4], r, ci, m = 0, mf = 0;
         double *rimg = calloc(nimg[k], sizeof(double)), *cimg = calloc(nimg[k], sizeof(double)),
-               *mimg = calloc(nimg[k], sizeof(double));
+               *mimg = calloc(nimg[k], sizeof(double)), *mfimg = calloc(nimg[k], sizeof(double));
         REQUIRE(!rs_bleu(&c, b) && !rs_rouge_l(&c, &r, rimg) && !rs_cider_d(&c, &ci, cimg), "score");
         if (have_met) {
             rs_meteor_set_stages(g_met, 1);
             REQUIRE(!rs_meteor_corpus(g_met, &c, &m, mimg), "meteor");
             rs_meteor_set_stages(g_met, 3);
+            REQUIRE(!rs_meteor_corpus(g_met, &c, &mf, mfimg), "meteor");
+            nonexact += cJSON_GetObjectItem(e, "meteor_full_nonexact")->valuedouble;
+            double d = fabs(mf - cJSON_GetObjectItem(e, "meteor_full")->valuedouble);
+            if (d > worst[4]) worst[4] = d;
+            for (size_t i = 0; i < nimg[k]; i++) {
+                double py = cJSON_GetArrayItem(cJSON_GetObjectItem(e, "meteor_full_img"), (int)i)->valuedouble;
+                d = fabs(mfimg[i] - py);
+                if (d > worst[4]) worst[4] = d;
+                if (d > 1e-12)
+                    fprintf(stderr, "meteor (3 stages) case %d img %zu: C %.15g python %.15g hyp '%s'\n", k, i,
+                            mfimg[i], py, hyps[k][i]);
+            }
         }
         for (int n = 0; n < 4; n++) {
             double d = fabs(b[n] - cJSON_GetArrayItem(cJSON_GetObjectItem(e, "bleu"), n)->valuedouble);
@@ -390,6 +444,7 @@ TEST(python_reference) {
         free(rimg);
         free(cimg);
         free(mimg);
+        free(mfimg);
         rs_tok_corpus_free(&c);
         for (size_t i = 0; i < nimg[k]; i++) {
             for (size_t j = 0; j < nrefs[k][i]; j++) free(refs[k][i][j]);
@@ -401,9 +456,12 @@ TEST(python_reference) {
         free(nrefs[k]);
     }
     printf("python reference, %d generated corpora: max |diff| BLEU %.2e ROUGE-L %.2e CIDEr-D %.2e "
-           "METEOR(exact stage) %.2e\n", NCASE, worst[0], worst[1], worst[2], worst[3]);
+           "METEOR exact stage %.2e, three stages %.2e (%.0f stem/synonym matches)\n", NCASE, worst[0], worst[1],
+           worst[2], worst[3], worst[4], nonexact);
     CHECK(worst[0] < 1e-9 && worst[1] < 1e-9 && worst[2] < 1e-9, "BLEU/ROUGE/CIDEr differ");
     CHECK(worst[3] < 1e-12, "METEOR exact stage differs: %.3g", worst[3]);
+    CHECK(worst[4] < 1e-12, "METEOR (three stages) differs: %.3g", worst[4]);
+    CHECK(!have_met || nonexact > 0, "the generated cases never used a stem or synonym match");
     cJSON_Delete(resroot);
     free(buf);
     unlink(in);
