@@ -298,6 +298,9 @@ TEST(norms) {
     norm_case(true, true, 5, 11, 0.5f);
     norm_case(true, false, 3, 9, 0.0f);
     norm_case(true, true, 1, 70, 0.0f);
+    /* long rows (blocked sums) with a large mean */
+    norm_case(false, true, 2, 1500, 50.0f);
+    norm_case(true, true, 2, 1500, 0.0f);
 }
 
 /* ================================================================ activations */

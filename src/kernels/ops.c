@@ -4,7 +4,7 @@
 /* Let GCC if-convert the clamps and selects of the inline exp/erfc code so that the
  * elementwise loops vectorise (we never rely on floating-point exception flags). */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
+#pragma GCC optimize("no-trapping-math", "no-math-errno")
 #endif
 #include "kernels/ops.h"
 #include "kernels/ops_internal.h"
@@ -138,11 +138,9 @@ static void layernorm_fwd_rows(void *vc, int64_t t0, int64_t t1, int ith) {
     for (int64_t t = t0; t < t1; t++) {
         const float *x = c->x + t * C;
         float *y = c->y + t * C;
-        double s = 0;
-        for (int64_t i = 0; i < C; i++) s += x[i];
-        double m = s / (double)C, v = 0;
-        for (int64_t i = 0; i < C; i++) { double d = x[i] - m; v += d * d; }
-        v /= (double)C;
+        /* two passes (mean, then centred squares): no cancellation for large means */
+        double m = rs__sum(x, C) / (double)C;
+        double v = rs__sumsq_c(x, C, (float)m) / (double)C;
         float rs = (float)(1.0 / sqrt(v + (double)c->eps)), mf = (float)m;
         if (c->mean) c->mean[t] = mf;
         if (c->rstd) c->rstd[t] = rs;
@@ -212,8 +210,7 @@ static void rmsnorm_fwd_rows(void *vc, int64_t t0, int64_t t1, int ith) {
     for (int64_t t = t0; t < t1; t++) {
         const float *x = c->x + t * C;
         float *y = c->y + t * C;
-        double s = 0;
-        for (int64_t i = 0; i < C; i++) s += (double)x[i] * x[i];
+        double s = rs__sumsq_c(x, C, 0.0f);
         float rs = (float)(1.0 / sqrt(s / (double)C + (double)c->eps));
         if (c->rstd) c->rstd[t] = rs;
         for (int64_t i = 0; i < C; i++) y[i] = c->w ? x[i] * rs * c->w[i] : x[i] * rs;

@@ -157,4 +157,25 @@ static inline double rs__sumexp(const float *x, int64_t n, float scale, float sh
     return total;
 }
 
+
+/* Σ (x[i] − m)² in float SIMD lanes, blocks of 256 carried into a double total */
+static inline double rs__sumsq_c(const float *x, int64_t n, float m) {
+    double total = 0;
+    rs__v8 mv = {m, m, m, m, m, m, m, m};
+    for (int64_t b = 0; b < n; b += 256) {
+        int64_t e = b + 256 < n ? b + 256 : n, i = b;
+        rs__v8 a0 = {0}, a1 = {0};
+        for (; i + 16 <= e; i += 16) {
+            rs__v8 d0 = rs__ld8(x + i) - mv, d1 = rs__ld8(x + i + 8) - mv;
+            a0 += d0 * d0;
+            a1 += d1 * d1;
+        }
+        a0 += a1;
+        float s = ((a0[0] + a0[4]) + (a0[1] + a0[5])) + ((a0[2] + a0[6]) + (a0[3] + a0[7]));
+        for (; i < e; i++) s += (x[i] - m) * (x[i] - m);
+        total += s;
+    }
+    return total;
+}
+
 #endif
