@@ -78,6 +78,38 @@ TEST(parse_mobilenet_v2) {
     rs_tflite_free(m);
 }
 
+/* Per-channel dequantisation (not used by the two shared files), by hand. */
+TEST(dequant_per_channel) {
+    uint8_t q[6] = {10, 20, 30, 0, 255, 128};          /* shape [2, 3], channels along dim 0 */
+    int8_t qs[4] = {-128, 127, 0, -1};                  /* int8 [4], one scale */
+    int32_t qb[2] = {1000, -7};                         /* int32 bias without quantisation */
+    float sc[2] = {0.5f, 0.25f}, sc1[1] = {0.1f};
+    int64_t zp[2] = {10, 128}, zp1[1] = {0};
+    rs_tfl_tensor t[3];
+    memset(t, 0, sizeof t);
+    t[0] = (rs_tfl_tensor){.type = RS_TFL_UINT8, .ndim = 2, .shape = {2, 3}, .data = q, .nbytes = 6, .nq = 2,
+                           .scale = sc, .zero_point = zp, .qdim = 0};
+    t[1] = (rs_tfl_tensor){.type = RS_TFL_INT8, .ndim = 1, .shape = {4}, .data = (const uint8_t *)qs, .nbytes = 4,
+                           .nq = 1, .scale = sc1, .zero_point = zp1};
+    t[2] = (rs_tfl_tensor){.type = RS_TFL_INT32, .ndim = 1, .shape = {2}, .data = (const uint8_t *)qb, .nbytes = 8};
+    rs_tflite m;
+    memset(&m, 0, sizeof m);
+    m.ntensors = 3;
+    m.tensors = t;
+    float out[6];
+    REQUIRE(rs_tflite_dequantize(&m, 0, NULL, out, 6) == RSMOE_OK, "%s", rsmoe_last_error());
+    const float want[6] = {0.f, 5.f, 10.f, -32.f, 31.75f, 0.f};
+    for (int i = 0; i < 6; i++) CHECK(out[i] == want[i], "%d: %g vs %g", i, out[i], want[i]);
+    REQUIRE(rs_tflite_dequantize(&m, 1, NULL, out, 4) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(fabsf(out[0] + 12.8f) < 1e-5f && fabsf(out[1] - 12.7f) < 1e-5f && out[2] == 0.f, "int8 %g %g", out[0], out[1]);
+    const float fb[2] = {0.001f, 2.f};
+    REQUIRE(rs_tflite_dequantize(&m, 2, fb, out, 2) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(fabsf(out[0] - 1.f) < 1e-6f && out[1] == -14.f, "bias %g %g", out[0], out[1]);
+    CHECK(rs_tflite_dequantize(&m, 2, NULL, out, 2) == RSMOE_ERR_FORMAT, "bias without any scale");
+    CHECK(rs_tflite_dequantize(&m, 0, NULL, out, 5) == RSMOE_ERR_INVALID_ARG, "wrong count");
+    CHECK(rs_tflite_dequantize(&m, 3, NULL, out, 1) == RSMOE_ERR_INVALID_ARG, "bad index");
+}
+
 /* The importer must refuse operators it cannot run, naming them. */
 TEST(refuses_unsupported_ops) {
     const char *p = shared_file("weights/mobilenet_v1_0.25_128_quant.tflite");
@@ -445,6 +477,7 @@ TEST(v1_ref_threads_gguf) {
 
 int main(void) {
     RUN(parse_mobilenet_v2);
+    RUN(dequant_per_channel);
     RUN(refuses_unsupported_ops);
     RUN(truncated_and_corrupt);
     RUN(v2_shapes);
