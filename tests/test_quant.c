@@ -259,12 +259,14 @@ static int check_matmul(const variant *v, rs_dtype wt, int64_t M, int64_t N, int
             }
         }
     double ne = test_nerr_f32(y, yr, (size_t)(M * N));
-    if (wt == RS_F32 && ne > 1e-6) {
+    /* f32: also <= 1e-6 normalised by max|y| (needs a few outputs: one output can cancel
+     * to near zero, which the per-element bound above covers) */
+    if (wt == RS_F32 && M * N >= 9 && ne > 1e-6) {
         bad++;
         fprintf(stderr, "  %s f32 M=%lld N=%lld K=%lld: normalised error %.3g > 1e-6\n", v->name,
                 (long long)M, (long long)N, (long long)K, ne);
     }
-    if (worst_norm && ne > *worst_norm) *worst_norm = ne;
+    if (worst_norm && M * N >= 9 && ne > *worst_norm) *worst_norm = ne;
     free(xf); free(wf); free(wd); free(xh); free(W); free(y); free(yr); free(xq);
     return bad;
 }

@@ -80,42 +80,58 @@ TGTI float wat(const uint8_t *w, int64_t k, const int kind) {
     return _cvtsh_ss(((const uint16_t *)w)[k]);
 }
 
-TGTI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const int kind) {
-    /* 32 values a step; four accumulator chains for one row, two each for more rows */
-    const int NACC = MR == 1 ? 4 : 2;
+TGTI void half_tile(const rs_qk_args *a, const int MR, const int NR, int64_t n,
+                       const int kind) {
+    /* NR (1 or 2) weight rows against MR activation rows, 32 values a step: each weight
+     * vector is loaded once for all MR rows, each activation vector once for both weight
+     * rows; NACC independent accumulator chains per (row, weight row) hide FMA latency */
+    const int NACC = MR * NR == 1 ? 4 : MR * NR <= 6 ? 2 : 1;
     const int64_t kc = a->kc;
-    for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *w = a->W + (size_t)n * a->wrow;
-        __m256 acc[RS_QK_MR][4];
-        for (int m = 0; m < MR; m++)
-            for (int j = 0; j < 4; j++) acc[m][j] = _mm256_setzero_ps();
-        int64_t k = 0;
-        for (; k + 32 <= kc; k += 32) {
-            __m256 wv[4];
-            for (int j = 0; j < 4; j++) wv[j] = widen8(w, k + 8 * j, kind);
+    const uint8_t *w0 = a->W + (size_t)n * a->wrow, *w1 = NR == 2 ? w0 + a->wrow : w0;
+    __m256 acc[RS_QK_MR][2][4];
+    for (int m = 0; m < MR; m++)
+        for (int r = 0; r < NR; r++)
+            for (int j = 0; j < NACC; j++) acc[m][r][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= kc; k += 32)
+        for (int j = 0; j < 4; j++) {
+            const __m256 wa = widen8(w0, k + 8 * j, kind);
+            const __m256 wb = NR == 2 ? widen8(w1, k + 8 * j, kind) : wa;
             for (int m = 0; m < MR; m++) {
-                const float *xr = a->x + m * a->ldx + k;
-                for (int j = 0; j < 4; j++)
-                    acc[m][j % NACC] = _mm256_fmadd_ps(wv[j], _mm256_loadu_ps(xr + 8 * j),
-                                                       acc[m][j % NACC]);
+                const __m256 xv = _mm256_loadu_ps(a->x + m * a->ldx + k + 8 * j);
+                acc[m][0][j % NACC] = _mm256_fmadd_ps(wa, xv, acc[m][0][j % NACC]);
+                if (NR == 2) acc[m][1][j % NACC] = _mm256_fmadd_ps(wb, xv, acc[m][1][j % NACC]);
             }
         }
-        for (; k + 8 <= kc; k += 8) {
-            const __m256 wv = widen8(w, k, kind);
-            for (int m = 0; m < MR; m++)
-                acc[m][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a->x + m * a->ldx + k), acc[m][0]);
-        }
-        float tail[RS_QK_MR] = {0};
-        for (; k < kc; k++) {
-            const float wf = wat(w, k, kind);
-            for (int m = 0; m < MR; m++) tail[m] += wf * a->x[m * a->ldx + k];
-        }
+    for (; k + 8 <= kc; k += 8) {
+        const __m256 wa = widen8(w0, k, kind);
+        const __m256 wb = NR == 2 ? widen8(w1, k, kind) : wa;
         for (int m = 0; m < MR; m++) {
-            __m256 s = _mm256_add_ps(acc[m][0], acc[m][1]);
-            if (NACC == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[m][2], acc[m][3]));
-            put(a, m, n, hsum8(s) + tail[m]);
+            const __m256 xv = _mm256_loadu_ps(a->x + m * a->ldx + k);
+            acc[m][0][0] = _mm256_fmadd_ps(wa, xv, acc[m][0][0]);
+            if (NR == 2) acc[m][1][0] = _mm256_fmadd_ps(wb, xv, acc[m][1][0]);
         }
     }
+    float tail[RS_QK_MR][2] = {{0}};
+    for (; k < kc; k++) {
+        const float wfa = wat(w0, k, kind), wfb = NR == 2 ? wat(w1, k, kind) : 0.0f;
+        for (int m = 0; m < MR; m++) {
+            tail[m][0] += wfa * a->x[m * a->ldx + k];
+            tail[m][1] += wfb * a->x[m * a->ldx + k];
+        }
+    }
+    for (int m = 0; m < MR; m++)
+        for (int r = 0; r < NR; r++) {
+            __m256 s = acc[m][r][0];
+            for (int j = 1; j < NACC; j++) s = _mm256_add_ps(s, acc[m][r][j]);
+            put(a, m, n + r, hsum8(s) + tail[m][r]);
+        }
+}
+
+TGTI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const int kind) {
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2) half_tile(a, MR, 2, n, kind);
+    if (n < n1) half_tile(a, MR, 1, n, kind);
 }
 
 TGT void rs_qk_f32_avx2(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {

@@ -148,41 +148,58 @@ T512 TI float wat(const uint8_t *w, int64_t k, const int kind) {
     return F16_TO_F32(((const uint16_t *)w)[k]);
 }
 
-T512 TI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const int kind) {
-    const int NACC = MR == 1 ? 4 : 2;
+T512 TI void half_tile(const rs_qk_args *a, const int MR, const int NR, int64_t n,
+                       const int kind) {
+    /* NR (1 or 2) weight rows against MR activation rows, 64 values a step: each weight
+     * vector is loaded once for all MR rows, each activation vector once for both weight
+     * rows; NACC independent accumulator chains per (row, weight row) hide FMA latency */
+    const int NACC = MR * NR == 1 ? 4 : MR * NR <= 6 ? 2 : 1;
     const int64_t kc = a->kc;
-    for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *w = a->W + (size_t)n * a->wrow;
-        __m512 acc[RS_QK_MR][4];
-        for (int m = 0; m < MR; m++)
-            for (int j = 0; j < 4; j++) acc[m][j] = _mm512_setzero_ps();
-        int64_t k = 0;
-        for (; k + 64 <= kc; k += 64) {
-            __m512 wv[4];
-            for (int j = 0; j < 4; j++) wv[j] = widen16(w, k + 16 * j, kind);
+    const uint8_t *w0 = a->W + (size_t)n * a->wrow, *w1 = NR == 2 ? w0 + a->wrow : w0;
+    __m512 acc[RS_QK_MR][2][4];
+    for (int m = 0; m < MR; m++)
+        for (int r = 0; r < NR; r++)
+            for (int j = 0; j < NACC; j++) acc[m][r][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 64 <= kc; k += 64)
+        for (int j = 0; j < 4; j++) {
+            const __m512 wa = widen16(w0, k + 16 * j, kind);
+            const __m512 wb = NR == 2 ? widen16(w1, k + 16 * j, kind) : wa;
             for (int m = 0; m < MR; m++) {
-                const float *xr = a->x + m * a->ldx + k;
-                for (int j = 0; j < 4; j++)
-                    acc[m][j % NACC] = _mm512_fmadd_ps(wv[j], _mm512_loadu_ps(xr + 16 * j),
-                                                       acc[m][j % NACC]);
+                const __m512 xv = _mm512_loadu_ps(a->x + m * a->ldx + k + 16 * j);
+                acc[m][0][j % NACC] = _mm512_fmadd_ps(wa, xv, acc[m][0][j % NACC]);
+                if (NR == 2) acc[m][1][j % NACC] = _mm512_fmadd_ps(wb, xv, acc[m][1][j % NACC]);
             }
         }
-        for (; k + 16 <= kc; k += 16) {
-            const __m512 wv = widen16(w, k, kind);
-            for (int m = 0; m < MR; m++)
-                acc[m][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(a->x + m * a->ldx + k), acc[m][0]);
-        }
-        float tail[RS_QK_MR] = {0};
-        for (; k < kc; k++) {
-            const float wf = wat(w, k, kind);
-            for (int m = 0; m < MR; m++) tail[m] += wf * a->x[m * a->ldx + k];
-        }
+    for (; k + 16 <= kc; k += 16) {
+        const __m512 wa = widen16(w0, k, kind);
+        const __m512 wb = NR == 2 ? widen16(w1, k, kind) : wa;
         for (int m = 0; m < MR; m++) {
-            __m512 s = _mm512_add_ps(acc[m][0], acc[m][1]);
-            if (NACC == 4) s = _mm512_add_ps(s, _mm512_add_ps(acc[m][2], acc[m][3]));
-            put(a, m, n, _mm512_reduce_add_ps(s) + tail[m]);
+            const __m512 xv = _mm512_loadu_ps(a->x + m * a->ldx + k);
+            acc[m][0][0] = _mm512_fmadd_ps(wa, xv, acc[m][0][0]);
+            if (NR == 2) acc[m][1][0] = _mm512_fmadd_ps(wb, xv, acc[m][1][0]);
         }
     }
+    float tail[RS_QK_MR][2] = {{0}};
+    for (; k < kc; k++) {
+        const float wfa = wat(w0, k, kind), wfb = NR == 2 ? wat(w1, k, kind) : 0.0f;
+        for (int m = 0; m < MR; m++) {
+            tail[m][0] += wfa * a->x[m * a->ldx + k];
+            tail[m][1] += wfb * a->x[m * a->ldx + k];
+        }
+    }
+    for (int m = 0; m < MR; m++)
+        for (int r = 0; r < NR; r++) {
+            __m512 s = acc[m][r][0];
+            for (int j = 1; j < NACC; j++) s = _mm512_add_ps(s, acc[m][r][j]);
+            put(a, m, n + r, _mm512_reduce_add_ps(s) + tail[m][r]);
+        }
+}
+
+T512 TI void half_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1, const int kind) {
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2) half_tile(a, MR, 2, n, kind);
+    if (n < n1) half_tile(a, MR, 1, n, kind);
 }
 
 T512 void RS_Q512(rs_qk_f32_avx512)(const rs_qk_args *a, int mr, int64_t n0, int64_t n1) {
