@@ -20,6 +20,7 @@ int cmd_import_llama2c(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_questions(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 
 /* sub-commands: name, function, one-line help. Keep sorted by name. */
@@ -42,6 +43,7 @@ static const struct {
     {"quantize", cmd_quantize, "rewrite a model's weight matrices as f32, f16, bf16 or q8_0"},
     {"questions", cmd_questions, "derive VQA (scene, presence, count) from captions + scene labels, RSVQA layout"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
+    {"serve", cmd_serve, "HTTP JSON API (caption, vqa) and a web page for analysts (docs/serve.md)"},
     {"vqa", cmd_vqa, "answer a question about an image"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on captions; encode/decode with a GGUF vocabulary"},
 };
