@@ -201,6 +201,32 @@ static const char *BUILTIN[] = {
     "there are two storage tanks near the road", "a square with green grass in the center",
 };
 
+/* the RSICD annotation file, parsed once (NULL when absent) */
+static cJSON *g_rsicd;
+static bool g_rsicd_tried;
+
+static cJSON *rsicd_root(void) {
+    if (g_rsicd_tried) return g_rsicd;
+    g_rsicd_tried = true;
+    const char *sh = test_shared_dir();
+    if (!sh) return NULL;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/rsicd/dataset_rsicd.json", sh);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    if (buf && fread(buf, 1, (size_t)len, f) == (size_t)len) {
+        buf[len] = 0;
+        g_rsicd = cJSON_Parse(buf);
+    }
+    free(buf);
+    fclose(f);
+    return g_rsicd;
+}
+
 typedef struct {
     char **sent;
     size_t n;
@@ -209,37 +235,21 @@ typedef struct {
 static void pool_load(sentpool *p) {
     p->sent = NULL;
     p->n = 0;
-    const char *sh = test_shared_dir();
-    if (sh) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/data/rsicd/dataset_rsicd.json", sh);
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            fseek(f, 0, SEEK_END);
-            long len = ftell(f);
-            fseek(f, 0, SEEK_SET);
-            char *buf = malloc((size_t)len + 1);
-            if (buf && fread(buf, 1, (size_t)len, f) == (size_t)len) {
-                buf[len] = 0;
-                cJSON *j = cJSON_Parse(buf);
-                cJSON *imgs = cJSON_GetObjectItem(j, "images");
-                size_t cap = 0;
-                cJSON *im;
-                int k = 0;
-                cJSON_ArrayForEach(im, imgs) {
-                    if ((k++ % 7) != 0) continue;   /* a subset is plenty */
-                    cJSON *s;
-                    cJSON_ArrayForEach(s, cJSON_GetObjectItem(im, "sentences")) {
-                        cJSON *raw = cJSON_GetObjectItem(s, "raw");
-                        if (!cJSON_IsString(raw)) continue;
-                        if (p->n == cap) { cap = cap ? cap * 2 : 1024; p->sent = realloc(p->sent, cap * sizeof *p->sent); }
-                        p->sent[p->n++] = rs_ptb_tokenize(raw->valuestring);
-                    }
-                }
-                cJSON_Delete(j);
+    cJSON *j = rsicd_root();
+    if (j) {
+        cJSON *imgs = cJSON_GetObjectItem(j, "images");
+        size_t cap = 0;
+        cJSON *im;
+        int k = 0;
+        cJSON_ArrayForEach(im, imgs) {
+            if ((k++ % 7) != 0) continue;   /* a subset is plenty */
+            cJSON *s;
+            cJSON_ArrayForEach(s, cJSON_GetObjectItem(im, "sentences")) {
+                cJSON *raw = cJSON_GetObjectItem(s, "raw");
+                if (!cJSON_IsString(raw)) continue;
+                if (p->n == cap) { cap = cap ? cap * 2 : 1024; p->sent = realloc(p->sent, cap * sizeof *p->sent); }
+                p->sent[p->n++] = rs_ptb_tokenize(raw->valuestring);
             }
-            free(buf);
-            fclose(f);
         }
     }
     if (!p->n) {
@@ -547,22 +557,8 @@ typedef struct {
 
 static bool rsicd_load(rsicd_split *d, const char *split) {
     memset(d, 0, sizeof *d);
-    const char *sh = test_shared_dir();
-    if (!sh) return false;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/data/rsicd/dataset_rsicd.json", sh);
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    bool ok = buf && fread(buf, 1, (size_t)len, f) == (size_t)len;
-    fclose(f);
-    if (!ok) { free(buf); return false; }
-    buf[len] = 0;
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
+    cJSON *j = rsicd_root();
+    if (!j) return false;
     cJSON *im;
     cJSON_ArrayForEach(im, cJSON_GetObjectItem(j, "images")) {
         cJSON *sp = cJSON_GetObjectItem(im, "split");
@@ -579,7 +575,6 @@ static bool rsicd_load(rsicd_split *d, const char *split) {
         d->nsent[d->n] = m;
         d->n++;
     }
-    cJSON_Delete(j);
     return d->n > 0;
 }
 
@@ -702,5 +697,6 @@ int main(void) {
     RUN(rsicd_leave_one_out);
     RUN(rsicd_speed);
     rs_meteor_free(g_met);
+    cJSON_Delete(g_rsicd);
     return test_summary();
 }
