@@ -4,6 +4,8 @@
  * and soft prompts, first-step logits of each expert and of the LLM Block alone (1e-4
  * normalised), and the greedy token ids of every stream (identical). Also error handling of
  * the public API. */
+#include "formats/tflite.h"
+#include "model/encoder_cnn.h"
 #include "model/model.h"
 #include "model/pipeline_debug.h"
 #include "rsmoe.h"
@@ -213,6 +215,61 @@ TEST(api_errors) {
     rsmoe_model_free(m);
 }
 
+/* the model with a pretrained CNN encoder (MobileNet v1 0.25 from TFLite) in place of the ViT:
+ * the visual tokens the pipeline feeds the Q-Former equal the encoder's own forward on the
+ * resized image, and captioning runs */
+TEST(cnn_encoder_model) {
+    const char *sh = test_shared_dir();
+    if (!sh) SKIP("../shared (the TFLite MobileNet) is absent");
+    char tfl[512], enc[320], model[320];
+    snprintf(tfl, sizeof tfl, "%s/data/weights/mobilenet_v1_0.25_128_quant.tflite", sh);
+    snprintf(enc, sizeof enc, "%s/enc.gguf", g_dir);
+    snprintf(model, sizeof model, "%s/cnn_model.gguf", g_dir);
+    rs_tflite *t = NULL;
+    rs_cnn_encoder *e = NULL;
+    REQUIRE(rs_tflite_load(tfl, &t) == RSMOE_OK, "tflite: %s", rsmoe_last_error());
+    REQUIRE(rs_cnn_from_tflite(t, &e) == RSMOE_OK, "cnn: %s", rsmoe_last_error());
+    rs_tflite_free(t);
+    REQUIRE(rs_cnn_save_gguf(e, enc, NULL, 0) == RSMOE_OK, "save: %s", rsmoe_last_error());
+    rs_init_params ip = rs_init_default_params();
+    ip.encoder = enc;
+    REQUIRE(rs_model_init_preset(rs_preset_find("test"), &ip, model, NULL, NULL) == RSMOE_OK, "init: %s", rsmoe_last_error());
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(model, NULL, &st);
+    REQUIRE(m, "load: %s", rsmoe_last_error());
+    rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
+    REQUIRE(c, "context");
+    rs_ctx_set_debug(c, true);
+    /* an image already at the encoder's size (no resize): tokens must equal the encoder's */
+    int W = e->in_w, H = e->in_h;
+    rsmoe_image img = {.width = W, .height = H, .data = malloc((size_t)W * H * 3)};
+    for (int i = 0; i < W * H * 3; i++) img.data[i] = (uint8_t)((i * 37) & 255);
+    rsmoe_generate_params p = greedy(false);
+    rsmoe_result r;
+    REQUIRE(rsmoe_caption(c, &img, &p, &r) == RSMOE_OK, "caption: %s", rsmoe_last_error());
+    CHECK(r.n_aspects == 3 && r.text, "caption made");
+    rsmoe_result_free(&r);
+    rs_ctx_debug d;
+    rs_ctx_get_debug(c, &d);
+    size_t n = (size_t)e->ntokens * e->token_dim;
+    float *want = malloc(sizeof(float) * n);
+    rs_arena ar;
+    REQUIRE(rs_arena_init(&ar, rs_cnn_scratch_bytes(e) + 4096) == RSMOE_OK, "arena");
+    REQUIRE(rs_cnn_forward_u8(e, img.data, want, NULL, &ar, NULL) == RSMOE_OK, "cnn forward");
+    CHECK(test_nerr_f32(d.enc, want, n) <= 1e-6, "visual tokens equal the encoder's (err %.3g)", test_nerr_f32(d.enc, want, n));
+    /* other sizes are resized */
+    rsmoe_image big = {.width = 300, .height = 200, .data = calloc(300 * 200 * 3, 1)};
+    CHECK(rsmoe_caption(c, &big, &p, &r) == RSMOE_OK, "caption of a 300x200 image: %s", rsmoe_last_error());
+    rsmoe_result_free(&r);
+    free(big.data);
+    rs_arena_free(&ar);
+    free(want);
+    free(img.data);
+    rsmoe_context_free(c);
+    rsmoe_model_free(m);
+    rs_cnn_free(e);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_test_model_%d", (int)getpid());
     mkdir(g_dir, 0755);
@@ -236,6 +293,7 @@ int main(void) {
     RUN(parity_caption_and_vqa);
     RUN(beam_search_finds_at_least_greedy_score);
     RUN(api_errors);
+    RUN(cnn_encoder_model);
     free(g_image.data);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);

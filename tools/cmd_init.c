@@ -9,13 +9,14 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: rsmoe init --preset NAME -o FILE.gguf [--type f32|f16|bf16|q8_0] [--seed N]\n"
-               "                  [--tokenizer TOK.gguf] [--lora-random]\n\n"
+               "                  [--tokenizer TOK.gguf] [--encoder CNN.gguf] [--lora-random]\n\n"
                "Creates an RS-MoE model with seeded random weights.\n"
                "  --preset NAME     %s\n"
                "  --type T          storage type of the weight matrices (default f32; vectors stay f32)\n"
                "  --seed N          random seed (default 42)\n"
                "  --tokenizer FILE  take the vocabulary from this GGUF (e.g. from `rsmoe tokenizer train`);\n"
                "                    default: byte-level BPE without merges (260 tokens)\n"
+               "  --encoder FILE    a CNN image encoder GGUF (`rsmoe import tflite`) instead of the preset's ViT\n"
                "  --lora-random     random (not zero) LoRA B matrices, so that experts differ (tests)\n",
             rs_preset_names());
 }
@@ -53,6 +54,7 @@ int cmd_init(int argc, char **argv) {
             if (*e) { fprintf(stderr, "rsmoe init: bad seed '%s'\n", argv[i]); return 2; }
         } else if (!strcmp(a, "--tokenizer") && has) ip.tokenizer = argv[++i];
         else if (!strcmp(a, "--lora-random")) ip.lora_random_b = true;
+        else if (!strcmp(a, "--encoder") && has) ip.encoder = argv[++i];
         else { fprintf(stderr, "rsmoe init: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!preset || !out) { usage(stderr); return 2; }

@@ -2,6 +2,7 @@
 #include "model/model.h"
 
 #include "kernels/quant.h"
+#include "model/encoder_cnn.h"
 #include "model/llm.h"
 
 #include <math.h>
@@ -153,21 +154,23 @@ rsmoe_status rs_model_init_preset(const rs_preset *p, const rs_init_params *ip, 
                                   void (*progress)(float, void *), void *ud) {
     rsmoe_status st = RSMOE_OK;
     rs_tokenizer *tok = NULL;
+    rs_cnn_encoder *cnn = NULL;
     builder bb = {0}, *b = &bb;
+    if (ip->encoder && (st = rs_cnn_load_gguf(ip->encoder, &cnn))) return st;
     if (ip->tokenizer) {
-        if ((st = rs_tokenizer_load_gguf_file(ip->tokenizer, &tok))) return st;
+        if ((st = rs_tokenizer_load_gguf_file(ip->tokenizer, &tok))) { rs_cnn_free(cnn); return st; }
     } else {
         rs_tok_train_opts to = rs_tok_train_opts_default();
         to.vocab_size = 260; /* 4 specials + 256 bytes: byte-level, no merges */
         to.add_bos = true;
         const char *corpus[1] = {"a"};
-        if ((st = rs_tokenizer_train_bpe(corpus, 1, &to, &tok))) return st;
+        if ((st = rs_tokenizer_train_bpe(corpus, 1, &to, &tok))) { rs_cnn_free(cnn); return st; }
     }
     int Vt = rs_tokenizer_n_vocab(tok);
     int V = p->llm.vocab > Vt ? p->llm.vocab : Vt;
     int Vq = p->qf.vocab > Vt ? p->qf.vocab : Vt;
     b->w = rs_gguf_writer_new();
-    if (!b->w) { rs_tokenizer_free(tok); return RSMOE_ERR_NOMEM; }
+    if (!b->w) { rs_tokenizer_free(tok); rs_cnn_free(cnn); return RSMOE_ERR_NOMEM; }
     rs_rng_seed(&b->rng, ip->seed);
     b->wtype = ip->wtype;
     b->std = ip->init_std > 0 ? ip->init_std : 0.02f;
@@ -184,15 +187,7 @@ rsmoe_status rs_model_init_preset(const rs_preset *p, const rs_init_params *ip, 
         (st = rs_gguf_writer_set_str(w, "general.name", p->name)) ||
         (st = rs_gguf_writer_set_str(w, "rsmoe.preset", p->name)) ||
         (st = rs_gguf_writer_set_u64(w, "rsmoe.init.seed", ip->seed)) ||
-        (st = rs_gguf_writer_set_str(w, "rsmoe.vision.kind", "vit")) ||
-        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.image_size", (uint32_t)vc->image_size)) ||
-        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.patch_size", (uint32_t)vc->patch)) ||
-        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.embedding_length", (uint32_t)vc->width)) ||
-        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.block_count", (uint32_t)vc->layers)) ||
-        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.head_count", (uint32_t)vc->heads)) ||
-        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.feed_forward_length", (uint32_t)vc->mlp)) ||
-        (st = rs_gguf_writer_set_f32(w, "rsmoe.vit.layer_norm_epsilon", vc->eps)) ||
-        (st = rs_gguf_writer_set_str(w, "rsmoe.vit.gelu", "erf")) ||
+        (st = rs_gguf_writer_set_str(w, "rsmoe.vision.kind", cnn ? "cnn" : "vit")) ||
         (st = rs_gguf_writer_set_u32(w, "rsmoe.qformer.query_count", (uint32_t)qc->n_query)) ||
         (st = rs_gguf_writer_set_u32(w, "rsmoe.qformer.embedding_length", (uint32_t)qc->width)) ||
         (st = rs_gguf_writer_set_u32(w, "rsmoe.qformer.block_count", (uint32_t)qc->layers)) ||
@@ -221,10 +216,24 @@ rsmoe_status rs_model_init_preset(const rs_preset *p, const rs_init_params *ip, 
          (st = rs_gguf_writer_set_f32(w, "rsmoe.llm.rope_llama3.high_freq_factor", (float)lc->rope.high_freq_factor)) ||
          (st = rs_gguf_writer_set_f32(w, "rsmoe.llm.rope_llama3.original_context_length", (float)lc->rope.original_max_pos))))
         goto done;
+    if (!cnn &&
+        ((st = rs_gguf_writer_set_u32(w, "rsmoe.vit.image_size", (uint32_t)vc->image_size)) ||
+        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.patch_size", (uint32_t)vc->patch)) ||
+        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.embedding_length", (uint32_t)vc->width)) ||
+        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.block_count", (uint32_t)vc->layers)) ||
+        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.head_count", (uint32_t)vc->heads)) ||
+        (st = rs_gguf_writer_set_u32(w, "rsmoe.vit.feed_forward_length", (uint32_t)vc->mlp)) ||
+        (st = rs_gguf_writer_set_f32(w, "rsmoe.vit.layer_norm_epsilon", vc->eps)) ||
+         (st = rs_gguf_writer_set_str(w, "rsmoe.vit.gelu", "erf"))))
+        goto done;
     if ((st = rs_tokenizer_save_gguf(tok, w))) goto done;
 
-    /* image encoder */
-    int W = vc->width, G = vc->image_size / vc->patch;
+    /* image encoder: the preset's ViT with random weights, or the given pretrained CNN */
+    int W = cnn ? cnn->token_dim : vc->width, G = vc->image_size / vc->patch;
+    if (cnn) {
+        if ((st = rs_cnn_gguf_add(cnn, w, NULL, 0))) goto done;
+        goto qformer;
+    }
     if ((st = add_lin(b, "v.patch_embd", 3 * vc->patch * vc->patch, W, true))) goto done;
     if ((st = add(b, "v.class_embd", W, 1, FILL_NORMAL, b->std, true))) goto done;
     if ((st = add(b, "v.position_embd", W, 1 + G * G, FILL_NORMAL, b->std, true))) goto done;
@@ -239,6 +248,7 @@ rsmoe_status rs_model_init_preset(const rs_preset *p, const rs_init_params *ip, 
     }
     if ((st = add_ln(b, "v.ln_vision", W))) goto done;
 
+qformer:;
     /* Q-Former */
     int Q = qc->width;
     if ((st = add(b, "qf.query_embd", Q, qc->n_query, FILL_NORMAL, b->std, true)) ||
@@ -331,5 +341,6 @@ done:
     free(b->bufs);
     free(b->row);
     rs_tokenizer_free(tok);
+    rs_cnn_free(cnn);
     return st;
 }

@@ -4,6 +4,7 @@
 #include "kernels/ops.h"
 #include "kernels/quant.h"
 #include "model/common.h"
+#include "model/encoder_cnn.h"
 #include "model/llm_load.h"
 
 #include <math.h>
@@ -101,6 +102,12 @@ rsmoe_status rs_model_load(const char *path, rs_model **out) {
         if ((st = rs_vit_bind(m->g, &m->vit))) goto fail;
         m->enc_tokens = rs_vit_n_tokens(&m->vit.c, m->vit.c.image_size);
         m->enc_width = m->vit.c.width;
+    } else if (!strcmp(vk, "cnn")) {
+        m->vision_kind = RS_VISION_CNN;
+        if ((st = rs_cnn_from_gguf(m->g, &m->cnn))) goto fail;
+        m->enc_tokens = m->cnn->ntokens;
+        m->enc_width = m->cnn->token_dim;
+        if (m->cnn->in_c != 3) { st = rs_error(RSMOE_ERR_FORMAT, "%s: the CNN encoder reads %d channels (need 3)", path, m->cnn->in_c); goto fail; }
     } else {
         st = rs_error(RSMOE_ERR_UNSUPPORTED, "%s: image encoder kind '%s' is not supported by this build", path, vk);
         goto fail;
@@ -127,6 +134,7 @@ fail:
 void rs_model_free(rs_model *m) {
     if (!m) return;
     rs_vit_unbind(&m->vit);
+    rs_cnn_free(m->cnn);
     rs_qformer_unbind(&m->qf);
     rs_llm_unbind(&m->llm);
     rs_tokenizer_free(m->tok);
@@ -161,7 +169,7 @@ rs_param_counts rs_model_param_counts(const rs_model *m) {
     for (int64_t i = 0; i < n; i++) {
         const rs_tensor *t = rs_gguf_tensor(m->g, i);
         int64_t e = rs_tensor_nelements(t);
-        if (!strncmp(t->name, "v.", 2)) pc.vision += e;
+        if (!strncmp(t->name, "v.", 2) || !strncmp(t->name, "cnn.", 4)) pc.vision += e;
         else if (!strncmp(t->name, "qf.", 3) || !strncmp(t->name, "proj.", 5)) pc.qformer += e;
         else if (!strncmp(t->name, "expert.", 7)) pc.experts += e;
         else if (!strncmp(t->name, "router.", 7)) pc.router += e;

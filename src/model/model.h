@@ -74,6 +74,8 @@ typedef struct {
     float init_std;          /* 0.02 */
     bool lora_random_b;      /* B random instead of zero (tests: make adapters matter) */
     const char *tokenizer;   /* GGUF holding a tokenizer, or NULL: byte-level BPE, no merges */
+    const char *encoder;     /* GGUF of a CNN image encoder (`rsmoe import tflite`) replacing the
+                              * preset's ViT, or NULL */
 } rs_init_params;
 rs_init_params rs_init_default_params(void);
 /* Writes a model with seeded random weights; progress (may be NULL) gets fractions 0..1. */

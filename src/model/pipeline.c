@@ -6,6 +6,7 @@
 #include "data/image.h"
 #include "data/tokenizer.h"
 #include "kernels/ops.h"
+#include "model/encoder_cnn.h"
 #include "model/generate.h"
 #include "model/model.h"
 
@@ -30,6 +31,7 @@ struct rsmoe_context {
     int n_ctx, max_beams, n_streams_max;
     float *chw, *enc, *vit_scratch, *qf_scratch, *prefix, *soft, *gates, *router_scratch, *stream_emb, *instr_emb;
     int32_t *ids;
+    rs_arena cnn_arena; /* CNN encoder scratch */
     size_t bytes;
 };
 
@@ -69,17 +71,23 @@ size_t rsmoe_model_describe(const rsmoe_model *mm, char *buf, size_t cap) {
     const rs_qformer_config *q = &m->qf.c;
     const rs_llm_config *l = &m->llm.c;
     size_t file = rs_gguf_file_size(m->g);
+    char encdesc[256];
+    if (m->vision_kind == RS_VISION_CNN)
+        snprintf(encdesc, sizeof encdesc, "CNN %s %dx%d px -> %d tokens of %d; %.2f M params (f32)", m->cnn->name,
+                 m->cnn->in_w, m->cnn->in_h, m->enc_tokens, m->enc_width, (double)pc.vision / 1e6);
+    else
+        snprintf(encdesc, sizeof encdesc, "ViT %dx%d px, patch %d, width %d, %d blocks, %d heads, MLP %d -> %d tokens; %.2f M params (%s)",
+                 v->image_size, v->image_size, v->patch, v->width, v->layers, v->heads, v->mlp, m->enc_tokens,
+                 (double)pc.vision / 1e6, dtype_of(m->vit.layers ? m->vit.layers[0].qkv_w : NULL));
     int n = snprintf(buf, cap,
         "model:          %s (%s)\n"
         "file size:      %.1f MiB\n"
-        "image encoder:  ViT %dx%d px, patch %d, width %d, %d blocks, %d heads, MLP %d -> %d tokens; %.2f M params (%s)\n"
+        "image encoder:  %s\n"
         "Q-Former:       %d queries, width %d, %d layers, %d heads, FFN %d, cross-attention every %d; %.2f M params (%s)\n"
         "LLM Block:      vocab %d, width %d, %d layers, %d/%d heads (head %d), FFN %d, context %d, RoPE theta %g%s%s; %.2f M params (%s)\n"
         "MoE Block:      %d experts",
         m->path, rs_gguf_get_str_or(m->g, "general.name", "?"), (double)file / 1048576.0,
-        v->image_size, v->image_size, v->patch, v->width, v->layers, v->heads, v->mlp, m->enc_tokens,
-        (double)pc.vision / 1e6, dtype_of(m->vit.layers ? m->vit.layers[0].qkv_w : NULL),
-        q->n_query, q->width, q->layers, q->heads, q->ffn, q->cross_freq, (double)pc.qformer / 1e6,
+        encdesc, q->n_query, q->width, q->layers, q->heads, q->ffn, q->cross_freq, (double)pc.qformer / 1e6,
         dtype_of(m->qf.layers ? m->qf.layers[0].self.q_w : NULL),
         l->vocab, l->dim, l->n_layers, l->n_heads, l->n_kv_heads, l->head_dim, l->ffn, l->max_seq, l->rope.theta,
         l->rope.llama3 ? ", Llama-3 scaling" : "", l->tied ? ", tied output" : "", (double)pc.llm / 1e6,
@@ -113,6 +121,7 @@ void rsmoe_context_free(rsmoe_context *c) {
     if (!c) return;
     rs_llm_state_free(c->st);
     rs_pool_free(c->pool);
+    rs_arena_free(&c->cnn_arena);
     free(c->chw); free(c->enc); free(c->vit_scratch); free(c->qf_scratch); free(c->prefix); free(c->soft);
     free(c->qout); free(c->dbg_logits);
     free(c->gates); free(c->router_scratch); free(c->stream_emb); free(c->instr_emb); free(c->ids);
@@ -145,10 +154,16 @@ rsmoe_context *rsmoe_context_new(const rsmoe_model *mm, const rsmoe_context_para
     c->n_streams_max = K;
     int D = m->llm.c.dim, nq = m->qf.c.n_query, M = m->moe.n_soft;
     int stream_rows = nq + M + MAX_PROMPT + 2;
-    int side = m->vit.c.image_size;
-    c->chw = falloc(c, 3 * (size_t)side * side);
+    bool cnn = m->vision_kind == RS_VISION_CNN;
+    int side = cnn ? 1 : m->vit.c.image_size;
+    c->chw = falloc(c, cnn ? 1 : 3 * (size_t)side * side);
     c->enc = falloc(c, (size_t)m->enc_tokens * m->enc_width);
-    c->vit_scratch = falloc(c, rs_vit_scratch_floats(&m->vit.c, side, nth));
+    c->vit_scratch = falloc(c, cnn ? 1 : rs_vit_scratch_floats(&m->vit.c, side, nth));
+    if (cnn) {
+        size_t nb = rs_cnn_scratch_bytes(m->cnn) + 4096;
+        if (rs_arena_init(&c->cnn_arena, nb) != RSMOE_OK) { rsmoe_context_free(c); set_st(st, RSMOE_ERR_NOMEM); return NULL; }
+        c->bytes += nb;
+    }
     c->qf_scratch = falloc(c, rs_qformer_scratch_floats(&m->qf.c, m->enc_tokens, MAX_PROMPT, nth));
     c->prefix = falloc(c, (size_t)nq * D);
     c->qout = falloc(c, (size_t)nq * m->qf.c.width);
@@ -303,9 +318,22 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
     /* 1. image encoder */
     progress(p, "encode");
     rs_image ri = {.w = img->width, .h = img->height, .c = 3, .data = img->data};
-    int side = m->vit.c.image_size;
-    if ((st = rs_image_to_tensor(&ri, side, m->vit.c.mean, m->vit.c.std, c->chw))) return st;
-    if ((st = rs_vit_forward(&m->vit, c->chw, side, c->enc, c->vit_scratch, c->pool))) return st;
+    if (m->vision_kind == RS_VISION_CNN) {
+        /* PIL-exact bicubic resize to the network's input, then its own input scaling */
+        rs_image rz = {0};
+        const uint8_t *px = img->data;
+        if (img->width != m->cnn->in_w || img->height != m->cnn->in_h) {
+            if ((st = rs_image_resize_bicubic_u8(&ri, m->cnn->in_w, m->cnn->in_h, &rz))) return st;
+            px = rz.data;
+        }
+        st = rs_cnn_forward_u8(m->cnn, px, c->enc, NULL, &c->cnn_arena, c->pool);
+        rs_image_free(&rz);
+        if (st) return st;
+    } else {
+        int side = m->vit.c.image_size;
+        if ((st = rs_image_to_tensor(&ri, side, m->vit.c.mean, m->vit.c.std, c->chw))) return st;
+        if ((st = rs_vit_forward(&m->vit, c->chw, side, c->enc, c->vit_scratch, c->pool))) return st;
+    }
     double t1 = rs_time_s();
 
     /* 2. Q-Former on the global instruction */
