@@ -82,6 +82,11 @@ void rs_attn_ref(double *out, double *probs, const double *q, const double *k,
     int64_t ldv = a->ldv ? a->ldv : Hkv * d, ldo = a->ldo ? a->ldo : Hq * d;
     double scale = a->scale > 0 ? (double)a->scale : 1.0 / sqrt((double)d);
     int64_t per = Hq / Hkv;
+    if (Tk > 4096) { /* beyond the reference's fixed row buffer: poison the output */
+        for (int64_t i = 0; i < Tq; i++)
+            for (int64_t e = 0; e < Hq * d; e++) out[i * ldo + e] = NAN;
+        return;
+    }
     for (int64_t h = 0; h < Hq; h++) {
         int64_t g = h / per;
         for (int64_t i = 0; i < Tq; i++) {

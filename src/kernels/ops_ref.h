@@ -21,7 +21,7 @@ double rs_gelu_ref(double x);
 double rs_gelu_tanh_ref(double x);
 double rs_silu_ref(double x);
 void rs_softmax_ref(double *y, const double *x, int64_t rows, int64_t cols, double scale);
-/* probs [Hq,Tq,Tk] may be NULL */
+/* probs [Hq,Tq,Tk] may be NULL; Tk <= 4096 (larger: out is all NaN) */
 void rs_attn_ref(double *out, double *probs, const double *q, const double *k,
                  const double *v, const rs_attn_desc *a);
 /* y = rope(x), not in place; dense [T, H*d] */
