@@ -84,6 +84,10 @@ TEST(fast_vs_ref) {
         {8, 7, 6, 12, 3, 1, 1, 0, RS_ACT_RELU6, 2},     /* dw multiplier 2, VALID */
         {7, 7, 64, 64, 7, 1, 1, 0, RS_ACT_NONE, 1},     /* pool 7x7 VALID */
         {6, 5, 10, 10, 3, 2, 1, 1, RS_ACT_RELU6, 1},    /* pool SAME partial windows */
+        /* above CONV_MIN_PARALLEL_WORK, so the pool really splits the work */
+        {56, 56, 32, 32, 1, 1, 1, 1, RS_ACT_RELU6, 1},  /* 1x1 GEMM, dw 1x1, pool 1x1 */
+        {64, 64, 32, 32, 3, 1, 1, 1, RS_ACT_RELU6, 1},  /* 3x3 conv (im2col), dw, pool */
+        {60, 60, 3, 32, 3, 2, 1, 1, RS_ACT_RELU6, 1},   /* direct stem conv */
     };
     rs_rng r;
     rs_rng_seed(&r, 7);

@@ -35,6 +35,13 @@ rsmoe_status rs_conv_geometry(rs_conv_params *p, bool same) {
     return RSMOE_OK;
 }
 
+/* Work (multiply-adds or element visits) below which a kernel runs on the calling thread:
+ * waking the pool costs more than it saves, and much more when the cores are shared. */
+#define CONV_MIN_PARALLEL_WORK (1 << 19)
+static inline rs_pool *pool_for(rs_pool *pool, double work) {
+    return work >= CONV_MIN_PARALLEL_WORK ? pool : NULL;
+}
+
 static inline void act_row(float *y, int64_t n, int act) {
     if (act == RS_ACT_RELU6) {
         for (int64_t i = 0; i < n; i++) {
@@ -169,20 +176,21 @@ static bool use_direct(const rs_conv_params *p) {
 void rs_conv2d(const rs_conv_params *p, const float *x, const float *w, const float *b,
                float *y, float *scratch, rs_pool *pool) {
     conv_ctx c = {p, x, w, b, y, NULL, (int64_t)p->oh * p->ow, p->oc, (int64_t)p->kh * p->kw * p->ic};
+    rs_pool *mpool = pool_for(pool, (double)c.M * c.N * c.K);   /* the products */
     if (use_direct(p)) {
-        rs_pool_run(pool, direct_task, &c);
+        rs_pool_run(mpool, direct_task, &c);
         return;
     }
     if (rs_conv2d_scratch_floats(p) > 0) {
         c.col = scratch;
-        rs_pool_run(pool, im2col_task, &c);
+        rs_pool_run(pool_for(pool, (double)c.M * c.K * 4), im2col_task, &c);
     }
     /* y[M, N] = patches[M, K] w[K, N], then bias and activation per row. The own kernel,
      * not the BLAS route of rs_sgemm: on MobileNet's skinny products (K, N <= 1280, M from
      * 49 to 12544) it measured 1.35-1.5x faster single-threaded, and it threads on our pool
      * instead of starting OpenBLAS threads next to it. */
-    rs_sgemm_own(false, false, c.M, c.N, c.K, 1.f, c.col ? c.col : x, c.K, w, c.N, 0.f, y, c.N, pool);
-    rs_pool_run(pool, bias_act_task, &c);
+    rs_sgemm_own(false, false, c.M, c.N, c.K, 1.f, c.col ? c.col : x, c.K, w, c.N, 0.f, y, c.N, mpool);
+    rs_pool_run(pool_for(pool, (double)c.M * c.N * 4), bias_act_task, &c);
 }
 
 /* ---------------------------------------------------------------- depthwise */
@@ -256,7 +264,7 @@ static void dw_task(void *vctx, int ith, int nth) {
 void rs_dwconv2d(const rs_conv_params *p, const float *x, const float *w, const float *b,
                  float *y, rs_pool *pool) {
     dw_ctx c = {p, x, w, b, y};
-    rs_pool_run(pool, dw_task, &c);
+    rs_pool_run(pool_for(pool, (double)p->oh * p->ow * p->oc * p->kh * p->kw), dw_task, &c);
 }
 
 /* ---------------------------------------------------------------- pooling */
@@ -292,5 +300,5 @@ static void pool_task(void *vctx, int ith, int nth) {
 
 void rs_avgpool2d(const rs_conv_params *p, const float *x, float *y, rs_pool *pool) {
     dw_ctx c = {p, x, NULL, NULL, y};
-    rs_pool_run(pool, pool_task, &c);
+    rs_pool_run(pool_for(pool, (double)p->oh * p->ow * p->oc * p->kh * p->kw), pool_task, &c);
 }
