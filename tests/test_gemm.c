@@ -109,8 +109,10 @@ static int g_nimpl;
 static void setup_impls(void) {
     g_impls[g_nimpl++] = (impl){V_SGEMM, RS_GEMM_AUTO, rs_sgemm_has_blas() ? "rs_sgemm(blas)" : "rs_sgemm"};
     g_impls[g_nimpl++] = (impl){V_OWN, RS_GEMM_AUTO, "rs_sgemm_own"};
-    const rs_gemm_isa isas[] = {RS_GEMM_C, RS_GEMM_AVX2, RS_GEMM_AVX512};
-    for (int i = 0; i < 3; i++) {
+    /* RS_GEMM_AVX512_EMU runs the AVX-512 kernel's code with emulated 512-bit vectors, so
+     * that code is checked even where the CPU lacks AVX-512 */
+    const rs_gemm_isa isas[] = {RS_GEMM_C, RS_GEMM_AVX2, RS_GEMM_AVX512, RS_GEMM_AVX512_EMU};
+    for (int i = 0; i < 4; i++) {
         if (rs_gemm_isa_available(isas[i]))
             g_impls[g_nimpl++] = (impl){V_ISA, isas[i], rs_gemm_isa_name(isas[i])};
         else

@@ -314,73 +314,106 @@ TGT_AVX2 static void pack_avx2(bool trans, const float *X, int64_t ldx, int64_t 
 /* --- AVX-512: 6 x 32 (12 accumulators, as the AVX2 kernel with zmm). 12 independent FMA
  * chains cover latency x throughput (4 x 2) on two-FMA-unit cores; MR = 6 wastes little on
  * the model's row counts (257 = 43 x 6 - 1, 197 = 33 x 6 - 1) where 14 rows would waste up
- * to 6%. --- */
+ * to 6%. The body is a macro instantiated twice: with AVX-512 intrinsics, and with a 512-bit
+ * vector emulated by two AVX2 halves (RS_GEMM_AVX512_EMU) so that the very same code can be
+ * tested on CPUs without AVX-512. --- */
 
 #define AVX512_MR 6
 #define AVX512_NR 32
 
-TGT_AVX512 static void kern_avx512(int64_t kc, const float *restrict Ap, const float *restrict Bp,
-                                   float *restrict C, int64_t ldc, float alpha, float beta) {
-    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
-    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
-    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
-    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
-    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
-    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
-    for (int i = 0; i < AVX512_MR; i++) {
-        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + i * ldc + 16), _MM_HINT_T0);
-    }
-#define AVX512_STEP(o)                                                                   \
-    do {                                                                                 \
-        __m512 b0 = _mm512_load_ps(Bp + (o) * 32), b1 = _mm512_load_ps(Bp + (o) * 32 + 16); \
-        __m512 a;                                                                        \
-        a = _mm512_set1_ps(Ap[(o) * 6 + 0]);                                             \
-        c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);             \
-        a = _mm512_set1_ps(Ap[(o) * 6 + 1]);                                             \
-        c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);             \
-        a = _mm512_set1_ps(Ap[(o) * 6 + 2]);                                             \
-        c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21);             \
-        a = _mm512_set1_ps(Ap[(o) * 6 + 3]);                                             \
-        c30 = _mm512_fmadd_ps(a, b0, c30); c31 = _mm512_fmadd_ps(a, b1, c31);             \
-        a = _mm512_set1_ps(Ap[(o) * 6 + 4]);                                             \
-        c40 = _mm512_fmadd_ps(a, b0, c40); c41 = _mm512_fmadd_ps(a, b1, c41);             \
-        a = _mm512_set1_ps(Ap[(o) * 6 + 5]);                                             \
-        c50 = _mm512_fmadd_ps(a, b0, c50); c51 = _mm512_fmadd_ps(a, b1, c51);             \
+#define K6X32_STEP(o, VT, LOAD, SET1, FMA)                                                                         \
+    do {                                                                                         \
+        VT b0 = LOAD(Bp + (o) * 32), b1 = LOAD(Bp + (o) * 32 + 16), a;                           \
+        a = SET1(Ap[(o) * 6 + 0]); c00 = FMA(a, b0, c00); c01 = FMA(a, b1, c01);                 \
+        a = SET1(Ap[(o) * 6 + 1]); c10 = FMA(a, b0, c10); c11 = FMA(a, b1, c11);                 \
+        a = SET1(Ap[(o) * 6 + 2]); c20 = FMA(a, b0, c20); c21 = FMA(a, b1, c21);                 \
+        a = SET1(Ap[(o) * 6 + 3]); c30 = FMA(a, b0, c30); c31 = FMA(a, b1, c31);                 \
+        a = SET1(Ap[(o) * 6 + 4]); c40 = FMA(a, b0, c40); c41 = FMA(a, b1, c41);                 \
+        a = SET1(Ap[(o) * 6 + 5]); c50 = FMA(a, b0, c50); c51 = FMA(a, b1, c51);                 \
     } while (0)
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        _mm_prefetch((const char *)(Bp + 32 * 8), _MM_HINT_T0);
-        _mm_prefetch((const char *)(Bp + 32 * 8 + 16), _MM_HINT_T0);
-        _mm_prefetch((const char *)(Bp + 32 * 8 + 32), _MM_HINT_T0);
-        _mm_prefetch((const char *)(Bp + 32 * 8 + 48), _MM_HINT_T0);
-        AVX512_STEP(0); AVX512_STEP(1); AVX512_STEP(2); AVX512_STEP(3);
-        Ap += 4 * 6;
-        Bp += 4 * 32;
-    }
-    for (; k < kc; k++) {
-        AVX512_STEP(0);
-        Ap += 6;
-        Bp += 32;
-    }
-#undef AVX512_STEP
-    __m512 va = _mm512_set1_ps(alpha);
-#define AVX512_OUT(i, x0, x1)                                                         \
-    do {                                                                              \
-        float *ci = C + (i) * ldc;                                                    \
-        __m512 r0 = _mm512_mul_ps(va, x0), r1 = _mm512_mul_ps(va, x1);                \
-        if (beta != 0.0f) {                                                           \
-            __m512 vb = _mm512_set1_ps(beta);                                         \
-            r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);                        \
-            r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);                   \
-        }                                                                             \
-        _mm512_storeu_ps(ci, r0);                                                     \
-        _mm512_storeu_ps(ci + 16, r1);                                                \
+
+/* row i of the tile: C = alpha * acc + beta * C (C not read when beta == 0) */
+#define K6X32_OUT(i, x0, x1, VT, LOADU, STOREU, FMA, MUL)                                       \
+    do {                                                                                         \
+        float *ci = C + (i) * ldc;                                                               \
+        VT r0 = MUL(va, x0), r1 = MUL(va, x1);                                                   \
+        if (beta != 0.0f) {                                                                      \
+            r0 = FMA(vb, LOADU(ci), r0);                                                         \
+            r1 = FMA(vb, LOADU(ci + 16), r1);                                                    \
+        }                                                                                        \
+        STOREU(ci, r0);                                                                          \
+        STOREU(ci + 16, r1);                                                                     \
     } while (0)
-    AVX512_OUT(0, c00, c01); AVX512_OUT(1, c10, c11); AVX512_OUT(2, c20, c21);
-    AVX512_OUT(3, c30, c31); AVX512_OUT(4, c40, c41); AVX512_OUT(5, c50, c51);
-#undef AVX512_OUT
+
+#define DEFINE_KERN_6X32(NAME, ATTR, VT, LOAD, LOADU, STOREU, SET1, ZERO, FMA, MUL, PREFETCH)   \
+    ATTR static void NAME(int64_t kc, const float *restrict Ap, const float *restrict Bp,         \
+                          float *restrict C, int64_t ldc, float alpha, float beta) {               \
+        VT c00 = ZERO(), c01 = ZERO(), c10 = ZERO(), c11 = ZERO(), c20 = ZERO(), c21 = ZERO();   \
+        VT c30 = ZERO(), c31 = ZERO(), c40 = ZERO(), c41 = ZERO(), c50 = ZERO(), c51 = ZERO();   \
+        for (int i = 0; i < 6; i++) {                                                            \
+            PREFETCH(C + i * ldc);                                                               \
+            PREFETCH(C + i * ldc + 16);                                                          \
+        }                                                                                        \
+        int64_t k = 0;                                                                           \
+        for (; k + 4 <= kc; k += 4) {                                                            \
+            PREFETCH(Bp + 32 * 8);                                                               \
+            PREFETCH(Bp + 32 * 8 + 16);                                                          \
+            PREFETCH(Bp + 32 * 8 + 32);                                                          \
+            PREFETCH(Bp + 32 * 8 + 48);                                                          \
+            K6X32_STEP(0, VT, LOAD, SET1, FMA); K6X32_STEP(1, VT, LOAD, SET1, FMA);                  \
+            K6X32_STEP(2, VT, LOAD, SET1, FMA); K6X32_STEP(3, VT, LOAD, SET1, FMA);                  \
+            Ap += 4 * 6;                                                                         \
+            Bp += 4 * 32;                                                                        \
+        }                                                                                        \
+        for (; k < kc; k++) {                                                                    \
+            K6X32_STEP(0, VT, LOAD, SET1, FMA);                                                  \
+            Ap += 6;                                                                             \
+            Bp += 32;                                                                            \
+        }                                                                                        \
+        VT va = SET1(alpha), vb = SET1(beta);                                                    \
+        K6X32_OUT(0, c00, c01, VT, LOADU, STOREU, FMA, MUL);                                    \
+        K6X32_OUT(1, c10, c11, VT, LOADU, STOREU, FMA, MUL);                                    \
+        K6X32_OUT(2, c20, c21, VT, LOADU, STOREU, FMA, MUL);                                    \
+        K6X32_OUT(3, c30, c31, VT, LOADU, STOREU, FMA, MUL);                                    \
+        K6X32_OUT(4, c40, c41, VT, LOADU, STOREU, FMA, MUL);                                    \
+        K6X32_OUT(5, c50, c51, VT, LOADU, STOREU, FMA, MUL);                                    \
+    }
+
+#define PF_T0(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+DEFINE_KERN_6X32(kern_avx512, TGT_AVX512, __m512, _mm512_load_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+                 _mm512_set1_ps, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_mul_ps, PF_T0)
+
+/* the emulation: a 16-float vector as two __m256 */
+typedef struct { __m256 lo, hi; } emu512;
+TGT_AVX2 static inline emu512 emu_loadu(const float *p) {
+    emu512 r = {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+    return r;
 }
+TGT_AVX2 static inline emu512 emu_load(const float *p) {
+    /* as _mm512_load_ps: the address must be 64-byte aligned */
+    if ((uintptr_t)p & 63) __builtin_trap();
+    return emu_loadu(p);
+}
+TGT_AVX2 static inline void emu_storeu(float *p, emu512 v) {
+    _mm256_storeu_ps(p, v.lo);
+    _mm256_storeu_ps(p + 8, v.hi);
+}
+TGT_AVX2 static inline emu512 emu_set1(float x) {
+    emu512 r = {_mm256_set1_ps(x), _mm256_set1_ps(x)};
+    return r;
+}
+TGT_AVX2 static inline emu512 emu_zero(void) { return emu_set1(0.0f); }
+TGT_AVX2 static inline emu512 emu_fma(emu512 a, emu512 b, emu512 c) {
+    emu512 r = {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+    return r;
+}
+TGT_AVX2 static inline emu512 emu_mul(emu512 a, emu512 b) {
+    emu512 r = {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)};
+    return r;
+}
+#define PF_NONE(p) ((void)(p))
+DEFINE_KERN_6X32(kern_avx512_emu, TGT_AVX2, emu512, emu_load, emu_loadu, emu_storeu, emu_set1,
+                 emu_zero, emu_fma, emu_mul, PF_NONE)
 #endif /* GEMM_X86 */
 
 static const gemm_isa_desc g_desc_c = {RS_GEMM_C, C_MR, C_NR, 256, 512, 256, kern_c, pack_c, pack_c};
@@ -390,6 +423,8 @@ static const gemm_isa_desc g_desc_avx2 = {RS_GEMM_AVX2, AVX2_MR, AVX2_NR, 256, 1
                                           kern_avx2, pack_avx2, pack_avx2};
 static const gemm_isa_desc g_desc_avx512 = {RS_GEMM_AVX512, AVX512_MR, AVX512_NR, 256, 1020, 512,
                                             kern_avx512, pack_avx2, pack_avx2};
+static const gemm_isa_desc g_desc_avx512_emu = {RS_GEMM_AVX512_EMU, AVX512_MR, AVX512_NR, 256, 1020,
+                                                512, kern_avx512_emu, pack_avx2, pack_avx2};
 #endif
 
 bool rs_gemm_isa_available(rs_gemm_isa isa) {
@@ -400,6 +435,7 @@ bool rs_gemm_isa_available(rs_gemm_isa isa) {
 #ifdef GEMM_X86
     case RS_GEMM_AVX2: return f->avx2 && f->fma;
     case RS_GEMM_AVX512: return f->avx512f && f->avx512bw && f->avx512vl && f->avx2 && f->fma;
+    case RS_GEMM_AVX512_EMU: return f->avx2 && f->fma;
 #else
     default: (void)f; return false;
 #endif
@@ -413,6 +449,7 @@ const char *rs_gemm_isa_name(rs_gemm_isa isa) {
     case RS_GEMM_C: return "c";
     case RS_GEMM_AVX2: return "avx2";
     case RS_GEMM_AVX512: return "avx512";
+    case RS_GEMM_AVX512_EMU: return "avx512-emulated";
     }
     return "?";
 }
@@ -427,6 +464,7 @@ static const gemm_isa_desc *desc_for(rs_gemm_isa isa) {
     if (isa == RS_GEMM_AUTO || !rs_gemm_isa_available(isa)) isa = rs_gemm_isa_best();
 #ifdef GEMM_X86
     if (isa == RS_GEMM_AVX512) return &g_desc_avx512;
+    if (isa == RS_GEMM_AVX512_EMU) return &g_desc_avx512_emu;
     if (isa == RS_GEMM_AVX2) return &g_desc_avx2;
 #endif
     return &g_desc_c;

@@ -32,6 +32,9 @@ typedef enum {
     RS_GEMM_C = 1,      /* plain C micro-kernel */
     RS_GEMM_AVX2 = 2,   /* AVX2 + FMA */
     RS_GEMM_AVX512 = 3, /* AVX-512F */
+    /* for tests only: the AVX-512 kernel's code (and its blocking and packing) with each
+     * 512-bit vector emulated by two AVX2 halves, so it is checked on CPUs without AVX-512 */
+    RS_GEMM_AVX512_EMU = 4,
 } rs_gemm_isa;
 /* true when this CPU (and this build) can run the variant */
 bool rs_gemm_isa_available(rs_gemm_isa isa);
