@@ -13,7 +13,7 @@
 /* Let GCC if-convert the clamps and selects of the inline exp/erfc code so that the
  * elementwise loops vectorise (we never rely on floating-point exception flags). */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
+#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #endif
 #include "kernels/ops.h"
 #include "kernels/ops_internal.h"
