@@ -17,7 +17,11 @@
  * so the dispatch is real whatever -march says. Threads split N (or M when N is narrow) into
  * disjoint rectangles of C; each thread packs into its own workspace, cached per thread
  * (allocated on first use and grown, never per call). Edge tiles are computed whole into a
- * small buffer (the packs are zero-padded) and merged. */
+ * small buffer (the packs are zero-padded) and merged.
+ *
+ * The few-row linear layer (M <= 4, C = A B^T: decoding) skips packing: dot products along
+ * K straight from the rows of A and B, threads splitting N. In BLAS builds rs_sgemm keeps
+ * that case too (OpenBLAS 0.3.21 is 3-4x slower on it). */
 #include "kernels/gemm.h"
 
 #include <math.h>

@@ -11,7 +11,14 @@
  * op(A) is M x K (A stored K x M when transA), op(B) is K x N (B stored N x K when transB).
  * beta == 0 means C is not read (may hold NaN). pool may be NULL.
  * The common linear layer y[M,N] = x[M,K] * W[N,K]^T is transA=false, transB=true.
- * M, N or K <= 0: K <= 0 only scales C by beta; M or N <= 0 is a no-op. */
+ * K == 0 (or alpha == 0) only scales C by beta; M or N == 0 is a no-op. Negative sizes,
+ * NULL operands or leading dimensions below the row width record an error (rs_error) and
+ * leave C untouched. C must not overlap A or B.
+ * Thread-safe: concurrent calls from different threads are fine (each thread packs into
+ * its own workspace, about 1.5 MiB, allocated on its first call and kept until it exits);
+ * do not call it from a worker of the pool it is given. In BLAS builds a call sets
+ * OpenBLAS's (process-wide) thread count to rs_pool_size(pool) when it differs from the
+ * last one set, and OpenBLAS is only ever called from the calling thread. */
 void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc, rs_pool *pool);
