@@ -533,9 +533,6 @@ static rsmoe_status align_pair(rs_meteor *m, const wordinfo *wi, const rs_toks *
         U1(p0)[c->i] = 1;
     }
     nnxt = 1;
-    /* stable ordering indices */
-    int idxbuf_static[1];
-    (void)idxbuf_static;
     for (int current = 0; current <= n2; current++) {
         int *t = cur; cur = nxt; nxt = t;
         ncur = nnxt;

@@ -172,7 +172,7 @@ static void flush_word(sbuf *o, sbuf *w) {
     if (is_clitic(s, n)) { out_token(o, s, n); return; }
     while (n && s[0] == '\'') { s++; n--; }           /* opening single quotes */
     size_t tail = 0;                                   /* closing quotes */
-    while (n && s[n - 1] == '\'') { n--; tail++; }
+    while (n && s[n - 1] == '\'') { n--; tail++; }   /* dropped */
     (void)tail;
     if (!n) return;
     size_t cut = n;

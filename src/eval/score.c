@@ -43,7 +43,6 @@ rsmoe_status rs_score_captions(const rs_caption_refs *refs, const char *const *h
     char **hs = calloc(n, sizeof *hs);
     char **rs = calloc(total_refs ? total_refs : 1, sizeof *rs);
     const char **rptr = calloc(total_refs ? total_refs : 1, sizeof *rptr);
-    const char **rows_base = NULL;
     const char *const **rrows = calloc(n, sizeof *rrows);
     rs_tok_corpus c = {0};
     rs_meteor *mctx = NULL;
@@ -54,7 +53,6 @@ rsmoe_status rs_score_captions(const rs_caption_refs *refs, const char *const *h
         st = rs_error(RSMOE_ERR_NOMEM, "score: out of memory");
         goto done;
     }
-    (void)rows_base;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const char *h = hyps[i] ? hyps[i] : "";
