@@ -302,6 +302,7 @@ static void mm_worker(void *ctx, int ith, int nth) {
             if (a.xq) a.xq += m * a.xq_ld;
             if (a.xd) a.xd += m * a.xq_ld;
             if (a.xd16) a.xd16 += m * a.xd16_ld;
+            if (a.xqs) a.xqs += m * a.xqs_ld;
             if (a.xb) a.xb += m * a.xb_ld;
             a.y += m * a.ldy;
             const int mr = j->M - m < RS_QK_MR ? (int)(j->M - m) : RS_QK_MR;
@@ -326,7 +327,8 @@ static void f32_fallback(const float *W, const float *x, float *y, int64_t M, in
 static size_t act_row_bytes(bool q8, bool xd16, int64_t kc) {
     if (!q8) return (size_t)kc * 2;
     const size_t nb = (size_t)kc / RS_QK8_0, np = (nb + 1) / 2;
-    return nb * (sizeof(rs_block_q8_0) + sizeof(float)) + (xd16 ? np * 16 * sizeof(float) : 0);
+    return nb * (sizeof(rs_block_q8_0) + sizeof(float)) +
+           (xd16 ? np * (16 * sizeof(float) + 64) : 0);
 }
 
 static inline size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
@@ -389,7 +391,7 @@ void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *
      * prepared activations in a stack buffer, M in tiles of mt rows, K in chunks of kc */
     _Alignas(64) unsigned char buf[RS_MATMUL_W_STACK];
     const bool q8 = wt == RS_Q8_0, xd16 = q8 && vt.want_xd16;
-    const size_t avail = RS_MATMUL_W_STACK - 3 * 64;
+    const size_t avail = RS_MATMUL_W_STACK - 4 * 64;
     int64_t kc = K;
     if (act_row_bytes(q8, xd16, kc) > avail) {
         kc = 64;
@@ -401,6 +403,7 @@ void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *
     rs_block_q8_0 *xq = (rs_block_q8_0 *)buf;
     float *xd = (float *)(buf + align64((size_t)mt * (size_t)nbk * sizeof(rs_block_q8_0)));
     float *xdp = (float *)((unsigned char *)xd + align64((size_t)mt * (size_t)nbk * sizeof(float)));
+    int8_t *xqs = (int8_t *)((unsigned char *)xdp + align64((size_t)mt * (size_t)npk * 16 * sizeof(float)));
     uint16_t *xb = (uint16_t *)buf;
     job.fn = q8 ? vt.q8 : vt.bf16;
     for (int64_t m0 = 0; m0 < M; m0 += mt) {
@@ -419,6 +422,10 @@ void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *
                             const float d1 = 2 * p + 1 < kn / RS_QK8_0 ? xd[m * nbk + 2 * p + 1] : 0.0f;
                             float *o = xdp + m * npk * 16 + p * 16;
                             for (int l = 0; l < 8; l++) { o[l] = d0; o[8 + l] = d1; }
+                            int8_t *qo = xqs + m * npk * 64 + p * 64;
+                            memcpy(qo, xq[m * nbk + 2 * p].qs, RS_QK8_0);
+                            if (2 * p + 1 < kn / RS_QK8_0) memcpy(qo + 32, xq[m * nbk + 2 * p + 1].qs, RS_QK8_0);
+                            else memset(qo + 32, 0, RS_QK8_0);
                         }
                 } else {
                     for (int64_t k = 0; k < kn; k++) xb[m * kc + k] = f32_to_bf16(xr[k]);
@@ -434,6 +441,8 @@ void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *
                 job.a.xq_ld = nbk;
                 job.a.xd16 = xd16 ? xdp : NULL;
                 job.a.xd16_ld = npk * 16;
+                job.a.xqs = xd16 ? xqs : NULL;
+                job.a.xqs_ld = npk * 64;
             } else {
                 job.a.xb = xb;
                 job.a.xb_ld = kc;

@@ -79,7 +79,9 @@ typedef struct {
     const rs_block_q8_0 *xq;   /* q8_0 activations: row m at xq + m * xq_ld */
     const float *xd;           /* their scales as float: row m at xd + m * xq_ld */
     const float *xd16;         /* scales of block pairs, 8 lanes each: row m at xd16 + m * xd16_ld */
-    int64_t xq_ld, xd16_ld;
+    const int8_t *xqs;         /* the q8_0 values contiguous, 64 per block pair (an odd last
+                                * block padded with 0): row m at xqs + m * xqs_ld */
+    int64_t xq_ld, xd16_ld, xqs_ld;
     const uint16_t *xb;        /* bf16 activations (dpbf16 path): row m at xb + m * xb_ld */
     int64_t xb_ld;
     float *y;                  /* y row 0 at column 0 */
@@ -95,7 +97,7 @@ typedef struct {
     rs_qk_fn q8, f16, bf16, f32;
     rs_qquant_fn quant;
     bool bf16_acts; /* the bf16 kernel takes bf16 activations (xb) instead of x */
-    bool want_xd16; /* the q8 kernel reads xd16 */
+    bool want_xd16; /* the q8 kernel reads xd16 and xqs */
 } rs_quant_kernels;
 void rs_quant_get_kernels(rs_quant_isa isa, rs_quant_kernels *k);
 /* rs_matmul_w's driver on explicit kernels (f32 weights: always the own kernel) */

@@ -91,7 +91,7 @@ T512 TI __m512i load_pair(const rs_block_q8_0 *b, const int two) {
         const float d0 = F16_TO_F32(wb[0].d), d1 = two ? F16_TO_F32(wb[1].d) : 0.0f;             \
         const __m512 dw = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));  \
         for (int m = 0; m < MR; m++) {                                                           \
-            const __m512i xv = load_pair(a->xq + m * a->xq_ld + 2 * p, two);                     \
+            const __m512i xv = _mm512_loadu_si512(a->xqs + m * a->xqs_ld + 64 * p);              \
             const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);        \
             __m512i dot;                                                                         \
             if (VNNI) dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wa, xs);                 \
