@@ -304,7 +304,10 @@ static int load_hyps(const char *path, const refset *r, hypset *h) {
                 break;
             }
             *tab = 0;
-            if ((rc = put_hyp(r, h, line, tab + 1, where, &n_unknown))) break;
+            char *id = line;                       /* the id without surrounding blanks */
+            while (*id == ' ') id++;
+            for (char *e = tab; e > id && e[-1] == ' ';) *--e = 0;
+            if ((rc = put_hyp(r, h, id, tab + 1, where, &n_unknown))) break;
         }
     }
     free(txt);

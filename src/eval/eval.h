@@ -58,7 +58,7 @@ rsmoe_status rs_cider_d(const rs_tok_corpus *c, double *score, double *per_img);
 
 /* METEOR 1.5 (-l en -norm) without the paraphrase stage: exact, Snowball stem, WordNet
  * synonym. The resources (WordNet dict folder, stemmer) are loaded once into a context. */
-typedef struct rs_meteor rs_meteor;
+typedef struct rs_meteor rs_meteor;   /* holds scratch space: one per thread */
 /* wordnet_dir: NULL = $RSMOE_WORDNET, else /usr/share/wordnet. */
 rsmoe_status rs_meteor_new(rs_meteor **out, const char *wordnet_dir);
 void rs_meteor_free(rs_meteor *m);
