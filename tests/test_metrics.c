@@ -68,6 +68,16 @@ TEST(hand_bleu_rouge_cider) {
     REQUIRE(rs_cider_d(&c, &ci, NULL) == RSMOE_OK, "cider");
     CHECK(ci == 0, "single image: every idf is 0, CIDEr %.15g", ci);
     rs_tok_corpus_free(&c);
+    /* ROUGE-L of "" against "": Python's "".split(" ") is [""] on both sides, LCS 1 -> 1 */
+    const char *he[2] = {"", "a b"};
+    const char *e0[1] = {""}, *e1[1] = {"a b"};
+    const char *const *re[2] = {e0, e1};
+    size_t nre[2] = {1, 1};
+    REQUIRE(rs_tok_corpus_build(&c, 2, he, re, nre) == RSMOE_OK, "corpus");
+    double ri[2];
+    REQUIRE(rs_rouge_l(&c, &r, ri) == RSMOE_OK, "rouge");
+    CHECK(ri[0] == 1 && ri[1] == 1, "empty vs empty %g, identical %g", ri[0], ri[1]);
+    rs_tok_corpus_free(&c);
 }
 
 TEST(ptb_tokenizer) {

@@ -88,8 +88,9 @@ rsmoe_status rs_rouge_l(const rs_tok_corpus *c, double *score, double *per_img) 
         double pmax = 0, rmax = 0;
         for (size_t j = 0; j < c->nrefs[i]; j++) {
             const rs_toks *r = &c->refs[i][j];
-            int l = lcs_len(r, h, row);
-            /* the toolkit splits "" into one empty token: lengths are at least 1 */
+            /* the toolkit splits "" into one empty token: lengths are at least 1, and an
+             * empty hypothesis matches an empty reference (LCS 1) */
+            int l = (h->n == 0 && r->n == 0) ? 1 : lcs_len(r, h, row);
             double p = (double)l / (double)(h->n ? h->n : 1);
             double rc = (double)l / (double)(r->n ? r->n : 1);
             if (p > pmax) pmax = p;
