@@ -98,6 +98,7 @@ TEST(ptb_tokenizer) {
         {"it have 4% playground", "it have 4 % playground"},
         {"the water\xe2\x80\x99s edge", "the water 's edge"},
         {"many color`s cars", "many color s cars"},
+        {"it cannot be seen", "it can not be seen"},
         {"  ", ""},
         {"", ""},
     };

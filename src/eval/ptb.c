@@ -184,6 +184,11 @@ static void flush_word(sbuf *o, sbuf *w) {
             if (n > k && !memcmp(s + n - k, cl[i], k)) { cut = n - k; break; }
         }
     }
+    if (n == 6 && !memcmp(s, "cannot", 6)) {   /* PTB splits cannot -> can not */
+        out_token(o, "can", 3);
+        out_token(o, "not", 3);
+        return;
+    }
     char tmp[256];
     if (cut < sizeof tmp - 8) {
         memcpy(tmp, s, cut);
