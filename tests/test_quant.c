@@ -179,10 +179,12 @@ static bool bf16_acts_of(const variant *v) {
 /* Per-element bounds, with S = sum_k |x_k| |w_k| (w as stored, dequantised), u = 2^-24:
  *  f32, f16, bf16 (widened): |y - ref| <= (K + 4) u S   (float accumulation of K products)
  *  bf16 with dpbf16: x rounded to bf16 adds <= 2^-8 S:  (2^-8 + (K + 4) u) S
- *  q8_0: x is quantised per 32-block b (step d_b = amax_b/127, scale stored as f16):
- *        |x - x^| <= d_b (1/2 + 127 * 2^-11), so
- *        |y - ref| <= sum_b (1/2 + 127 * 2^-11) d_b sum_{k in b} |w_k| + (K + 4) u S^
+ *  q8_0: x is quantised per 32-block b (step d_b = amax_b/127, scale stored as f16, whose
+ *        error is <= max(2^-11 d_b, 2^-25) with subnormals):
+ *        |x - x^| <= e_b = d_b/2 + 127 max(2^-11 d_b, 2^-25), so
+ *        |y - ref| <= sum_b e_b sum_{k in b} |w_k| + (K + 4) u S^
  *        and against the exact product with x^ (emulated, double): <= (K + 4) u S^. */
+static double g_xscale = 1.0; /* activation scale (tiny / huge blocks) */
 static int check_matmul(const variant *v, rs_dtype wt, int64_t M, int64_t N, int64_t K,
                         uint64_t seed, rs_pool *pool, double *worst_norm) {
     float *xf = malloc(sizeof(float) * (size_t)(M * K));
@@ -198,6 +200,7 @@ static int check_matmul(const variant *v, rs_dtype wt, int64_t M, int64_t N, int
     rs_rng_fill_normal(&r, xf, (size_t)(M * K), 0.0f, 1.0f);
     rs_rng_fill_normal(&r, wf, (size_t)(N * K), 0.0f, 0.5f);
     for (int64_t i = 0; i < M * K; i += 7) xf[i] *= 10.0f; /* some outliers per block */
+    for (int64_t i = 0; i < M * K; i++) xf[i] *= (float)g_xscale;
     for (int64_t n = 0; n < N; n++) {
         rs_convert_row(wt, wf + n * K, (uint8_t *)W + rs_row_bytes(wt, K) * (size_t)n, K);
         rs_row_to_f32(wt, (uint8_t *)W + rs_row_bytes(wt, K) * (size_t)n, wd + n * K, K);
@@ -233,7 +236,8 @@ static int check_matmul(const variant *v, rs_dtype wt, int64_t M, int64_t N, int
                         amax = fmax(amax, fabs((double)xf[m * K + b * 32 + j]));
                         sw += fabs((double)wd[n * K + b * 32 + j]);
                     }
-                    Eq += (0.5 + 127.0 / 2048.0) * (double)((float)amax / 127.0f) * sw;
+                    const double db = (double)((float)amax / 127.0f);
+                    Eq += (db / 2 + 127.0 * fmax(db / 2048.0, ldexp(1.0, -25))) * sw;
                 }
             double bound;
             switch (wt) {
@@ -390,6 +394,30 @@ TEST(matmul_tiling_chunks_threads) {
     rs_pool_free(pool);
 }
 
+/* q8_0 activations whose block scales are f16 subnormal or flush to 0, and huge ones */
+TEST(matmul_q8_tiny_and_huge_activations) {
+    static const double scales[] = {1e-9, 3e-6, 1e-4, 1e4};
+    for (int isa = RS_QUANT_C; isa <= RS_QUANT_AVX512_EXT; isa++) {
+        if (!rs_quant_isa_available((rs_quant_isa)isa)) continue;
+        variant v = {rs_quant_isa_name((rs_quant_isa)isa), (rs_quant_isa)isa, NULL};
+        for (int s = 0; s < 4; s++) {
+            g_xscale = scales[s];
+            CHECK(check_matmul(&v, RS_Q8_0, 3, 7, 96, 40 + s, NULL, NULL) == 0, "%s x scale %g",
+                  v.name, scales[s]);
+        }
+    }
+#ifdef HAVE_EMU
+    rs_quant_kernels k = with_quant(emu512x);
+    variant ve = {"avx512-ext (SIMDe)", RS_QUANT_C, &k};
+    for (int s = 0; s < 4; s++) {
+        g_xscale = scales[s];
+        CHECK(check_matmul(&ve, RS_Q8_0, 3, 7, 96, 50 + s, NULL, NULL) == 0, "emulated x scale %g",
+              scales[s]);
+    }
+#endif
+    g_xscale = 1.0;
+}
+
 TEST(bad_input_is_reported_not_crashed) {
     float x[64] = {0}, y[4] = {7, 7, 7, 7};
     rs_block_q8_0 w[4];
@@ -427,6 +455,7 @@ int main(void) {
     RUN(matmul_avx512_emulated);
     RUN(matmul_avx512_ext_emulated);
     RUN(matmul_tiling_chunks_threads);
+    RUN(matmul_q8_tiny_and_huge_activations);
     RUN(bad_input_is_reported_not_crashed);
     return test_summary();
 }

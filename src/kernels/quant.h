@@ -2,16 +2,22 @@
  * Row conversions, and the linear-layer product y[M,N] = x[M,K] · Wᵀ with W stored as
  * f32 / f16 / bf16 / q8_0 (N rows of K values, ggml layout ne = {K, N}).
  *
- * Numerics of rs_matmul_w (what the tests check against rs_matmul_w_ref):
+ * Numerics of rs_matmul_w, with S = sum_k |x_k w_k| (w as stored), u = 2^-24; tested against
+ * rs_matmul_w_ref per output element:
  *  - f32:  M <= RS_MATMUL_W_F32_SMALL_M (decode): a weight-streaming kernel like the f16 one
- *          (rs_sgemm is tuned for large products); larger M: rs_sgemm. Float accumulation.
- *  - f16:  weights converted exactly to f32 (F16C), float FMA with the float activations.
- *  - bf16: with AVX-512 BF16 the activations are rounded to bf16 (round to nearest even)
- *          and multiplied with _mm512_dpbf16_ps; otherwise weights are widened exactly to
- *          f32 and FMA'd with the float activations.
+ *          (rs_sgemm is tuned for large products); larger M: rs_sgemm.  |err| <= (K+4) u S.
+ *  - f16:  weights widened exactly to f32 (F16C), float FMA with the float activations:
+ *          |err| <= (K+4) u S.
+ *  - bf16: with AVX-512 BF16 the activations are rounded to bf16 (nearest even) and
+ *          multiplied with _mm512_dpbf16_ps: |err| <= (2^-8 + (K+4) u) S; otherwise weights
+ *          are widened exactly and FMA'd with the float activations: (K+4) u S.
  *  - q8_0: as ggml: each activation row is quantised to q8_0 too (d = amax/127 stored as
- *          f16, q = roundf(x/d)), the block dot products are exact int32 (VNNI dpbusd /
- *          maddubs), scaled by d_w·d_x and summed in float.
+ *          f16, q = roundf(x/d)); block dot products are exact int32 (VNNI dpbusd /
+ *          maddubs), scaled by d_w*d_x in float. Per 32-block b of x with step d_b the
+ *          quantised x^ satisfies |x - x^| <= e_b = d_b/2 + 127 max(2^-11 d_b, 2^-25) (the
+ *          second term: d stored as f16), so
+ *          |err| <= sum_b e_b sum_{k in b} |w_k| + (K+4) u S^, and against the exact
+ *          product with x^: |err| <= (K+4) u S^.
  * Activation scratch: the quantised / bf16 copies of x live in a 64 KiB buffer on the
  * caller's stack (RS_MATMUL_W_STACK); M is processed in tiles of as many rows as fit, and a
  * K too long for one row is processed in K chunks accumulated into y. Nothing is allocated.
@@ -21,8 +27,10 @@
 
 #include "core/core.h"
 
-/* f32 -> q8_0, n % 32 == 0; ggml's rounding: d = amax/127 (stored as f16),
- * q = roundf(x * (1/d)) (ties away from zero); an all-zero block has d = 0, q = 0. */
+/* f32 -> q8_0, n % 32 == 0 (else an error is recorded and nothing written); ggml's
+ * rounding: d = amax/127 (stored as f16), q = roundf(x * (1/d)) (ties away from zero); an
+ * all-zero block has d = 0, q = 0. Every ISA variant gives the same bytes for finite input
+ * (non-finite input gives unspecified q). */
 void rs_quantize_row_q8_0(const float *x, rs_block_q8_0 *y, int64_t n);
 void rs_dequantize_row_q8_0(const rs_block_q8_0 *x, float *y, int64_t n);
 /* f32 -> f32 / f16 / bf16 / q8_0 (round to nearest even for f16 and bf16, as core.h) */
