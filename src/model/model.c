@@ -178,3 +178,69 @@ rs_param_counts rs_model_param_counts(const rs_model *m) {
     (void)nel;
     return pc;
 }
+
+/* ------------------------------------------------------------------ image encoder */
+rsmoe_status rs_enc_scratch_init(const rs_model *m, int nthreads, rs_enc_scratch *s) {
+    memset(s, 0, sizeof *s);
+    if (m->vision_kind == RS_VISION_CNN) {
+        size_t nb = rs_cnn_scratch_bytes(m->cnn) + 4096;
+        s->bytes = nb;
+        return rs_arena_init(&s->cnn, nb);
+    }
+    int side = m->vit.c.image_size;
+    size_t a = 3 * (size_t)side * side, b = rs_vit_scratch_floats(&m->vit.c, side, nthreads);
+    s->chw = malloc(sizeof(float) * a);
+    s->vit = malloc(sizeof(float) * b);
+    s->bytes = sizeof(float) * (a + b);
+    if (!s->chw || !s->vit) { rs_enc_scratch_free(s); return rs_error(RSMOE_ERR_NOMEM, "out of memory for the image encoder"); }
+    return RSMOE_OK;
+}
+
+void rs_enc_scratch_free(rs_enc_scratch *s) {
+    free(s->chw);
+    free(s->vit);
+    rs_arena_free(&s->cnn);
+    memset(s, 0, sizeof *s);
+}
+
+rsmoe_status rs_model_encode(const rs_model *m, const rs_image *img, float *tokens, rs_enc_scratch *s, rs_pool *pool) {
+    if (!img || !img->data || img->w < 1 || img->h < 1 || img->c != 3)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "image encoder: need a non-empty RGB image");
+    rsmoe_status st;
+    if (m->vision_kind == RS_VISION_CNN) {
+        rs_image rz = {0};
+        const uint8_t *px = img->data;
+        if (img->w != m->cnn->in_w || img->h != m->cnn->in_h) {
+            if ((st = rs_image_resize_bicubic_u8(img, m->cnn->in_w, m->cnn->in_h, &rz))) return st;
+            px = rz.data;
+        }
+        st = rs_cnn_forward_u8(m->cnn, px, tokens, NULL, &s->cnn, pool);
+        rs_image_free(&rz);
+        return st;
+    }
+    int side = m->vit.c.image_size;
+    if ((st = rs_image_to_tensor(img, side, m->vit.c.mean, m->vit.c.std, s->chw))) return st;
+    return rs_vit_forward(&m->vit, s->chw, side, tokens, s->vit, pool);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ull; }
+    return h;
+}
+
+uint64_t rs_model_encoder_hash(const rs_model *m) {
+    uint64_t h = 1469598103934665603ull;
+    const char *prefix = m->vision_kind == RS_VISION_CNN ? "cnn." : "v.";
+    h = fnv(h, prefix, strlen(prefix));
+    int64_t n = rs_gguf_n_tensors(m->g);
+    for (int64_t i = 0; i < n; i++) {
+        const rs_tensor *t = rs_gguf_tensor(m->g, i);
+        if (strncmp(t->name, prefix, strlen(prefix))) continue;
+        h = fnv(h, t->name, strlen(t->name));
+        h = fnv(h, t->ne, sizeof t->ne);
+        h = fnv(h, &t->type, sizeof t->type);
+        h = fnv(h, t->data, rs_tensor_nbytes(t));
+    }
+    return h;
+}

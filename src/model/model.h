@@ -7,6 +7,7 @@
 #ifndef RSMOE_MODEL_MODEL_H
 #define RSMOE_MODEL_MODEL_H
 #include "core/core.h"
+#include "data/image.h"
 #include "data/tokenizer.h"
 #include "formats/gguf.h"
 #include "model/llm.h"
@@ -51,6 +52,21 @@ typedef struct {
 
 rsmoe_status rs_model_load(const char *path, rs_model **out);
 void rs_model_free(rs_model *m);
+
+/* ---------------------------------------------------------------- image encoder */
+/* Scratch of one image-encoder run (ViT or CNN), sized once. */
+typedef struct {
+    float *chw, *vit;
+    rs_arena cnn;
+    size_t bytes;
+} rs_enc_scratch;
+rsmoe_status rs_enc_scratch_init(const rs_model *m, int nthreads, rs_enc_scratch *s);
+void rs_enc_scratch_free(rs_enc_scratch *s);
+/* Visual tokens [enc_tokens, enc_width] of an RGB image of any size (resized with PIL's
+ * bicubic filter to the encoder's input, normalised as the encoder expects). */
+rsmoe_status rs_model_encode(const rs_model *m, const rs_image *img, float *tokens, rs_enc_scratch *s, rs_pool *pool);
+/* FNV-1a 64 over the encoder's kind, shapes and weight bytes: identifies cached features */
+uint64_t rs_model_encoder_hash(const rs_model *m);
 
 /* Router: gates [K] (softmax) and soft prompts [K, n_soft, dim] from the pooled instruction
  * embedding instr [dim] and the visual prefix [n_query, dim]. scratch: dim + hidden floats. */

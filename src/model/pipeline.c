@@ -29,9 +29,9 @@ struct rsmoe_context {
     rs_pool *pool;
     rs_llm_state *st;
     int n_ctx, max_beams, n_streams_max;
-    float *chw, *enc, *vit_scratch, *qf_scratch, *prefix, *soft, *gates, *router_scratch, *stream_emb, *instr_emb;
+    rs_enc_scratch es;
+    float *enc, *qf_scratch, *prefix, *soft, *gates, *router_scratch, *stream_emb, *instr_emb;
     int32_t *ids;
-    rs_arena cnn_arena; /* CNN encoder scratch */
     size_t bytes;
 };
 
@@ -121,8 +121,8 @@ void rsmoe_context_free(rsmoe_context *c) {
     if (!c) return;
     rs_llm_state_free(c->st);
     rs_pool_free(c->pool);
-    rs_arena_free(&c->cnn_arena);
-    free(c->chw); free(c->enc); free(c->vit_scratch); free(c->qf_scratch); free(c->prefix); free(c->soft);
+    rs_enc_scratch_free(&c->es);
+    free(c->enc); free(c->qf_scratch); free(c->prefix); free(c->soft);
     free(c->qout); free(c->dbg_logits);
     free(c->gates); free(c->router_scratch); free(c->stream_emb); free(c->instr_emb); free(c->ids);
     free(c);
@@ -154,16 +154,9 @@ rsmoe_context *rsmoe_context_new(const rsmoe_model *mm, const rsmoe_context_para
     c->n_streams_max = K;
     int D = m->llm.c.dim, nq = m->qf.c.n_query, M = m->moe.n_soft;
     int stream_rows = nq + M + MAX_PROMPT + 2;
-    bool cnn = m->vision_kind == RS_VISION_CNN;
-    int side = cnn ? 1 : m->vit.c.image_size;
-    c->chw = falloc(c, cnn ? 1 : 3 * (size_t)side * side);
     c->enc = falloc(c, (size_t)m->enc_tokens * m->enc_width);
-    c->vit_scratch = falloc(c, cnn ? 1 : rs_vit_scratch_floats(&m->vit.c, side, nth));
-    if (cnn) {
-        size_t nb = rs_cnn_scratch_bytes(m->cnn) + 4096;
-        if (rs_arena_init(&c->cnn_arena, nb) != RSMOE_OK) { rsmoe_context_free(c); set_st(st, RSMOE_ERR_NOMEM); return NULL; }
-        c->bytes += nb;
-    }
+    if (rs_enc_scratch_init(m, nth, &c->es) != RSMOE_OK) { rsmoe_context_free(c); set_st(st, RSMOE_ERR_NOMEM); return NULL; }
+    c->bytes += c->es.bytes;
     c->qf_scratch = falloc(c, rs_qformer_scratch_floats(&m->qf.c, m->enc_tokens, MAX_PROMPT, nth));
     c->prefix = falloc(c, (size_t)nq * D);
     c->qout = falloc(c, (size_t)nq * m->qf.c.width);
@@ -174,7 +167,7 @@ rsmoe_context *rsmoe_context_new(const rsmoe_model *mm, const rsmoe_context_para
     c->instr_emb = falloc(c, (size_t)MAX_PROMPT * D);
     c->ids = malloc(sizeof(int32_t) * MAX_PROMPT);
     rsmoe_status s = RSMOE_OK;
-    if (!c->pool || !c->chw || !c->enc || !c->vit_scratch || !c->qf_scratch || !c->prefix || !c->soft || !c->gates ||
+    if (!c->pool || !c->enc || !c->qf_scratch || !c->prefix || !c->soft || !c->gates ||
         !c->router_scratch || !c->stream_emb || !c->instr_emb || !c->ids)
         s = rs_error(RSMOE_ERR_NOMEM, "context: out of memory");
     int slots = K * c->max_beams;
@@ -318,22 +311,7 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
     /* 1. image encoder */
     progress(p, "encode");
     rs_image ri = {.w = img->width, .h = img->height, .c = 3, .data = img->data};
-    if (m->vision_kind == RS_VISION_CNN) {
-        /* PIL-exact bicubic resize to the network's input, then its own input scaling */
-        rs_image rz = {0};
-        const uint8_t *px = img->data;
-        if (img->width != m->cnn->in_w || img->height != m->cnn->in_h) {
-            if ((st = rs_image_resize_bicubic_u8(&ri, m->cnn->in_w, m->cnn->in_h, &rz))) return st;
-            px = rz.data;
-        }
-        st = rs_cnn_forward_u8(m->cnn, px, c->enc, NULL, &c->cnn_arena, c->pool);
-        rs_image_free(&rz);
-        if (st) return st;
-    } else {
-        int side = m->vit.c.image_size;
-        if ((st = rs_image_to_tensor(&ri, side, m->vit.c.mean, m->vit.c.std, c->chw))) return st;
-        if ((st = rs_vit_forward(&m->vit, c->chw, side, c->enc, c->vit_scratch, c->pool))) return st;
-    }
+    if ((st = rs_model_encode(m, &ri, c->enc, &c->es, c->pool))) return st;
     double t1 = rs_time_s();
 
     /* 2. Q-Former on the global instruction */
