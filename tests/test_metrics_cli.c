@@ -119,6 +119,8 @@ TEST(karpathy_ids_and_rules) {
     CHECK(run("--hyps ok.tsv", out, sizeof out) == 2, "usage: %s", out);
     put("badhyp.json", "[{\"image_id\": \"a_1.jpg\", \"caption\": 5}]");
     CHECK(run("--refs k.json --hyps badhyp.json", out, sizeof out) == 1 && strstr(out, "caption"), "bad hyp: %s", out);
+    put("obj.json", "{\"image_id\": \"a_1.jpg\", \"caption\": \"x\"}");
+    CHECK(run("--refs k.json --hyps obj.json", out, sizeof out) == 1 && strstr(out, "must be a list"), "obj: %s", out);
     CHECK(run("--refs k.json --hyps ok.tsv --wordnet /nonexistent", out, sizeof out) == 1 && strstr(out, "WordNet"),
           "no wordnet: %s", out);
 }

@@ -269,6 +269,11 @@ static int load_hyps(const char *path, const refset *r, hypset *h) {
     const char *p = txt;
     while (*p && isspace((unsigned char)*p)) p++;
     char where[600], idb[512];
+    if (*p == '{') {
+        fprintf(stderr, "rsmoe score: %s: hypotheses JSON must be a list [{\"image_id\", \"caption\"}, ...]\n", path);
+        free(txt);
+        return 1;
+    }
     if (*p == '[') {
         cJSON *j = cJSON_Parse(txt);
         if (!j) { fprintf(stderr, "rsmoe score: %s is not valid JSON\n", path); free(txt); return 1; }
