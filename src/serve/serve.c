@@ -141,7 +141,10 @@ static enum MHD_Result send_body(struct rs_server *s, struct MHD_Connection *c, 
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (retry_after) {
         char ra[32];
-        double est = s->avg_job_s * (double)(s->p.queue + s->n_workers) / (double)s->n_workers;
+        pthread_mutex_lock(&s->mu);
+        double avg = s->avg_job_s;
+        pthread_mutex_unlock(&s->mu);
+        double est = avg * (double)(s->p.queue + s->n_workers) / (double)s->n_workers;
         snprintf(ra, sizeof ra, "%d", est < 1 ? 1 : est > 60 ? 60 : (int)(est + 0.999));
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
@@ -442,9 +445,11 @@ static void run_job(worker *w, req *r) {
     rsmoe_status st = rs_image_decode(r->image.p, r->image.n, r->image_name, &lo, &img);
     double t1 = rs_time_s();
     if (st) {
-        int code = st == RSMOE_ERR_INVALID_ARG ? 413 : st == RSMOE_ERR_NOMEM ? 503 : 415;
+        /* over the dimension caps -> 413; corrupt/truncated -> 400; not JPEG/PNG/TIFF -> 415 */
+        int code = st == RSMOE_ERR_INVALID_ARG ? 413 : st == RSMOE_ERR_NOMEM ? 503 : st == RSMOE_ERR_FORMAT ? 400 : 415;
         char msg[400];
-        snprintf(msg, sizeof msg, "%s: %s", code == 413 ? "image too large" : "not a readable image (JPEG, PNG or TIFF)",
+        snprintf(msg, sizeof msg, "%s: %s",
+                 code == 413 ? "image too large" : code == 400 ? "corrupt or truncated image" : "not a JPEG, PNG or TIFF image",
                  rsmoe_last_error());
         finish(r, code, error_json(code, msg));
         return;
@@ -526,6 +531,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
 }
 
+/* every worker busy and `queue` jobs already waiting (call with mu held) */
+static bool queue_full(const struct rs_server *s) { return s->queued + s->running >= s->p.queue + s->n_workers; }
+
 static enum MHD_Result on_first_call(struct rs_server *s, req *r, struct MHD_Connection *c, const char *url,
                                      const char *method) {
     bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
@@ -559,7 +567,7 @@ static enum MHD_Result on_first_call(struct rs_server *s, req *r, struct MHD_Con
         }
     }
     pthread_mutex_lock(&s->mu);
-    bool full = s->queued >= s->p.queue;
+    bool full = queue_full(s);
     pthread_mutex_unlock(&s->mu);
     if (full) return send_error(s, c, 503, "busy: the queue is full, retry later");
 
@@ -641,7 +649,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     sbuf_free(&r->json);
 
     pthread_mutex_lock(&s->mu);
-    if (atomic_load(&s->stopping) || s->queued >= s->p.queue) {
+    if (atomic_load(&s->stopping) || queue_full(s)) {
         bool stop = atomic_load(&s->stopping);
         pthread_mutex_unlock(&s->mu);
         return send_error(s, c, 503, stop ? "server is shutting down" : "busy: the queue is full, retry later");
