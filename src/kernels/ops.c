@@ -633,7 +633,19 @@ typedef struct {
 
 static void adamw_range(void *vc, int64_t i0, int64_t i1, int ith) {
     adam_ctx *c = vc;
-    for (int64_t i = i0; i < i1; i++) {
+    int64_t i = i0;
+    const rs__v8 one = {1, 1, 1, 1, 1, 1, 1, 1};
+    const rs__v8 decay = one * c->decay, b1 = one * c->b1, b2 = one * c->b2;
+    const rs__v8 ss = one * c->step_size, rb = one * c->rsqrt_bc2, eps = one * c->eps;
+    for (; i + 8 <= i1; i += 8) {
+        rs__v8 g = rs__ld8(c->g + i);
+        rs__v8 m = b1 * rs__ld8(c->m + i) + (one - b1) * g;
+        rs__v8 v = b2 * rs__ld8(c->v + i) + (one - b2) * g * g;
+        rs__st8(c->m + i, m);
+        rs__st8(c->v + i, v);
+        rs__st8(c->p + i, rs__ld8(c->p + i) * decay - ss * m / (rs__sqrt8(v) * rb + eps));
+    }
+    for (; i < i1; i++) {
         float g = c->g[i];
         float p = c->p[i] * c->decay;
         float m = c->b1 * c->m[i] + (1.0f - c->b1) * g;

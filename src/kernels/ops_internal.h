@@ -26,7 +26,12 @@ static inline void rs_par_for(rs_pool *pool, int64_t n, int64_t min_items, rs_ra
     rs_pool_run(pool, rs__par_worker, &p);
 }
 
-/* ---- SIMD-friendly dot / axpy (GCC vector extensions; no -ffast-math needed) */
+/* ---- SIMD-friendly dot / axpy (GCC vector extensions; no -ffast-math needed).
+ * The helpers are static inline, so the note GCC gives about the ABI of 32-byte vector
+ * arguments on non-AVX targets does not concern us. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 typedef float rs__v8 __attribute__((vector_size(32)));
 
 static inline rs__v8 rs__ld8(const float *p) { rs__v8 v; memcpy(&v, p, sizeof v); return v; }
@@ -177,5 +182,17 @@ static inline double rs__sumsq_c(const float *x, int64_t n, float m) {
     }
     return total;
 }
+
+
+/* sqrt of 8 lanes (libm's sqrtf cannot be vectorised while it may set errno) */
+#if defined(__AVX__)
+#include <immintrin.h>
+static inline rs__v8 rs__sqrt8(rs__v8 x) { return (rs__v8)_mm256_sqrt_ps((__m256)x); }
+#else
+static inline rs__v8 rs__sqrt8(rs__v8 x) {
+    for (int k = 0; k < 8; k++) x[k] = sqrtf(x[k]);
+    return x;
+}
+#endif
 
 #endif
