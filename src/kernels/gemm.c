@@ -62,10 +62,11 @@ void rs_sgemm_ref(bool transA, bool transB, int64_t M, int64_t N, int64_t K, flo
 
 /* ---------------------------------------------------------------- ISA descriptions */
 
-/* micro-kernel: the MR x NR tile C = alpha * Ap * Bp + beta * C over kc steps, where Ap is
- * kc x MR (k-major) and Bp kc x NR (k-major); beta == 0 does not read C. */
+/* micro-kernel: the mr x NR tile (mr <= MR rows; the rest of the panel is not computed)
+ * C = alpha * Ap * Bp + beta * C over kc steps, where Ap is kc x MR (k-major) and Bp
+ * kc x NR (k-major); beta == 0 does not read C. */
 typedef void (*gemm_kern_fn)(int64_t kc, const float *Ap, const float *Bp, float *C,
-                             int64_t ldc, float alpha, float beta);
+                             int64_t ldc, float alpha, float beta, int mr);
 /* packers: op(A)[m0+r, k0+k] -> dst[p*kc*MR + k*MR + r], op(B)[k0+k, n0+c] -> dst[p*kc*NR + k*NR + c] */
 typedef void (*gemm_pack_fn)(bool trans, const float *X, int64_t ldx, int64_t r0, int64_t nr,
                              int64_t k0, int64_t kc, int width, float *dst);
@@ -87,18 +88,18 @@ typedef struct {
 #define C_NR 16
 
 static void kern_c(int64_t kc, const float *restrict Ap, const float *restrict Bp,
-                   float *restrict C, int64_t ldc, float alpha, float beta) {
+                   float *restrict C, int64_t ldc, float alpha, float beta, int mr) {
     float acc[C_MR][C_NR];
     memset(acc, 0, sizeof acc);
     for (int64_t k = 0; k < kc; k++) {
-        for (int i = 0; i < C_MR; i++) {
+        for (int i = 0; i < mr; i++) {
             float a = Ap[i];
             for (int j = 0; j < C_NR; j++) acc[i][j] += a * Bp[j];
         }
         Ap += C_MR;
         Bp += C_NR;
     }
-    for (int i = 0; i < C_MR; i++) {
+    for (int i = 0; i < mr; i++) {
         float *c = C + i * ldc;
         if (beta == 0.0f)
             for (int j = 0; j < C_NR; j++) c[j] = alpha * acc[i][j];
@@ -136,69 +137,12 @@ static void pack_c(bool trans, const float *X, int64_t ldx, int64_t r0, int64_t 
 }
 
 #ifdef GEMM_X86
-/* --- AVX2 + FMA: 6 x 16 --- */
+/* --- AVX2 + FMA: 6 x 16 (its kernel is defined below with the AVX-512 one) --- */
 
 #define AVX2_MR 6
 #define AVX2_NR 16
 #define TGT_AVX2 __attribute__((target("avx2,fma")))
 #define TGT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
-
-TGT_AVX2 static void kern_avx2(int64_t kc, const float *restrict Ap, const float *restrict Bp,
-                               float *restrict C, int64_t ldc, float alpha, float beta) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    for (int i = 0; i < AVX2_MR; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-#define AVX2_STEP(o)                                                         \
-    do {                                                                     \
-        __m256 b0 = _mm256_load_ps(Bp + (o) * 16), b1 = _mm256_load_ps(Bp + (o) * 16 + 8); \
-        __m256 a;                                                            \
-        a = _mm256_broadcast_ss(Ap + (o) * 6 + 0);                           \
-        c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01); \
-        a = _mm256_broadcast_ss(Ap + (o) * 6 + 1);                           \
-        c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11); \
-        a = _mm256_broadcast_ss(Ap + (o) * 6 + 2);                           \
-        c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21); \
-        a = _mm256_broadcast_ss(Ap + (o) * 6 + 3);                           \
-        c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31); \
-        a = _mm256_broadcast_ss(Ap + (o) * 6 + 4);                           \
-        c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41); \
-        a = _mm256_broadcast_ss(Ap + (o) * 6 + 5);                           \
-        c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51); \
-    } while (0)
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        _mm_prefetch((const char *)(Bp + 64 * 4), _MM_HINT_T0);
-        AVX2_STEP(0); AVX2_STEP(1); AVX2_STEP(2); AVX2_STEP(3);
-        Ap += 4 * 6;
-        Bp += 4 * 16;
-    }
-    for (; k < kc; k++) {
-        AVX2_STEP(0);
-        Ap += 6;
-        Bp += 16;
-    }
-#undef AVX2_STEP
-    __m256 va = _mm256_set1_ps(alpha);
-#define AVX2_OUT(i, x0, x1)                                                           \
-    do {                                                                              \
-        float *ci = C + (i) * ldc;                                                    \
-        __m256 r0 = _mm256_mul_ps(va, x0), r1 = _mm256_mul_ps(va, x1);                \
-        if (beta != 0.0f) {                                                           \
-            __m256 vb = _mm256_set1_ps(beta);                                         \
-            r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);                        \
-            r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);                    \
-        }                                                                             \
-        _mm256_storeu_ps(ci, r0);                                                     \
-        _mm256_storeu_ps(ci + 8, r1);                                                 \
-    } while (0)
-    AVX2_OUT(0, c00, c01); AVX2_OUT(1, c10, c11); AVX2_OUT(2, c20, c21);
-    AVX2_OUT(3, c30, c31); AVX2_OUT(4, c40, c41); AVX2_OUT(5, c50, c51);
-#undef AVX2_OUT
-}
 
 /* in-register 8 x 8 transpose: t[i] holds row i on entry, column i on return */
 TGT_AVX2 static inline void tr8_regs_avx2(__m256 t[8]) {
@@ -315,77 +259,178 @@ TGT_AVX2 static void pack_avx2(bool trans, const float *X, int64_t ldx, int64_t 
     }
 }
 
-/* --- AVX-512: 6 x 32 (12 accumulators, as the AVX2 kernel with zmm). 12 independent FMA
- * chains cover latency x throughput (4 x 2) on two-FMA-unit cores; MR = 6 wastes little on
- * the model's row counts (257 = 43 x 6 - 1, 197 = 33 x 6 - 1) where 14 rows would waste up
- * to 6%. The body is a macro instantiated twice: with AVX-512 intrinsics, and with a 512-bit
- * vector emulated by two AVX2 halves (RS_GEMM_AVX512_EMU) so that the very same code can be
- * tested on CPUs without AVX-512. --- */
+/* --- The 6 x (2 vectors) micro-kernel: AVX2 6 x 16, AVX-512 6 x 32 ---
+ * 12 accumulators: independent FMA chains covering latency x throughput (4 x 2) on
+ * two-FMA-unit cores. MR = 6 wastes little on the model's row counts (257 = 43 x 6 - 1,
+ * 197 = 33 x 6 - 1) and a last panel of fewer rows computes only those (`rows`, a constant
+ * in each specialisation). The body is one macro instantiated with AVX2 intrinsics, with
+ * AVX-512 ones, and with a 512-bit vector emulated by two AVX2 halves (RS_GEMM_AVX512_EMU)
+ * so that the AVX-512 instantiation's exact code is tested on CPUs without AVX-512. */
 
 #define AVX512_MR 6
 #define AVX512_NR 32
 
-#define K6X32_STEP(o, VT, LOAD, SET1, FMA)                                                                         \
+#define K6_ROW(i, x0, x1, o, SET1, FMA)                                                         \
+    if (rows > (i)) {                                                                            \
+        a = SET1(Ap[(o) * 6 + (i)]);                                                             \
+        x0 = FMA(a, b0, x0);                                                                     \
+        x1 = FMA(a, b1, x1);                                                                     \
+    }
+#define K6_STEP(o, VT, VL, LOAD, SET1, FMA)                                                     \
     do {                                                                                         \
-        VT b0 = LOAD(Bp + (o) * 32), b1 = LOAD(Bp + (o) * 32 + 16), a;                           \
-        a = SET1(Ap[(o) * 6 + 0]); c00 = FMA(a, b0, c00); c01 = FMA(a, b1, c01);                 \
-        a = SET1(Ap[(o) * 6 + 1]); c10 = FMA(a, b0, c10); c11 = FMA(a, b1, c11);                 \
-        a = SET1(Ap[(o) * 6 + 2]); c20 = FMA(a, b0, c20); c21 = FMA(a, b1, c21);                 \
-        a = SET1(Ap[(o) * 6 + 3]); c30 = FMA(a, b0, c30); c31 = FMA(a, b1, c31);                 \
-        a = SET1(Ap[(o) * 6 + 4]); c40 = FMA(a, b0, c40); c41 = FMA(a, b1, c41);                 \
-        a = SET1(Ap[(o) * 6 + 5]); c50 = FMA(a, b0, c50); c51 = FMA(a, b1, c51);                 \
+        VT b0 = LOAD(Bp + (o) * 2 * (VL)), b1 = LOAD(Bp + (o) * 2 * (VL) + (VL)), a;             \
+        K6_ROW(0, c00, c01, o, SET1, FMA) K6_ROW(1, c10, c11, o, SET1, FMA)                      \
+        K6_ROW(2, c20, c21, o, SET1, FMA) K6_ROW(3, c30, c31, o, SET1, FMA)                      \
+        K6_ROW(4, c40, c41, o, SET1, FMA) K6_ROW(5, c50, c51, o, SET1, FMA)                      \
     } while (0)
-
 /* row i of the tile: C = alpha * acc + beta * C (C not read when beta == 0) */
-#define K6X32_OUT(i, x0, x1, VT, LOADU, STOREU, FMA, MUL)                                       \
-    do {                                                                                         \
+#define K6_OUT(i, x0, x1, VT, VL, LOADU, STOREU, FMA, MUL)                                      \
+    if (rows > (i)) {                                                                            \
         float *ci = C + (i) * ldc;                                                               \
         VT r0 = MUL(va, x0), r1 = MUL(va, x1);                                                   \
         if (beta != 0.0f) {                                                                      \
             r0 = FMA(vb, LOADU(ci), r0);                                                         \
-            r1 = FMA(vb, LOADU(ci + 16), r1);                                                    \
+            r1 = FMA(vb, LOADU(ci + (VL)), r1);                                                  \
         }                                                                                        \
         STOREU(ci, r0);                                                                          \
-        STOREU(ci + 16, r1);                                                                     \
-    } while (0)
+        STOREU(ci + (VL), r1);                                                                   \
+    }
 
-#define DEFINE_KERN_6X32(NAME, ATTR, VT, LOAD, LOADU, STOREU, SET1, ZERO, FMA, MUL, PREFETCH)   \
-    ATTR static void NAME(int64_t kc, const float *restrict Ap, const float *restrict Bp,         \
-                          float *restrict C, int64_t ldc, float alpha, float beta) {               \
+#define DEFINE_KERN_6X2V_ROWS(NAME, ATTR, VT, VL, LOAD, LOADU, STOREU, SET1, ZERO, FMA, MUL, PREFETCH) \
+    ATTR static inline __attribute__((always_inline)) void NAME##_rows(                          \
+        int64_t kc, const float *restrict Ap, const float *restrict Bp, float *restrict C,       \
+        int64_t ldc, float alpha, float beta, const int rows) {                                  \
         VT c00 = ZERO(), c01 = ZERO(), c10 = ZERO(), c11 = ZERO(), c20 = ZERO(), c21 = ZERO();   \
         VT c30 = ZERO(), c31 = ZERO(), c40 = ZERO(), c41 = ZERO(), c50 = ZERO(), c51 = ZERO();   \
-        for (int i = 0; i < 6; i++) {                                                            \
+        for (int i = 0; i < rows; i++) {                                                         \
             PREFETCH(C + i * ldc);                                                               \
-            PREFETCH(C + i * ldc + 16);                                                          \
+            PREFETCH(C + i * ldc + 2 * (VL) - 1);                                                \
         }                                                                                        \
         int64_t k = 0;                                                                           \
         for (; k + 4 <= kc; k += 4) {                                                            \
-            PREFETCH(Bp + 32 * 8);                                                               \
-            PREFETCH(Bp + 32 * 8 + 16);                                                          \
-            PREFETCH(Bp + 32 * 8 + 32);                                                          \
-            PREFETCH(Bp + 32 * 8 + 48);                                                          \
-            K6X32_STEP(0, VT, LOAD, SET1, FMA); K6X32_STEP(1, VT, LOAD, SET1, FMA);                  \
-            K6X32_STEP(2, VT, LOAD, SET1, FMA); K6X32_STEP(3, VT, LOAD, SET1, FMA);                  \
+            /* the next 4 steps' B, 8 steps ahead */                                             \
+            for (int l = 0; l < 2 * (VL) * 4 / 16; l++) PREFETCH(Bp + 2 * (VL) * 8 + 16 * l);    \
+            K6_STEP(0, VT, VL, LOAD, SET1, FMA);                                                 \
+            K6_STEP(1, VT, VL, LOAD, SET1, FMA);                                                 \
+            K6_STEP(2, VT, VL, LOAD, SET1, FMA);                                                 \
+            K6_STEP(3, VT, VL, LOAD, SET1, FMA);                                                 \
             Ap += 4 * 6;                                                                         \
-            Bp += 4 * 32;                                                                        \
+            Bp += 4 * 2 * (VL);                                                                  \
         }                                                                                        \
         for (; k < kc; k++) {                                                                    \
-            K6X32_STEP(0, VT, LOAD, SET1, FMA);                                                  \
+            K6_STEP(0, VT, VL, LOAD, SET1, FMA);                                                 \
             Ap += 6;                                                                             \
-            Bp += 32;                                                                            \
+            Bp += 2 * (VL);                                                                      \
         }                                                                                        \
         VT va = SET1(alpha), vb = SET1(beta);                                                    \
-        K6X32_OUT(0, c00, c01, VT, LOADU, STOREU, FMA, MUL);                                    \
-        K6X32_OUT(1, c10, c11, VT, LOADU, STOREU, FMA, MUL);                                    \
-        K6X32_OUT(2, c20, c21, VT, LOADU, STOREU, FMA, MUL);                                    \
-        K6X32_OUT(3, c30, c31, VT, LOADU, STOREU, FMA, MUL);                                    \
-        K6X32_OUT(4, c40, c41, VT, LOADU, STOREU, FMA, MUL);                                    \
-        K6X32_OUT(5, c50, c51, VT, LOADU, STOREU, FMA, MUL);                                    \
+        K6_OUT(0, c00, c01, VT, VL, LOADU, STOREU, FMA, MUL)                                     \
+        K6_OUT(1, c10, c11, VT, VL, LOADU, STOREU, FMA, MUL)                                     \
+        K6_OUT(2, c20, c21, VT, VL, LOADU, STOREU, FMA, MUL)                                     \
+        K6_OUT(3, c30, c31, VT, VL, LOADU, STOREU, FMA, MUL)                                     \
+        K6_OUT(4, c40, c41, VT, VL, LOADU, STOREU, FMA, MUL)                                     \
+        K6_OUT(5, c50, c51, VT, VL, LOADU, STOREU, FMA, MUL)                                     \
+    }
+
+#define DEFINE_KERN_6X2V_DISPATCH(NAME, ATTR)                                                  \
+    /* the full panel on its own (not inlined with the partial ones: better register use) */  \
+    ATTR __attribute__((noinline)) static void NAME##_full(                                      \
+        int64_t kc, const float *restrict Ap, const float *restrict Bp, float *restrict C,       \
+        int64_t ldc, float alpha, float beta) {                                                  \
+        NAME##_rows(kc, Ap, Bp, C, ldc, alpha, beta, 6);                                         \
+    }                                                                                            \
+    ATTR static void NAME(int64_t kc, const float *restrict Ap, const float *restrict Bp,         \
+                          float *restrict C, int64_t ldc, float alpha, float beta, int mr) {     \
+        if (mr >= 6) {                                                                           \
+            NAME##_full(kc, Ap, Bp, C, ldc, alpha, beta);                                        \
+            return;                                                                              \
+        }                                                                                        \
+        switch (mr) {                                                                            \
+        case 1: NAME##_rows(kc, Ap, Bp, C, ldc, alpha, beta, 1); break;                          \
+        case 2: NAME##_rows(kc, Ap, Bp, C, ldc, alpha, beta, 2); break;                          \
+        case 3: NAME##_rows(kc, Ap, Bp, C, ldc, alpha, beta, 3); break;                          \
+        case 4: NAME##_rows(kc, Ap, Bp, C, ldc, alpha, beta, 4); break;                          \
+        default: NAME##_rows(kc, Ap, Bp, C, ldc, alpha, beta, 5); break;                         \
+        }                                                                                        \
     }
 
 #define PF_T0(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
-DEFINE_KERN_6X32(kern_avx512, TGT_AVX512, __m512, _mm512_load_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+/* AVX2: the partial panels from the macro; the full one hand-written (GCC allocates its
+ * 16 registers better there: 15% faster than the macro's, which spills) */
+DEFINE_KERN_6X2V_ROWS(kern_avx2, TGT_AVX2, __m256, 8, _mm256_load_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+                 _mm256_set1_ps, _mm256_setzero_ps, _mm256_fmadd_ps, _mm256_mul_ps, PF_T0)
+
+TGT_AVX2 static void kern_avx2_full(int64_t kc, const float *restrict Ap, const float *restrict Bp,
+                               float *restrict C, int64_t ldc, float alpha, float beta) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int i = 0; i < AVX2_MR; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+#define AVX2_STEP(o)                                                         \
+    do {                                                                     \
+        __m256 b0 = _mm256_load_ps(Bp + (o) * 16), b1 = _mm256_load_ps(Bp + (o) * 16 + 8); \
+        __m256 a;                                                            \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 0);                           \
+        c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 1);                           \
+        c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 2);                           \
+        c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 3);                           \
+        c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 4);                           \
+        c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41); \
+        a = _mm256_broadcast_ss(Ap + (o) * 6 + 5);                           \
+        c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51); \
+    } while (0)
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        _mm_prefetch((const char *)(Bp + 64 * 4), _MM_HINT_T0);
+        AVX2_STEP(0); AVX2_STEP(1); AVX2_STEP(2); AVX2_STEP(3);
+        Ap += 4 * 6;
+        Bp += 4 * 16;
+    }
+    for (; k < kc; k++) {
+        AVX2_STEP(0);
+        Ap += 6;
+        Bp += 16;
+    }
+#undef AVX2_STEP
+    __m256 va = _mm256_set1_ps(alpha);
+#define AVX2_OUT(i, x0, x1)                                                           \
+    do {                                                                              \
+        float *ci = C + (i) * ldc;                                                    \
+        __m256 r0 = _mm256_mul_ps(va, x0), r1 = _mm256_mul_ps(va, x1);                \
+        if (beta != 0.0f) {                                                           \
+            __m256 vb = _mm256_set1_ps(beta);                                         \
+            r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);                        \
+            r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);                    \
+        }                                                                             \
+        _mm256_storeu_ps(ci, r0);                                                     \
+        _mm256_storeu_ps(ci + 8, r1);                                                 \
+    } while (0)
+    AVX2_OUT(0, c00, c01); AVX2_OUT(1, c10, c11); AVX2_OUT(2, c20, c21);
+    AVX2_OUT(3, c30, c31); AVX2_OUT(4, c40, c41); AVX2_OUT(5, c50, c51);
+#undef AVX2_OUT
+}
+
+TGT_AVX2 static void kern_avx2(int64_t kc, const float *restrict Ap, const float *restrict Bp,
+                               float *restrict C, int64_t ldc, float alpha, float beta, int mr) {
+    switch (mr) {
+    case 1: kern_avx2_rows(kc, Ap, Bp, C, ldc, alpha, beta, 1); break;
+    case 2: kern_avx2_rows(kc, Ap, Bp, C, ldc, alpha, beta, 2); break;
+    case 3: kern_avx2_rows(kc, Ap, Bp, C, ldc, alpha, beta, 3); break;
+    case 4: kern_avx2_rows(kc, Ap, Bp, C, ldc, alpha, beta, 4); break;
+    case 5: kern_avx2_rows(kc, Ap, Bp, C, ldc, alpha, beta, 5); break;
+    default: kern_avx2_full(kc, Ap, Bp, C, ldc, alpha, beta); break;
+    }
+}
+
+DEFINE_KERN_6X2V_ROWS(kern_avx512, TGT_AVX512, __m512, 16, _mm512_load_ps, _mm512_loadu_ps, _mm512_storeu_ps,
                  _mm512_set1_ps, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_mul_ps, PF_T0)
+DEFINE_KERN_6X2V_DISPATCH(kern_avx512, TGT_AVX512)
 
 /* the emulation: a 16-float vector as two __m256 */
 typedef struct { __m256 lo, hi; } emu512;
@@ -416,8 +461,9 @@ TGT_AVX2 static inline emu512 emu_mul(emu512 a, emu512 b) {
     return r;
 }
 #define PF_NONE(p) ((void)(p))
-DEFINE_KERN_6X32(kern_avx512_emu, TGT_AVX2, emu512, emu_load, emu_loadu, emu_storeu, emu_set1,
+DEFINE_KERN_6X2V_ROWS(kern_avx512_emu, TGT_AVX2, emu512, 16, emu_load, emu_loadu, emu_storeu, emu_set1,
                  emu_zero, emu_fma, emu_mul, PF_NONE)
+DEFINE_KERN_6X2V_DISPATCH(kern_avx512_emu, TGT_AVX2)
 #endif /* GEMM_X86 */
 
 static const gemm_isa_desc g_desc_c = {RS_GEMM_C, C_MR, C_NR, 256, 512, 256, kern_c, pack_c, pack_c};
@@ -579,10 +625,10 @@ static void gemm_rect(const gemm_job *g, int64_t m0, int64_t m1, int64_t n0, int
                         int nr = (int)(nc - jr < NR ? nc - jr : NR);
                         const float *bp = Bp + (jr / NR) * kc * NR;
                         float *c = g->C + (mb + ir) * g->ldc + nb + jr;
-                        if (mr == MR && nr == NR) {
-                            d->kern(kc, ap, bp, c, g->ldc, g->alpha, beta);
+                        if (nr == NR) {
+                            d->kern(kc, ap, bp, c, g->ldc, g->alpha, beta, mr);
                         } else {
-                            d->kern(kc, ap, bp, tile, NR, 1.0f, 0.0f);
+                            d->kern(kc, ap, bp, tile, NR, 1.0f, 0.0f, mr);
                             for (int i = 0; i < mr; i++) {
                                 float *ci = c + i * g->ldc;
                                 const float *ti = tile + i * NR;
