@@ -9,6 +9,7 @@ int cmd_aspects(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_features(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_import(int argc, char **argv);
@@ -34,6 +35,7 @@ static const struct {
     {"bench", cmd_bench, "benchmarks: `bench kernels` (FMA peak, bandwidth, sgemm, quantised products)"},
     {"caption", cmd_caption, "describe images (theme, objects, relationships)"},
     {"classify", cmd_classify, "classify images with a CNN image encoder (imported MobileNet check; --bench times it)"},
+    {"eval", cmd_eval, "caption/answer a data set split, score it (BLEU, METEOR, ROUGE-L, CIDEr-D; VQA accuracy), resumable"},
     {"features", cmd_features, "cache the frozen image encoder's visual tokens for a data set"},
     {"generate", cmd_generate, "generate text with an LLM-only model (llama2.c semantics)"},
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},

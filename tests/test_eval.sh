@@ -1,0 +1,46 @@
+#!/bin/sh
+# rsmoe eval end to end: captions a small Karpathy data set with the `test` preset, writes the
+# hypotheses and scores, resumes an interrupted run (nothing redone, nothing lost), refuses to
+# resume with other settings, and its scores equal `rsmoe score` on the same hypotheses.
+# usage: sh tests/test_eval.sh BUILD_DIR
+B=${1:-build}/rsmoe
+T=$(mktemp -d /tmp/rsmoe_test_eval.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { echo "ok $1"; pass=$((pass+1)); }
+no() { echo "FAILED $1"; fail=$((fail+1)); }
+check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+
+"$B" init --preset test -o "$T/m.gguf" --lora-random >/dev/null 2>&1 || { echo "FAILED init"; echo "0 passed, 1 failed"; exit 1; }
+cat > "$T/ds.json" <<'JSON'
+{"images": [
+ {"filename": "rgb37.png", "split": "test", "sentences": [{"raw": "many buildings are in a dense residential area."}, {"raw": "two courts are near a road."}]},
+ {"filename": "rgb40.jpg", "split": "test", "sentences": [{"raw": "it is a piece of bareland."}]},
+ {"filename": "grey24.jpg", "split": "test", "sentences": [{"raw": "a bridge is over a river."}]},
+ {"filename": "pal12.png", "split": "train", "sentences": [{"raw": "not in the test split."}]}
+]}
+JSON
+E="$B eval -m $T/m.gguf --data $T/ds.json --images tests/data --beams 1 --max-len 6 --no-meteor --out $T/run"
+$E --limit 2 >"$T/o1" 2>"$T/e1"
+check "first run writes 2 hypotheses" '[ "$(grep -avc "^#" "$T/run.hyps.tsv")" = 2 ]'
+$E >"$T/o2" 2>"$T/e2"
+check "resumes: 2 of 3 done" 'grep -q "resuming .*: 2 of 3 done" "$T/e2"'
+check "all 3 test images captioned once, one header" '[ "$(grep -avc "^#" "$T/run.hyps.tsv")" = 3 ] && [ "$(grep -ac "^#" "$T/run.hyps.tsv")" = 1 ]'
+check "train image not evaluated" '! grep -aq pal12 "$T/run.hyps.tsv"'
+check "scores file written" 'grep -q "\"CIDEr-D\"" "$T/run.scores.json" && grep -q "\"scored\":[[:space:]]*3" "$T/run.scores.json"'
+$E --beams 2 >"$T/o3" 2>"$T/e3"; rc=$?
+check "other settings refused for resume" '[ $rc -ne 0 ] && grep -q "other settings" "$T/e3"'
+# a cut last line (interruption mid-write) is redone
+head -c -3 "$T/run.hyps.tsv" > "$T/cut" && cp "$T/cut" "$T/run.hyps.tsv"
+$E >"$T/o4" 2>"$T/e4"
+check "a cut line is redone" 'grep -q "2 of 3 done" "$T/e4" && [ "$(grep -avc "^#" "$T/run.hyps.tsv")" = 3 ]'
+# the same scores as rsmoe score on the hypotheses
+grep -av '^#' "$T/run.hyps.tsv" > "$T/h.tsv"
+"$B" score --refs "$T/ds.json" --split test --hyps "$T/h.tsv" --json --no-meteor >"$T/s.json" 2>"$T/se"
+c1=$(sed -n 's/.*"BLEU-4":[[:space:]]*\([-0-9.e]*\).*/\1/p' "$T/run.scores.json" | head -1)
+c2=$(sed -n 's/.*"BLEU-4":[[:space:]]*\([-0-9.e]*\).*/\1/p' "$T/s.json" | head -1)
+check "BLEU-4 equals rsmoe score ($c1 vs $c2)" '[ -n "$c1" ] && [ "$c1" = "$c2" ]'
+"$B" eval -m "$T/m.gguf" --data /nonexistent.json >/dev/null 2>"$T/e5"; rc=$?
+check "missing data set: clear error" '[ $rc -ne 0 ] && grep -q nonexistent "$T/e5"'
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
