@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FIELD_MAX 4096      /* bytes of one form/JSON option (a question is the longest) */
 #define QUESTION_MAX 1000   /* characters of a question */
@@ -60,6 +61,7 @@ typedef struct req {
     sbuf field[F_COUNT];
     bool field_set[F_COUNT];
     char image_name[128];
+    const char *question;             /* /v1/vqa: resolved before queueing (MHD-owned or field) */
     size_t received;
     int err_code;                     /* an error found while receiving (0: none) */
     char err_msg[200];
@@ -352,7 +354,7 @@ static void parse_options(req *r) {
     }
     if ((v = option(r, F_ASPECTS)) && !parse_bool(v, &r->want_aspects)) set_err(r, 400, "aspects must be true or false%s", NULL);
     if (r->endpoint == EP_VQA) {
-        v = option(r, F_QUESTION);
+        v = r->question = option(r, F_QUESTION);
         if (!v || !*v) set_err(r, 400, "a question is required (form field, JSON key or ?question=)%s", NULL);
         else if (strlen(v) > QUESTION_MAX) set_err(r, 400, "question longer than 1000 bytes%s", NULL);
     } else if (option(r, F_QUESTION) && r->field_set[F_QUESTION]) {
@@ -381,7 +383,7 @@ static cJSON *result_json(const req *r, const rsmoe_result *res, const rs_image 
                           double t_done) {
     cJSON *j = cJSON_CreateObject();
     bool vqa = r->endpoint == EP_VQA;
-    if (vqa) cJSON_AddStringToObject(j, "question", option((req *)r, F_QUESTION));
+    if (vqa) cJSON_AddStringToObject(j, "question", r->question);
     cJSON_AddStringToObject(j, vqa ? "answer" : "caption", res->text ? res->text : "");
     if (!vqa) cJSON_AddStringToObject(j, "style", r->gp.style == RSMOE_STYLE_BRIEF ? "brief" : "detailed");
     if (r->want_aspects) {
@@ -464,7 +466,7 @@ static void run_job(worker *w, req *r) {
     r->gp.user_data = r;
     rsmoe_result res;
     memset(&res, 0, sizeof res);
-    st = r->endpoint == EP_VQA ? rsmoe_answer(w->ctx, &im, option(r, F_QUESTION), &r->gp, &res)
+    st = r->endpoint == EP_VQA ? rsmoe_answer(w->ctx, &im, r->question, &r->gp, &res)
                                : rsmoe_caption(w->ctx, &im, &r->gp, &res);
     double t2 = rs_time_s();
     if (st) {
@@ -616,6 +618,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         if (r->err_code) return r->err_code == 413 ? MHD_NO : MHD_YES;   /* 413 on a chunked body: drop it */
         r->received += n;
+        if (rs_time_s() > r->deadline) {   /* a client trickling its upload past the request timeout */
+            set_err(r, 408, "upload too slow%s", NULL);
+            return MHD_NO;
+        }
         if (r->received > s->p.max_upload) {
             set_err(r, 413, "request body larger than the limit%s", NULL);
             return MHD_NO;
@@ -827,7 +833,10 @@ rs_serve_stats rs_serve_get_stats(rs_server *s) {
 
 void rs_serve_stop(rs_server *s) {
     if (!s) return;
-    if (s->d) MHD_quiesce_daemon(s->d);   /* no new connections */
+    if (s->d) {   /* no new connections; the listening socket is ours to close after quiescing */
+        MHD_socket ls = MHD_quiesce_daemon(s->d);
+        if (ls != MHD_INVALID_SOCKET) close(ls);
+    }
     stop_workers(s);                        /* queued jobs answer 503, running ones abort */
     /* let the polling thread send the answers of the resumed connections */
     for (int i = 0; i < 50; i++) {
