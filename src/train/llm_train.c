@@ -33,6 +33,7 @@ struct rs_llm_train {
     /* scratch */
     float *dx, *dxn, *tmp, *dq, *datt, *dk, *dv, *dg, *du, *hbuf, *dlh, *attn_sc;
     int32_t *pos32, *tgt, *len;
+    int32_t *srow, *stgt; /* scored rows (tgt != ignore) and their targets, n_scored of them */
     int *adapter;
     uint8_t *key_valid;
     /* the last forward */
@@ -86,6 +87,7 @@ static size_t layout(rs_llm_train *t, const rs_llm_config *c, int maxB, int maxT
     float *dlh = maxr > 0 ? TAKEF(N * (size_t)maxr) : NULL;
     float *attn_sc = TAKEF(TT);
     int32_t *pos32 = take(a, &count, N * sizeof(int32_t)), *tgt = take(a, &count, N * sizeof(int32_t));
+    int32_t *srow = take(a, &count, N * sizeof(int32_t)), *stgt = take(a, &count, N * sizeof(int32_t));
     uint8_t *kv = take(a, &count, N);
     int32_t *len = take(a, &count, (size_t)maxB * sizeof(int32_t));
     int *adapter = take(a, &count, (size_t)maxB * sizeof(int));
@@ -94,7 +96,7 @@ static size_t layout(rs_llm_train *t, const rs_llm_config *c, int maxB, int maxT
         t->xf = xf; t->xnf = xnf; t->rstdf = rstdf; t->logits = logits;
         t->dx = dx; t->dxn = dxn; t->tmp = tmp; t->dq = dq; t->datt = datt; t->dk = dk; t->dv = dv;
         t->dg = dg; t->du = du; t->hbuf = hbuf; t->dlh = dlh; t->attn_sc = attn_sc;
-        t->pos32 = pos32; t->tgt = tgt; t->key_valid = kv; t->len = len; t->adapter = adapter;
+        t->pos32 = pos32; t->tgt = tgt; t->srow = srow; t->stgt = stgt; t->key_valid = kv; t->len = len; t->adapter = adapter;
     }
     return count;
 }
@@ -472,9 +474,21 @@ rsmoe_status rs_llm_train_forward(rs_llm_train *t, const rs_llm_weights *w, cons
         rs_vec_acc(xnext, A->xmid, N * D);
     }
     rs_rmsnorm_fwd(t->xnf, t->rstdf, t->xf, F32(w->out_norm), N, D, c->rms_eps, pool);
-    rs_linear_fwd(t->logits, t->xnf, F32(w->output), NULL, N, D, V, pool);
+    /* logits only for the scored rows (prefix and prompt rows are usually most of a row set) */
+    int64_t ns = 0;
+    for (int64_t r = 0; r < N; r++)
+        if (t->tgt[r] != RS_IGNORE_INDEX) {
+            t->srow[ns] = (int32_t)r;
+            t->stgt[ns] = t->tgt[r];
+            memcpy(t->tmp + ns * D, t->xnf + r * D, (size_t)D * sizeof(float));
+            ns++;
+        }
+    t->n_scored = ns;
     float l0 = 0;
-    if ((st = rs_cross_entropy_fwd(&l0, &t->n_scored, t->logits, t->tgt, N, V, RS_IGNORE_INDEX, pool))) return st;
+    if (ns > 0) {
+        rs_linear_fwd(t->logits, t->tmp, F32(w->output), NULL, ns, D, V, pool);
+        if ((st = rs_cross_entropy_fwd(&l0, NULL, t->logits, t->stgt, ns, V, RS_IGNORE_INDEX, pool))) return st;
+    }
     *loss = l0;
     if (n_scored) *n_scored = t->n_scored;
     t->ready = true;
@@ -500,9 +514,18 @@ rsmoe_status rs_llm_train_backward(rs_llm_train *t, const rs_llm_weights *w, con
     float scale = o->loss_scale != 0 ? o->loss_scale : 1.0f;
     rsmoe_status st;
     float *dlogits = t->logits;
-    if ((st = rs_cross_entropy_bwd(dlogits, t->logits, t->tgt, N, V, RS_IGNORE_INDEX, scale, pool))) return st;
-    float *gout = G ? (c->tied ? G->tok_embd : G->output) : NULL;
-    rs_linear_bwd(t->dxn, gout, NULL, dlogits, t->xnf, F32(w->output), N, D, V, pool);
+    int64_t ns = t->n_scored;
+    rs_vec_zero(t->dxn, N * D);
+    if (ns > 0) {
+        if ((st = rs_cross_entropy_bwd(dlogits, t->logits, t->stgt, ns, V, RS_IGNORE_INDEX, scale, pool))) return st;
+        for (int64_t i = 0; i < ns; i++)
+            memcpy(t->tmp + i * D, t->xnf + (int64_t)t->srow[i] * D, (size_t)D * sizeof(float));
+        float *gout = G ? (c->tied ? G->tok_embd : G->output) : NULL;
+        /* compact input gradient into dx (free here), scattered to the rows of dxn */
+        rs_linear_bwd(t->dx, gout, NULL, dlogits, t->tmp, F32(w->output), ns, D, V, pool);
+        for (int64_t i = 0; i < ns; i++)
+            memcpy(t->dxn + (int64_t)t->srow[i] * D, t->dx + i * D, (size_t)D * sizeof(float));
+    }
     rs_rmsnorm_bwd(t->dx, G ? G->out_norm : NULL, t->dxn, t->xf, F32(w->out_norm), t->rstdf, N, D, pool);
 
     for (int l = c->n_layers - 1; l >= 0; l--) {

@@ -33,8 +33,11 @@
  * F = ffn, V = vocab, r = max LoRA rank, H = n_heads, L = n_layers:
  *   saved:   L·[N·(4D + 2qd + 2kvd + 2F + 2 + 7r) + B·H·T²] + N·(2D + 1 + V)
  *   scratch: N·(3D + 2qd + 2kvd + 3F + r) + T²
- * plus 9·N + 8·B bytes of indices; rs_llm_train_bytes() gives the exact figure. The T² term
- * (attention probabilities) and N·V (logits) dominate for long sequences and large vocabularies. */
+ * plus 17·N + 8·B bytes of indices (and up to 64 bytes of alignment per buffer);
+ * rs_llm_train_bytes() gives the exact figure. The T² term (attention probabilities) and N·V
+ * (logits) dominate for long sequences and large vocabularies. Logits are computed only for
+ * the scored rows (target not ignored), so the output layer and the cross-entropy cost
+ * n_scored·V, not N·V; the buffer is sized for N scored rows. */
 #ifndef RSMOE_TRAIN_LLM_TRAIN_H
 #define RSMOE_TRAIN_LLM_TRAIN_H
 
@@ -130,7 +133,7 @@ typedef struct {
 rsmoe_status rs_llm_train_backward(rs_llm_train *t, const rs_llm_weights *w,
                                    const rs_llm_bwd_out *o, rs_pool *pool);
 
-/* logits [B·T, vocab] of the last forward (before the backward overwrites them with their
- * gradient), for inspection */
+/* logits [n_scored, vocab] of the last forward, the scored rows (target not ignored) in
+ * row order (before the backward overwrites them with their gradient), for inspection */
 const float *rs_llm_train_logits(const rs_llm_train *t);
 #endif
