@@ -92,6 +92,19 @@ function check(name, cond, why) {
     await page.click("#describe");
     await page.waitForSelector('#caption[data-ready="1"]', { timeout: 60000 });
 
+    // drag and drop: a PNG drawn on a canvas, dropped on the drop zone
+    await page.evaluate(async () => {
+      const c = document.createElement("canvas"); c.width = 40; c.height = 30;
+      const g = c.getContext("2d"); g.fillStyle = "#3a7"; g.fillRect(0, 0, 40, 30);
+      const blob = await new Promise((r) => c.toBlob(r, "image/png"));
+      const dt = new DataTransfer();
+      dt.items.add(new File([blob], "dropped.png", { type: "image/png" }));
+      document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    await page.waitForFunction(() => document.getElementById("caption").dataset.ready === "1" &&
+      /40 x 30 px/.test(document.getElementById("timings").textContent), null, { timeout: 60000 });
+    check("drop_image", (await page.$$("#caption span[data-aspect]")).length === 3, "no coloured caption after a drop");
+
     check("no_external_requests", external.length === 0, JSON.stringify(external));
     check("no_page_errors", pageErrors.length === 0, JSON.stringify(pageErrors));
     await page.screenshot({ path: shot, fullPage: true });
