@@ -407,8 +407,9 @@ static void lora_case_new(lora_case *L) {
     memset(L, 0, sizeof *L);
     rs_llm_config c = cfg_lora();
     model_new(&L->m, &c, 11);
-    int len[3] = {8, 5, 7}, adapter[3] = {0, 1, -1};
-    batch_new(&L->bt, 3, 8, len, adapter, c.vocab, c.dim, 12);
+    /* adapter 0 on two sequences (its gradients sum over both), adapter 1, base only */
+    int len[4] = {8, 5, 7, 6}, adapter[4] = {0, 1, -1, 0};
+    batch_new(&L->bt, 4, 8, len, adapter, c.vocab, c.dim, 12);
     rs_rng rng;
     rs_rng_seed(&rng, 13);
     rs_lora_train_new(&c, 4, 8.0f, 0x7f, &L->ads[0]);                                         /* all 7, r 4 */
@@ -419,7 +420,7 @@ static void lora_case_new(lora_case *L) {
         L->grads[i] = &L->ads[i].grad;
     }
     rs_llm_train_new(&c, 4, 8, 4, &L->t);
-    L->d_emb = malloc((size_t)3 * 8 * c.dim * sizeof(float));
+    L->d_emb = malloc((size_t)4 * 8 * c.dim * sizeof(float));
 }
 static void lora_case_free(lora_case *L) {
     rs_llm_train_free(L->t);
@@ -464,7 +465,7 @@ TEST(torch_lora_mode_and_adamw) {
     double lerr = fabs(loss - rl->d[0]) / fabs(rl->d[0]);
     CHECK(lerr <= LOSS_TOL, "loss %.9g torch %.9g rel %.2e", loss, rl->d[0], lerr);
     g_worst = 0;
-    double e = E(L.d_emb, (int64_t)3 * 8 * 16, "d_emb");
+    double e = E(L.d_emb, (int64_t)4 * 8 * 16, "d_emb");
     CHECK(e <= GRAD_TOL, "d_emb nerr %.2e", e);
     int n_checked = 0;
     char name[64];
@@ -649,10 +650,11 @@ TEST(finite_differences_double_twin) {
                      amax(a->grad.dB[l][tg], nB));
         }
     }
-    int64_t ne = (int64_t)3 * 8 * 16;
+    int64_t ne = (int64_t)4 * 8 * 16;
     double em = amax(L.d_emb, ne);
-    int64_t eidx[4] = {5, 1 * 8 * 16 + 3 * 16 + 7, 2 * 8 * 16 + 6 * 16 + 1, 0 * 8 * 16 + 7 * 16 + 15};
-    for (int j = 0; j < 4; j++) fd_check("d_emb", &L.m, &L.bt, L.ads, L.bt.emb, eidx[j], L.d_emb[eidx[j]], em);
+    int64_t eidx[5] = {5, 1 * 8 * 16 + 3 * 16 + 7, 2 * 8 * 16 + 6 * 16 + 1, 0 * 8 * 16 + 7 * 16 + 15,
+                       3 * 8 * 16 + 2 * 16 + 4};
+    for (int j = 0; j < 5; j++) fd_check("d_emb", &L.m, &L.bt, L.ads, L.bt.emb, eidx[j], L.d_emb[eidx[j]], em);
     /* a padded row: gradient exactly zero */
     int64_t pad = 1 * 8 * 16 + 6 * 16 + 2;
     CHECK(L.d_emb[pad] == 0.0f, "padded d_emb row %g", L.d_emb[pad]);
@@ -687,6 +689,49 @@ TEST(finite_differences_double_twin) {
     full_case_free(&F);
 }
 
+/* the training forward's logits equal the inference forward's (rs_llm_forward, KV cache,
+ * per-row LoRA) on every scored row */
+TEST(matches_inference_forward) {
+    lora_case L;
+    lora_case_new(&L);
+    REQUIRE(L.t, "state: %s", rsmoe_last_error());
+    rs_llm_train_batch b = lora_batch(&L);
+    float loss = 0;
+    int64_t ns = 0;
+    REQUIRE(rs_llm_train_forward(L.t, &L.m.w, &b, &loss, &ns, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    const float *tl = rs_llm_train_logits(L.t);
+    rs_llm_state *s = NULL;
+    REQUIRE(rs_llm_state_new(&L.m.c, 0, L.bt.B, 32, 32, 4, &s) == RSMOE_OK, "%s", rsmoe_last_error());
+    int V = L.m.c.vocab, T = L.bt.T, D = L.m.c.dim;
+    int slot[32], pos[32], ad[32], lrow[32], nr = 0;
+    float *emb = malloc(32 * (size_t)D * sizeof(float)), *logits = malloc(32 * (size_t)V * sizeof(float));
+    for (int bb = 0; bb < L.bt.B; bb++)
+        for (int t = 0; t < L.bt.len[bb]; t++) {
+            slot[nr] = bb; pos[nr] = t; ad[nr] = L.bt.adapter[bb]; lrow[nr] = nr;
+            memcpy(emb + (size_t)nr * D, L.bt.emb + ((size_t)bb * T + t) * D, (size_t)D * sizeof(float));
+            nr++;
+        }
+    rs_llm_batch ib = {.n_rows = nr, .emb = emb, .slot = slot, .pos = pos, .adapter = ad, .adapters = L.sets,
+                       .n_logit_rows = nr, .logit_rows = lrow, .logits = logits};
+    REQUIRE(rs_llm_forward(&L.m.w, s, &ib, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    int64_t k = 0;
+    double worst = 0;
+    for (int r = 0; r < nr; r++) {
+        int32_t tg = L.bt.targets[slot[r] * T + pos[r]];
+        if (tg == RS_IGNORE_INDEX) continue;
+        REQUIRE(k < ns, "more scored rows than the forward's %lld", (long long)ns);
+        double e = test_nerr_f32(tl + k * V, logits + (size_t)r * V, (size_t)V);
+        if (e > worst) worst = e;
+        k++;
+    }
+    CHECK(k == ns, "scored rows %lld vs %lld", (long long)k, (long long)ns);
+    CHECK(worst <= 1e-5, "training vs inference logits nerr %.2e", worst);
+    free(emb);
+    free(logits);
+    rs_llm_state_free(s);
+    lora_case_free(&L);
+}
+
 TEST(errors_and_memory) {
     lora_case L;
     lora_case_new(&L);
@@ -702,11 +747,11 @@ TEST(errors_and_memory) {
     bb = b;
     bb.T = 9;
     CHECK(rs_llm_train_forward(L.t, &L.m.w, &bb, &loss, NULL, NULL) == RSMOE_ERR_INVALID_ARG, "T above max");
-    int32_t badlen[3] = {8, 9, 1};
+    int32_t badlen[4] = {8, 9, 1, 1};
     bb = b;
     bb.len = badlen;
     CHECK(rs_llm_train_forward(L.t, &L.m.w, &bb, &loss, NULL, NULL) == RSMOE_ERR_INVALID_ARG, "len > T");
-    int badad[3] = {0, 2, -1};
+    int badad[4] = {0, 2, -1, 0};
     bb = b;
     bb.adapter = badad;
     CHECK(rs_llm_train_forward(L.t, &L.m.w, &bb, &loss, NULL, NULL) == RSMOE_ERR_INVALID_ARG, "adapter index");
@@ -735,7 +780,7 @@ TEST(errors_and_memory) {
     CHECK(rs_llm_train_new(&c, 1, 17, 0, &t2) == RSMOE_ERR_INVALID_ARG, "T above max_seq");
     /* the documented formula against the exact byte count */
     for (int r = 0; r <= 8; r += 4) {
-        int B = 3, T = 8;
+        int B = 4, T = 8;
         size_t N = (size_t)B * T, D = c.dim, F = c.ffn, V = c.vocab, H = c.n_heads,
                qd = (size_t)c.n_heads * c.head_dim, kvd = (size_t)c.n_kv_heads * c.head_dim;
         size_t fl = (size_t)c.n_layers * (N * (4 * D + 2 * qd + 2 * kvd + 2 * F + 2 + 7 * (size_t)r) + B * H * T * T) +
@@ -752,6 +797,7 @@ int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_llm_train_XXXXXX");
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
     RUN(finite_differences_double_twin);
+    RUN(matches_inference_forward);
     RUN(errors_and_memory);
     RUN(torch_lora_mode_and_adamw);
     RUN(torch_full_mode_tied);
