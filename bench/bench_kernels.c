@@ -254,8 +254,9 @@ int bench_kernels_main(int argc, char **argv) {
     int tcounts[2] = {1, nthreads}, ntc = nthreads > 1 ? 2 : 1;
     rs_pool *pools[2] = {NULL, NULL};
     for (int t = 0; t < ntc; t++) {
-        pools[t] = tcounts[t] > 1 ? rs_pool_new(tcounts[t]) : NULL;
-        if (tcounts[t] > 1 && !pools[t]) {
+        /* a pool even for one thread: rs_sgemm takes the BLAS path only with a pool */
+        pools[t] = rs_pool_new(tcounts[t]);
+        if (!pools[t]) {
             fprintf(stderr, "rsmoe bench kernels: cannot start %d threads: %s\n", tcounts[t], rsmoe_last_error());
             return 1;
         }

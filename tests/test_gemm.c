@@ -1,7 +1,8 @@
 /* test_gemm.c - rs_sgemm (BLAS path when built with it), rs_sgemm_own and each of its ISA
  * variants this CPU can run, against the double-accumulating triple loop rs_sgemm_ref:
  * odd shapes, all four transpose combinations, alpha/beta, padded leading dimensions,
- * blocking edges (K > KC, N > NC, M > MC), 1 and 2 pool threads, beta == 0 over NaN. */
+ * blocking edges (K > KC, N > NC, M > MC), 1 and 2 pool threads, beta == 0 over NaN.
+ * RS_GEMM_AVX512_EMU runs the AVX-512 kernel's code on AVX2, so it is tested everywhere. */
 #include "test.h"
 #include "core/core.h"
 #include "kernels/gemm.h"
@@ -164,7 +165,14 @@ static void sweep(rs_pool *pool, const int64_t *sizes, int ns, int stride) {
 
 static const int64_t g_odd[] = {1, 7, 31, 33, 65, 257};
 
-TEST(odd_shapes_1_thread) { sweep(NULL, g_odd, 6, 1); }
+/* a pool of 1 (rs_sgemm may take the BLAS path), and NULL (always the own kernel) */
+TEST(odd_shapes_1_thread) {
+    rs_pool *p1 = rs_pool_new(1);
+    REQUIRE(p1, "pool");
+    sweep(p1, g_odd, 6, 1);
+    rs_pool_free(p1);
+    sweep(NULL, g_odd, 6, 3);
+}
 
 TEST(odd_shapes_2_threads) {
     rs_pool *p = rs_pool_new(2);
@@ -271,6 +279,46 @@ TEST(degenerate_and_errors) {
     }
 }
 
+/* rs_sgemm called concurrently from inside pool workers (pool = NULL there): each thread
+ * packs into its own workspace; results must match the reference */
+typedef struct {
+    const float *A[2], *B[2];
+    float *C[2];
+    int64_t M[2], N[2], K[2];
+} conc_ctx;
+
+static void conc_worker(void *ctx, int ith, int nth) {
+    conc_ctx *c = ctx;
+    for (int i = ith; i < 2; i += nth)
+        for (int r = 0; r < 3; r++) /* repeated: workspace reuse while the other thread runs */
+            rs_sgemm(false, true, c->M[i], c->N[i], c->K[i], 1.0f, c->A[i], c->K[i], c->B[i],
+                     c->K[i], 0.0f, c->C[i], c->N[i], NULL);
+}
+
+TEST(concurrent_calls_from_workers) {
+    rs_pool *p2 = rs_pool_new(2);
+    REQUIRE(p2, "pool");
+    conc_ctx c;
+    const int64_t Ms[2] = {70, 9}, Ns[2] = {130, 300}, Ks[2] = {90, 120};
+    float *R[2];
+    for (int i = 0; i < 2; i++) {
+        c.M[i] = Ms[i]; c.N[i] = Ns[i]; c.K[i] = Ks[i];
+        c.A[i] = rnd((size_t)(Ms[i] * Ks[i]));
+        c.B[i] = rnd((size_t)(Ns[i] * Ks[i]));
+        c.C[i] = malloc((size_t)(Ms[i] * Ns[i]) * sizeof(float));
+        R[i] = malloc((size_t)(Ms[i] * Ns[i]) * sizeof(float));
+        rs_sgemm_ref(false, true, Ms[i], Ns[i], Ks[i], 1.0f, c.A[i], Ks[i], c.B[i], Ks[i], 0.0f,
+                     R[i], Ns[i]);
+    }
+    rs_pool_run(p2, conc_worker, &c);
+    for (int i = 0; i < 2; i++) {
+        double e = test_nerr_f32(c.C[i], R[i], (size_t)(Ms[i] * Ns[i]));
+        CHECK(e <= tol_for(Ks[i]), "product %d: nerr %.3g", i, e);
+        free((void *)c.A[i]); free((void *)c.B[i]); free(c.C[i]); free(R[i]);
+    }
+    rs_pool_free(p2);
+}
+
 /* repeated calls from several pool sizes reuse the per-thread workspace (and must agree) */
 TEST(repeat_deterministic) {
     rs_pool *p2 = rs_pool_new(2);
@@ -298,6 +346,7 @@ int main(void) {
     RUN(linear_layer_shape);
     RUN(few_rows_linear);
     RUN(degenerate_and_errors);
+    RUN(concurrent_calls_from_workers);
     RUN(repeat_deterministic);
     printf("largest error relative to its bound: %.3f (%s)\n", g_worst_ratio, g_worst);
     return test_summary();

@@ -1,7 +1,7 @@
 /* gemm.c - fp32 matrix product C = alpha * op(A) * op(B) + beta * C (row-major).
  *
- * rs_sgemm sends large products to OpenBLAS when built with RSMOE_USE_BLAS and everything
- * else to the own kernel. The own kernel (rs_sgemm_own) is a BLIS-style blocked product,
+ * rs_sgemm sends large products given a pool to OpenBLAS when built with RSMOE_USE_BLAS,
+ * and everything else to the own kernel. The own kernel (rs_sgemm_own) is a BLIS-style blocked product,
  * arranged for row-major C with the vector dimension along N:
  *
  *   for m0 in M step MC            (A block, MC x KC, packed in MR-row panels)
@@ -821,9 +821,13 @@ void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
 #ifdef RSMOE_USE_BLAS
     /* large products go to OpenBLAS, called from this thread only (never from our pool's
      * workers), with its thread count set to the pool's size */
-    /* (the few-row linear layer stays with the own kernel: OpenBLAS 0.3.21's sgemm runs
-     * it 3-4x slower than the own unpacked dot products) */
-    if ((double)M * (double)N * (double)K >= 32768.0 && !(M <= SMALL_M && transB && !transA) &&
+    /* Only with a pool: pool == NULL is how code running inside a pool worker calls (a
+     * worker cannot use its own pool), and such calls stay with the own kernel, so OpenBLAS
+     * is never entered from a worker nor its global thread count changed under another call.
+     * The few-row linear layer stays with the own kernel too: OpenBLAS 0.3.21's sgemm runs
+     * it 3-4x slower than the own unpacked dot products. */
+    if (pool && (double)M * (double)N * (double)K >= 32768.0 &&
+        !(M <= SMALL_M && transB && !transA) &&
         M <= INT_MAX && N <= INT_MAX &&
         K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX) {
         if (!check_args("rs_sgemm", transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return;

@@ -8,6 +8,9 @@
 #include "core/core.h"
 
 /* C[M,N] = alpha * op(A) * op(B) + beta * C; row-major with leading dimensions;
+ * With RSMOE_USE_BLAS, products of M*N*K >= 32768 with a pool (rs_pool_new(1) for one
+ * thread) go to OpenBLAS, run on rs_pool_size(pool) OpenBLAS threads; with pool == NULL
+ * (e.g. from inside a pool worker) or few rows (M <= 4, C = A B^T) the own kernel runs.
  * op(A) is M x K (A stored K x M when transA), op(B) is K x N (B stored N x K when transB).
  * beta == 0 means C is not read (may hold NaN). pool may be NULL.
  * The common linear layer y[M,N] = x[M,K] * W[N,K]^T is transA=false, transB=true.
@@ -16,7 +19,7 @@
  * leave C untouched. C must not overlap A or B.
  * Thread-safe: concurrent calls from different threads are fine (each thread packs into
  * its own workspace, about 1.5 MiB, allocated on its first call and kept until it exits);
- * do not call it from a worker of the pool it is given. In BLAS builds a call sets
+ * from inside a pool worker pass pool = NULL. In BLAS builds a call with a pool sets
  * OpenBLAS's (process-wide) thread count to rs_pool_size(pool) when it differs from the
  * last one set, and OpenBLAS is only ever called from the calling thread. */
 void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
