@@ -3,6 +3,7 @@
 #include "model/encoder_cnn.h"
 #include "formats/gguf.h"
 #include "kernels/gemm.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -545,10 +546,57 @@ fail:
 
 #define KEYF(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
+static void weight_ne(const rs_cnn_op *op, int64_t *ne, int *nd) {
+    const rs_conv_params *p = &op->p;
+    if (op->kind == RS_CNN_CONV) { ne[0] = p->oc; ne[1] = p->ic; ne[2] = p->kw; ne[3] = p->kh; *nd = 4; }
+    else if (op->kind == RS_CNN_DWCONV) { ne[0] = p->oc; ne[1] = p->kw; ne[2] = p->kh; *nd = 3; }
+    else { ne[0] = p->ic; ne[1] = p->oc; *nd = 2; }
+}
+
+/* the type a weight is stored in: wtype, or f32 when its rows do not fit wtype's blocks */
+static rs_dtype stored_type(const rs_cnn_op *op, rs_dtype wtype) {
+    int64_t ne[4];
+    int nd;
+    weight_ne(op, ne, &nd);
+    return ne[0] % (int64_t)rs_dtype_block(wtype) == 0 ? wtype : RS_F32;
+}
+
 rsmoe_status rs_cnn_gguf_add(const rs_cnn_encoder *e, rs_gguf_writer *w, const char *const *labels, int nlabels) {
+    return rs_cnn_gguf_add_typed(e, w, RS_F32, labels, nlabels, NULL);
+}
+
+rsmoe_status rs_cnn_gguf_add_typed(const rs_cnn_encoder *e, rs_gguf_writer *w, rs_dtype wtype,
+                                   const char *const *labels, int nlabels, void **converted) {
     rsmoe_status st = RSMOE_OK;
     char k[128];
     rs_tensor ts;
+    uint8_t *conv = NULL;
+    size_t conv_used = 0;
+    if (converted) *converted = NULL;
+    /* q8_0 is refused: conv weights are HWIO (output channels contiguous), so a q8_0 block
+     * would share one scale across 32 output channels whose folded batch-norm scales differ,
+     * and re-rounding the 8-bit QAT grid that way moved MobileNetV2's logits by 30 %. */
+    if (wtype == RS_Q8_0)
+        return rs_error(RSMOE_ERR_UNSUPPORTED, "cnn gguf: q8_0 weights are not supported for the CNN encoder "
+                        "(its blocks would span output channels: large accuracy loss); use f16");
+    if (wtype != RS_F32 && wtype != RS_F16 && wtype != RS_BF16)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "cnn gguf: unsupported weight type %d", (int)wtype);
+    if (wtype != RS_F32) {
+        if (!converted) return rs_error(RSMOE_ERR_INVALID_ARG, "cnn gguf: converted weights need a buffer to keep");
+        size_t need = 0;
+        for (int i = 0; i < e->nops; i++)
+            if (e->ops[i].w) {
+                int64_t ne[4];
+                int nd;
+                weight_ne(&e->ops[i], ne, &nd);
+                int64_t n = 1;
+                for (int d = 0; d < nd; d++) n *= ne[d];
+                need += rs_row_bytes(stored_type(&e->ops[i], wtype), n) + 64;
+            }
+        conv = malloc(need ? need : 1);
+        if (!conv) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
+        *converted = conv;
+    }
 #define TRY(x) do { if ((st = (x))) goto done; } while (0)
     TRY(rs_gguf_writer_set_str(w, "cnn.name", e->name));
     TRY(rs_gguf_writer_set_u32(w, "cnn.input.height", (uint32_t)e->in_h));
@@ -578,13 +626,18 @@ rsmoe_status rs_cnn_gguf_add(const rs_cnn_encoder *e, rs_gguf_writer *w, const c
             TRY(rs_gguf_writer_set_arr_data(w, KEYF(k, "cnn.op.%d.shape", i), RS_GGUF_I32, sh, 3));
         }
         if (op->w) {
-            const rs_conv_params *p = &op->p;
-            int64_t ne[4];
+            int64_t ne[4], n = 1;
             int nd;
-            if (op->kind == RS_CNN_CONV) { ne[0] = p->oc; ne[1] = p->ic; ne[2] = p->kw; ne[3] = p->kh; nd = 4; }
-            else if (op->kind == RS_CNN_DWCONV) { ne[0] = p->oc; ne[1] = p->kw; ne[2] = p->kh; nd = 3; }
-            else { ne[0] = p->ic; ne[1] = p->oc; nd = 2; }
-            TRY(rs_tensor_init(&ts, KEYF(k, "cnn.op.%d.weight", i), RS_F32, nd, ne, (void *)op->w));
+            weight_ne(op, ne, &nd);
+            for (int d = 0; d < nd; d++) n *= ne[d];
+            rs_dtype t = stored_type(op, wtype);
+            void *data = (void *)op->w;
+            if (t != RS_F32) {
+                data = conv + conv_used;
+                rs_convert_row(t, op->w, data, n);   /* rows are contiguous: one long row */
+                conv_used += (rs_row_bytes(t, n) + 63) / 64 * 64;
+            }
+            TRY(rs_tensor_init(&ts, KEYF(k, "cnn.op.%d.weight", i), t, nd, ne, data));
             TRY(rs_gguf_writer_add_tensor(w, &ts));
         }
         if (op->b) {
@@ -599,15 +652,22 @@ done:
     return st;
 }
 
-rsmoe_status rs_cnn_save_gguf(const rs_cnn_encoder *e, const char *path, const char *const *labels, int nlabels) {
+rsmoe_status rs_cnn_save_gguf_typed(const rs_cnn_encoder *e, const char *path, rs_dtype wtype,
+                                    const char *const *labels, int nlabels) {
     rs_gguf_writer *w = rs_gguf_writer_new();
     if (!w) return RSMOE_ERR_NOMEM;
+    void *conv = NULL;
     rsmoe_status st = rs_gguf_writer_set_str(w, "general.architecture", "cnn");
     if (!st) st = rs_gguf_writer_set_str(w, "general.name", e->name);
-    if (!st) st = rs_cnn_gguf_add(e, w, labels, nlabels);
+    if (!st) st = rs_cnn_gguf_add_typed(e, w, wtype, labels, nlabels, &conv);
     if (!st) st = rs_gguf_writer_write(w, path);
     rs_gguf_writer_free(w);
+    free(conv);
     return st;
+}
+
+rsmoe_status rs_cnn_save_gguf(const rs_cnn_encoder *e, const char *path, const char *const *labels, int nlabels) {
+    return rs_cnn_save_gguf_typed(e, path, RS_F32, labels, nlabels);
 }
 
 static rsmoe_status get_i32_arr(const rs_gguf *g, const char *key, int32_t *dst, int n) {
@@ -616,16 +676,27 @@ static rsmoe_status get_i32_arr(const rs_gguf *g, const char *key, int32_t *dst,
     return rs_gguf_arr_copy(g, i, RS_GGUF_I32, dst, n);
 }
 
-static const float *get_weight(const rs_gguf *g, const char *name, int nd, const int64_t *ne, rsmoe_status *st) {
+/* A weight of the expected shape: f32 in place, or f16/bf16/q8_0 expanded to f32 into
+ * store (when store is NULL only the floats needed are counted in *need). */
+static const float *get_weight(const rs_gguf *g, const char *name, int nd, const int64_t *ne, rsmoe_status *st,
+                               float *store, size_t *used) {
     const rs_tensor *t = rs_gguf_find_tensor(g, name);
     if (!t) { *st = rs_error(RSMOE_ERR_FORMAT, "%s: missing tensor %s", rs_gguf_path(g), name); return NULL; }
-    if (t->type != RS_F32) { *st = rs_error(RSMOE_ERR_UNSUPPORTED, "%s: tensor %s is %s (only f32 is supported)", rs_gguf_path(g), name, rs_dtype_name(t->type)); return NULL; }
     for (int d = 0; d < RS_MAX_DIMS; d++)
         if (t->ne[d] != (d < nd ? ne[d] : 1)) {
             *st = rs_error(RSMOE_ERR_FORMAT, "%s: tensor %s has the wrong shape", rs_gguf_path(g), name);
             return NULL;
         }
-    return t->data;
+    if (t->type == RS_F32) return t->data;
+    if (t->type != RS_F16 && t->type != RS_BF16 && t->type != RS_Q8_0) {
+        *st = rs_error(RSMOE_ERR_UNSUPPORTED, "%s: tensor %s is %s", rs_gguf_path(g), name, rs_dtype_name(t->type));
+        return NULL;
+    }
+    int64_t n = rs_tensor_nelements(t);
+    float *dst = store ? store + *used : NULL;
+    if (dst) rs_row_to_f32(t->type, t->data, dst, n);
+    *used += (size_t)n;
+    return dst ? dst : t->data;   /* counting pass: any non-NULL */
 }
 
 rsmoe_status rs_cnn_load_gguf(const char *path, rs_cnn_encoder **out) {
@@ -718,20 +789,24 @@ rsmoe_status rs_cnn_from_gguf(const rs_gguf *g, rs_cnn_encoder **out) {
         }
     }
     TRY(cnn_finalize(e));
-    for (int i = 0; i < e->nops; i++) {
-        rs_cnn_op *op = &e->ops[i];
-        if (!op->w) continue;
-        const rs_conv_params *p = &op->p;
-        int64_t ne[4];
-        int nd;
-        if (op->kind == RS_CNN_CONV) { ne[0] = p->oc; ne[1] = p->ic; ne[2] = p->kw; ne[3] = p->kh; nd = 4; }
-        else if (op->kind == RS_CNN_DWCONV) { ne[0] = p->oc; ne[1] = p->kw; ne[2] = p->kh; nd = 3; }
-        else { ne[0] = p->ic; ne[1] = p->oc; nd = 2; }
-        if (!(op->w = get_weight(g, KEYF(k, "cnn.op.%d.weight", i), nd, ne, &st))) goto fail;
-        if (rs_gguf_find_tensor(g, KEYF(k, "cnn.op.%d.bias", i))) {
-            int64_t nb[1] = {p->oc};
-            if (!(op->b = get_weight(g, k, 1, nb, &st))) goto fail;
+    /* pass 0 checks shapes and counts the floats of non-f32 weights; pass 1 expands them */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t used = 0;
+        for (int i = 0; i < e->nops; i++) {
+            rs_cnn_op *op = &e->ops[i];
+            if (!op->w) continue;
+            int64_t ne[4];
+            int nd;
+            weight_ne(op, ne, &nd);
+            if (!(op->w = get_weight(g, KEYF(k, "cnn.op.%d.weight", i), nd, ne, &st, e->store, &used))) goto fail;
+            if (rs_gguf_find_tensor(g, KEYF(k, "cnn.op.%d.bias", i))) {
+                int64_t nb[1] = {op->p.oc};
+                if (!(op->b = get_weight(g, k, 1, nb, &st, e->store, &used))) goto fail;
+            }
         }
+        if (pass == 1 || used == 0) break;
+        e->store = malloc(used * sizeof(float));
+        if (!e->store) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); goto fail; }
     }
     int64_t li = rs_gguf_find_key(g, "cnn.labels");
     if (li >= 0) {

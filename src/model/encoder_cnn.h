@@ -88,6 +88,14 @@ rsmoe_status rs_cnn_load_gguf(const char *path, rs_cnn_encoder **out);
 rsmoe_status rs_cnn_gguf_add(const rs_cnn_encoder *e, rs_gguf_writer *w, const char *const *labels,
                              int nlabels);
 rsmoe_status rs_cnn_from_gguf(const rs_gguf *g, rs_cnn_encoder **out);
+/* The same storing weights as f16 or bf16 (biases stay f32; q8_0 is refused, see
+ * docs/encoder_cnn.md); loading expands them to f32 (and also accepts q8_0). The typed add
+ * returns in *converted a buffer holding the converted weights, to free() after
+ * rs_gguf_writer_write (NULL for f32). */
+rsmoe_status rs_cnn_save_gguf_typed(const rs_cnn_encoder *e, const char *path, rs_dtype wtype,
+                                    const char *const *labels, int nlabels);
+rsmoe_status rs_cnn_gguf_add_typed(const rs_cnn_encoder *e, rs_gguf_writer *w, rs_dtype wtype,
+                                   const char *const *labels, int nlabels, void **converted);
 void rs_cnn_free(rs_cnn_encoder *e);   /* NULL is fine */
 
 /* Bytes of scratch one forward needs (allocate an arena of at least this + 4 KiB). */
