@@ -85,7 +85,7 @@ req() {
 # an error answer: {"error": {"code": CODE, "message": "..."}} with the same code as the status
 err_body() { jcheck "$1_json" "$T/body" "j['error']['code'] == $2 and len(j['error']['message']) > 5"; }
 
-start_server "$T/server.log" --max-upload-mb 1 --max-dim 4096 --timeout-s 60 --queue 8
+start_server "$T/server.log" --max-upload-mb 1 --max-dim 4096 --timeout-s 60 --queue 8 --workers 2
 SRV=$LASTPID
 if [ -z "$PORT" ]; then bad start "server did not start: $(cat "$T/server.log")"; summary; fi
 B="http://127.0.0.1:$PORT"
@@ -93,7 +93,7 @@ ok start
 grep -q "http://127.0.0.1:" "$T/server.log" && ok binds_loopback_by_default || bad binds_loopback_by_default "$(cat "$T/server.log")"
 
 # ---- health, model, page
-req healthz 200 "$B/healthz" && jcheck healthz_json "$T/body" "j['status'] == 'ok' and j['workers'] == 1"
+req healthz 200 "$B/healthz" && jcheck healthz_json "$T/body" "j['status'] == 'ok' and j['workers'] == 2"
 req model 200 "$B/v1/model" && jcheck model_json "$T/body" \
   "j['experts'] == ['theme', 'objects', 'relationships'] and j['limits']['max_upload_bytes'] == 1048576 and j['limits']['max_dim'] == 4096 and 'ViT' in j['description']"
 if req page 200 "$B/"; then
@@ -184,15 +184,19 @@ sys.exit(0 if ok else 1)
 EOF
 req still_healthy 200 "$B/healthz"
 
-# ---- load: 200 requests from 8 concurrent clients, latency percentiles, no failure
+# ---- load: 200 requests from 8 concurrent clients on 2 workers, latency percentiles, no failure,
+# every answer equal to the CLI's for its image (the workers' contexts do not disturb each other)
+"$RSMOE" caption -m "$T/m.gguf" --json --threads 1 --beams 1 --max-len 8 "$T/img.jpg" >"$T/cli_load_cap.json" 2>/dev/null
+"$RSMOE" vqa -m "$T/m.gguf" --json --threads 1 --beams 1 "$T/img.png" "what is it?" >"$T/cli_load_vqa.json" 2>/dev/null
+mkdir -p "$T/load"
 i=0; : >"$T/load_in"
 while [ $i -lt 200 ]; do
-  if [ $((i % 4)) -eq 3 ]; then echo "vqa" >>"$T/load_in"; else echo "caption" >>"$T/load_in"; fi
+  if [ $((i % 4)) -eq 3 ]; then echo "vqa$i" >>"$T/load_in"; else echo "cap$i" >>"$T/load_in"; fi
   i=$((i + 1))
 done
 export B T
 start=$("$PY" -c 'import time; print(time.time())')
-xargs -P 8 -I{} sh -c 'if [ {} = vqa ]; then curl -s --max-time 120 -o /dev/null -w "%{http_code} %{time_total}\n" -F "image=@$T/img.png" -F "question=what is it?" -F beams=1 "$B/v1/vqa"; else curl -s --max-time 120 -o /dev/null -w "%{http_code} %{time_total}\n" -F "image=@$T/img.jpg" -F beams=1 -F max_len=8 "$B/v1/caption"; fi' <"$T/load_in" >"$T/load_out"
+xargs -P 8 -I{} sh -c 'case {} in vqa*) curl -s --max-time 120 -o "$T/load/{}" -w "%{http_code} %{time_total}\n" -F "image=@$T/img.png" -F "question=what is it?" -F beams=1 "$B/v1/vqa" ;; *) curl -s --max-time 120 -o "$T/load/{}" -w "%{http_code} %{time_total}\n" -F "image=@$T/img.jpg" -F beams=1 -F max_len=8 "$B/v1/caption" ;; esac' <"$T/load_in" >"$T/load_out"
 end=$("$PY" -c 'import time; print(time.time())')
 n_ok=$(grep -c '^200 ' "$T/load_out")
 n_all=$(wc -l <"$T/load_out")
@@ -206,6 +210,23 @@ print("load: %d requests, 8 clients, %.1f s, %.1f req/s; latency ms p50 %.1f  p9
 EOF
 if [ "$n_all" -eq 200 ] && [ "$n_ok" -eq 200 ]; then ok load_200_requests_8_clients
 else bad load_200_requests_8_clients "$n_ok of $n_all answered 200: $(grep -v '^200 ' "$T/load_out" | sort | uniq -c | head -5)"; fi
+if "$PY" - "$T" <<'EOF'
+import json, os, sys
+t = sys.argv[1]
+cap = json.load(open(t + "/cli_load_cap.json"))["caption"]
+ans = json.load(open(t + "/cli_load_vqa.json"))["answer"]
+bad = []
+for name in os.listdir(t + "/load"):
+    try:
+        j = json.load(open(t + "/load/" + name))
+        good = j.get("answer") == ans if name.startswith("vqa") else j.get("caption") == cap
+    except ValueError:
+        good = False
+    if not good: bad.append(name)
+if bad: print("differing answers:", ", ".join(sorted(bad)[:5]))
+sys.exit(1 if bad or len(os.listdir(t + "/load")) != 200 else 0)
+EOF
+then ok load_answers_equal_cli; else bad load_answers_equal_cli "some answers under load differ from the CLI's"; fi
 
 # ---- the page in a real browser
 if [ ! -x /usr/bin/chromium ]; then skipped browser "no /usr/bin/chromium (apt-get install chromium)"
