@@ -38,7 +38,7 @@ im.putdata([((x * 4) % 256, (y * 5) % 256, ((x + y) * 3) % 256) for y in range(4
 im.save(t + "/img.png")
 im.convert("RGB").save(t + "/img.jpg", quality=90)
 Image.new("RGB", (5000, 8), (10, 20, 30)).save(t + "/wide.png")          # over --max-dim 4096
-Image.new("RGB", (4000, 4000), (30, 120, 60)).save(t + "/slow.png")      # slow to decode
+Image.new("RGB", (5000, 5000), (30, 120, 60)).save(t + "/slow.png")      # slow to decode (~1 s)
 open(t + "/big.bin", "wb").write(b"\x89PNG" + bytes(1536 * 1024))       # over --max-upload-mb 1
 open(t + "/long_q.txt", "w").write("is there " * 200)
 EOF
@@ -247,7 +247,7 @@ if [ $rc -eq 0 ] && grep -q "stopped after" "$T/server.log"; then ok sigterm_cle
 else bad sigterm_clean_exit "exit $rc: $(tail -n 30 "$T/server.log")"; fi
 
 # ---- a busy server (no queue): 503 + Retry-After; a slow request past --timeout-s: 504
-start_server "$T/server2.log" --queue 0 --timeout-s 0.3 --max-dim 4096
+start_server "$T/server2.log" --queue 0 --timeout-s 0.25 --max-dim 5000
 SRV2=$LASTPID
 if [ -z "$PORT" ]; then bad start_busy_server "$(cat "$T/server2.log")"
 else
