@@ -273,7 +273,7 @@ static void check_against_ref(const char *model, const char *reffile, int thread
     for (int k = 0; k < nref; k++) {
         ref_image *r = &refs[k];
         char rel[256];
-        snprintf(rel, sizeof rel, "rsicd/images/%s", r->name);
+        snprintf(rel, sizeof rel, "rsicd/images/%.127s", r->name);
         const char *ip = shared_file(rel);
         if (!ip) { CHECK(0, "image %s missing", r->name); continue; }
         rs_image img = {0};
