@@ -732,6 +732,43 @@ TEST(matches_inference_forward) {
     lora_case_free(&L);
 }
 
+/* an empty sequence in the batch; a batch with nothing scored; NaN in the padding is never read */
+TEST(empty_sequences_and_nothing_scored) {
+    lora_case L;
+    lora_case_new(&L);
+    REQUIRE(L.t, "state: %s", rsmoe_last_error());
+    L.bt.len[1] = 0;
+    for (int k = 0; k < 16; k++) L.bt.emb[(2 * 8 + 7) * 16 + k] = NAN; /* padding of sequence 2 */
+    float loss = 0;
+    REQUIRE(lora_step(&L, &loss, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    double tl = twin_loss(&L.m, &L.bt, L.ads, NULL);
+    CHECK(fabs(loss - tl) <= LOSS_TOL * fabs(tl), "loss %.9g twin %.9g", loss, tl);
+    bool zero = true, finite = true;
+    for (int i = 0; i < 8 * 16; i++) zero &= L.d_emb[1 * 8 * 16 + i] == 0.0f;
+    for (int i = 0; i < 4 * 8 * 16; i++) finite &= isfinite(L.d_emb[i]) != 0;
+    CHECK(zero && finite, "d_emb of the empty sequence zero (%d), all finite (%d)", zero, finite);
+    /* adapter 1 only on the empty sequence: its gradients stay zero */
+    bool z1 = true;
+    for (int64_t i = 0; i < L.ads[1].n; i++) z1 &= L.ads[1].grads[i] == 0.0f;
+    CHECK(z1, "adapter 1 gradients zero");
+    for (int i = 0; i < 4 * 8; i++) L.bt.targets[i] = RS_IGNORE_INDEX;
+    int64_t ns = -1;
+    rs_llm_train_batch b = lora_batch(&L);
+    REQUIRE(rs_llm_train_forward(L.t, &L.m.w, &b, &loss, &ns, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(loss == 0 && ns == 0, "nothing scored: loss %g, %lld scored", loss, (long long)ns);
+    rs_lora_train_zero_grad(&L.ads[0]);
+    rs_llm_bwd_out o = {.loss_scale = 1.0f, .lora = L.grads, .d_emb = L.d_emb};
+    REQUIRE(rs_llm_train_backward(L.t, &L.m.w, &o, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    double m0 = amax(L.d_emb, 4 * 8 * 16) + amax(L.ads[0].grads, L.ads[0].n);
+    CHECK(m0 == 0, "nothing scored: gradients %g", m0);
+    int32_t zl[4] = {0, 0, 0, 0};
+    b.len = zl;
+    REQUIRE(rs_llm_train_forward(L.t, &L.m.w, &b, &loss, &ns, NULL) == RSMOE_OK, "all empty: %s", rsmoe_last_error());
+    REQUIRE(rs_llm_train_backward(L.t, &L.m.w, &o, NULL) == RSMOE_OK, "all empty: %s", rsmoe_last_error());
+    CHECK(loss == 0 && amax(L.d_emb, 4 * 8 * 16) == 0, "all empty");
+    lora_case_free(&L);
+}
+
 TEST(errors_and_memory) {
     lora_case L;
     lora_case_new(&L);
@@ -785,7 +822,7 @@ TEST(errors_and_memory) {
                qd = (size_t)c.n_heads * c.head_dim, kvd = (size_t)c.n_kv_heads * c.head_dim;
         size_t fl = (size_t)c.n_layers * (N * (4 * D + 2 * qd + 2 * kvd + 2 * F + 2 + 7 * (size_t)r) + B * H * T * T) +
                     N * (2 * D + 1 + V) + N * (3 * D + 2 * qd + 2 * kvd + 3 * F + (size_t)r) + (size_t)T * T;
-        size_t formula = fl * 4 + 17 * N + 8 * (size_t)B;
+        size_t formula = fl * 4 + 16 * N + 20 * (size_t)B + 4;
         size_t exact = rs_llm_train_bytes(&c, B, T, r);
         CHECK(exact >= formula && exact <= formula + 64 * 160 + 4096, "rank %d: bytes %zu formula %zu", r, exact,
               formula);
@@ -798,6 +835,7 @@ int main(void) {
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
     RUN(finite_differences_double_twin);
     RUN(matches_inference_forward);
+    RUN(empty_sequences_and_nothing_scored);
     RUN(errors_and_memory);
     RUN(torch_lora_mode_and_adamw);
     RUN(torch_full_mode_tied);

@@ -8,14 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* saved activations of one decoder layer (all [N, ...] with N = B·T rows) */
+/* Rows are PACKED: sequence b's valid positions 0..len[b]-1 are rows off[b]..off[b+1]-1, so
+ * every row-wise operation costs the real tokens, not B·T. With right padding and causal
+ * attention the padding never reaches a valid position, so it is simply left out.
+ * saved activations of one decoder layer (all [N, ...] with N = Σ len rows) */
 typedef struct {
     float *x;      /* [N, D] residual stream into the layer */
     float *xn1;    /* [N, D] attn_norm output */
     float *rstd1;  /* [N] */
     float *q;      /* [N, qd] after RoPE */
     float *k, *v;  /* [N, kvd] (k after RoPE) */
-    float *probs;  /* [B, H, T, T] */
+    float *probs;  /* per sequence [H, len, len], at poff[b] */
     float *att;    /* [N, qd] attention output (input of wo) */
     float *xmid;   /* [N, D] residual after attention */
     float *xn2;    /* [N, D] ffn_norm output */
@@ -35,7 +38,9 @@ struct rs_llm_train {
     int32_t *pos32, *tgt, *len;
     int32_t *srow, *stgt; /* scored rows (tgt != ignore) and their targets, n_scored of them */
     int *adapter;
-    uint8_t *key_valid;
+    int32_t *off; /* [B+1] first packed row of each sequence */
+    size_t *poff; /* [B] offset of each sequence's attention probabilities */
+    int64_t N;    /* packed rows of the last forward */
     /* the last forward */
     bool ready;
     const rs_llm_weights *w;
@@ -88,7 +93,8 @@ static size_t layout(rs_llm_train *t, const rs_llm_config *c, int maxB, int maxT
     float *attn_sc = TAKEF(TT);
     int32_t *pos32 = take(a, &count, N * sizeof(int32_t)), *tgt = take(a, &count, N * sizeof(int32_t));
     int32_t *srow = take(a, &count, N * sizeof(int32_t)), *stgt = take(a, &count, N * sizeof(int32_t));
-    uint8_t *kv = take(a, &count, N);
+    int32_t *off = take(a, &count, (size_t)(maxB + 1) * sizeof(int32_t));
+    size_t *poff = take(a, &count, (size_t)maxB * sizeof(size_t));
     int32_t *len = take(a, &count, (size_t)maxB * sizeof(int32_t));
     int *adapter = take(a, &count, (size_t)maxB * sizeof(int));
     if (t) {
@@ -96,7 +102,7 @@ static size_t layout(rs_llm_train *t, const rs_llm_config *c, int maxB, int maxT
         t->xf = xf; t->xnf = xnf; t->rstdf = rstdf; t->logits = logits;
         t->dx = dx; t->dxn = dxn; t->tmp = tmp; t->dq = dq; t->datt = datt; t->dk = dk; t->dv = dv;
         t->dg = dg; t->du = du; t->hbuf = hbuf; t->dlh = dlh; t->attn_sc = attn_sc;
-        t->pos32 = pos32; t->tgt = tgt; t->srow = srow; t->stgt = stgt; t->key_valid = kv; t->len = len; t->adapter = adapter;
+        t->pos32 = pos32; t->tgt = tgt; t->srow = srow; t->stgt = stgt; t->off = off; t->poff = poff; t->len = len; t->adapter = adapter;
     }
     return count;
 }
@@ -351,14 +357,13 @@ static const rs_lora_set *seq_set(const rs_llm_train *t, int b, int layer, int t
 /* y[rows of b] += scale·(x·Aᵀ)·Bᵀ over the valid rows of each adapted sequence; keeps x·Aᵀ */
 static void lora_fwd(rs_llm_train *t, int layer, int tg, const float *x, float *y, int64_t in, int64_t out,
                      rs_pool *pool) {
-    int T = t->b.T;
     for (int b = 0; b < t->b.B; b++) {
         const rs_lora_set *s = seq_set(t, b, layer, tg);
         int n = t->len[b];
         if (!s || n == 0) continue;
         int r = s->rank;
-        float *h = t->L[layer].lh[tg] + (size_t)b * (size_t)T * (size_t)t->max_rank;
-        size_t row = (size_t)b * (size_t)T;
+        size_t row = (size_t)t->off[b];
+        float *h = t->L[layer].lh[tg] + row * (size_t)t->max_rank;
         rs_sgemm(false, true, n, r, in, 1.0f, x + row * (size_t)in, in, s->A[layer][tg], in, 0.0f, h, r, pool);
         rs_sgemm(false, true, n, out, r, s->scale, h, r, s->B[layer][tg], r, 1.0f, y + row * (size_t)out, out,
                  pool);
@@ -368,7 +373,6 @@ static void lora_fwd(rs_llm_train *t, int layer, int tg, const float *x, float *
 /* dB += scale·dyᵀ·h; dA += (scale·dy·B)ᵀ·x; dx += (scale·dy·B)·A over the adapted sequences */
 static void lora_bwd(rs_llm_train *t, const rs_llm_bwd_out *o, int layer, int tg, const float *x, const float *dy,
                      float *dx, int64_t in, int64_t out, rs_pool *pool) {
-    int T = t->b.T;
     for (int b = 0; b < t->b.B; b++) {
         const rs_lora_set *s = seq_set(t, b, layer, tg);
         int n = t->len[b];
@@ -376,8 +380,8 @@ static void lora_bwd(rs_llm_train *t, const rs_llm_bwd_out *o, int layer, int tg
         int r = s->rank;
         rs_lora_grad *lg = o->lora ? o->lora[t->adapter[b]] : NULL;
         float *dA = lg ? lg->dA[layer][tg] : NULL, *dB = lg ? lg->dB[layer][tg] : NULL;
-        const float *h = t->L[layer].lh[tg] + (size_t)b * (size_t)T * (size_t)t->max_rank;
-        size_t row = (size_t)b * (size_t)T;
+        size_t row = (size_t)t->off[b];
+        const float *h = t->L[layer].lh[tg] + row * (size_t)t->max_rank;
         const float *dyb = dy + row * (size_t)out, *xb = x + row * (size_t)in;
         if (dB) rs_sgemm(true, false, out, r, n, s->scale, dyb, out, h, r, 1.0f, dB, r, pool);
         rs_sgemm(false, false, n, r, out, s->scale, dyb, out, s->B[layer][tg], r, 0.0f, t->dlh, r, pool);
@@ -388,8 +392,8 @@ static void lora_bwd(rs_llm_train *t, const rs_llm_bwd_out *o, int layer, int tg
 
 static rs_attn_desc attn_desc(const rs_llm_train *t, int b) {
     const rs_llm_config *c = &t->c;
-    rs_attn_desc ad = {.Tq = t->b.T, .Tk = t->b.T, .Hq = c->n_heads, .Hkv = c->n_kv_heads, .d = c->head_dim,
-                       .causal = true, .q_offset = 0, .key_valid = t->key_valid + (size_t)b * (size_t)t->b.T};
+    rs_attn_desc ad = {.Tq = t->len[b], .Tk = t->len[b], .Hq = c->n_heads, .Hkv = c->n_kv_heads, .d = c->head_dim,
+                       .causal = true, .q_offset = 0};
     return ad;
 }
 
@@ -403,8 +407,8 @@ rsmoe_status rs_llm_train_forward(rs_llm_train *t, const rs_llm_weights *w, cons
                         b ? b->B : 0, b ? b->T : 0, t->max_B, t->max_T);
     const rs_llm_config *c = &t->c;
     int B = b->B, T = b->T;
-    int64_t N = (int64_t)B * T, D = c->dim, F = c->ffn, V = c->vocab, H = c->n_heads, Hkv = c->n_kv_heads,
-            hd = c->head_dim, qd = H * hd, kvd = Hkv * hd;
+    int64_t D = c->dim, F = c->ffn, V = c->vocab, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim,
+            qd = H * hd, kvd = Hkv * hd;
     for (int i = 0; i < B; i++) {
         int len = b->len ? b->len[i] : T;
         if (len < 0 || len > T)
@@ -420,24 +424,29 @@ rsmoe_status rs_llm_train_forward(rs_llm_train *t, const rs_llm_weights *w, cons
         t->len[i] = len;
         t->adapter[i] = a;
     }
-    for (int i = 0; i < B; i++)
-        for (int p = 0; p < T; p++) {
-            size_t row = (size_t)i * (size_t)T + (size_t)p;
-            int32_t tg = b->targets[row];
-            bool valid = p < t->len[i];
-            if (valid && tg != RS_IGNORE_INDEX && (tg < 0 || tg >= V))
+    int64_t N = 0;
+    size_t pacc = 0;
+    for (int i = 0; i < B; i++) {
+        t->off[i] = (int32_t)N;
+        t->poff[i] = pacc;
+        pacc += (size_t)H * (size_t)t->len[i] * (size_t)t->len[i];
+        for (int p = 0; p < t->len[i]; p++, N++) {
+            size_t src = (size_t)i * (size_t)T + (size_t)p;
+            int32_t tg = b->targets[src];
+            if (tg != RS_IGNORE_INDEX && (tg < 0 || tg >= V))
                 return rs_error(RSMOE_ERR_INVALID_ARG, "LLM training: target %d at [%d, %d] outside the vocabulary (%lld)",
                                 tg, i, p, (long long)V);
-            t->tgt[row] = valid ? tg : RS_IGNORE_INDEX;
-            t->pos32[row] = p;
-            t->key_valid[row] = valid;
-            if (valid) memcpy(t->L[0].x + row * (size_t)D, b->emb + row * (size_t)D, (size_t)D * sizeof(float));
-            else memset(t->L[0].x + row * (size_t)D, 0, (size_t)D * sizeof(float));
+            t->tgt[N] = tg;
+            t->pos32[N] = p;
+            memcpy(t->L[0].x + N * D, b->emb + src * (size_t)D, (size_t)D * sizeof(float));
         }
+    }
+    t->off[B] = (int32_t)N;
+    t->N = N;
     t->b = *b;
     t->w = w;
 
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = 0; l < c->n_layers && N > 0; l++) {
         const rs_llm_layer *Lw = &w->layers[l];
         layer_act *A = &t->L[l];
         float *xnext = l + 1 < c->n_layers ? t->L[l + 1].x : t->xf;
@@ -452,9 +461,10 @@ rsmoe_status rs_llm_train_forward(rs_llm_train *t, const rs_llm_weights *w, cons
         if ((st = rs_rope_fwd(A->q, t->pos32, 0, N, H, hd, 0, &c->rope, pool))) return st;
         if ((st = rs_rope_fwd(A->k, t->pos32, 0, N, Hkv, hd, 0, &c->rope, pool))) return st;
         for (int i = 0; i < B; i++) {
+            if (t->len[i] == 0) continue;
             rs_attn_desc ad = attn_desc(t, i);
-            size_t row = (size_t)i * (size_t)T;
-            st = rs_attn_fwd(A->att + row * (size_t)qd, A->probs + (size_t)i * (size_t)(H * T * T),
+            size_t row = (size_t)t->off[i];
+            st = rs_attn_fwd(A->att + row * (size_t)qd, A->probs + t->poff[i],
                              A->q + row * (size_t)qd, A->k + row * (size_t)kvd, A->v + row * (size_t)kvd, &ad, NULL,
                              pool);
             if (st) return st;
@@ -508,7 +518,7 @@ rsmoe_status rs_llm_train_backward(rs_llm_train *t, const rs_llm_weights *w, con
     t->ready = false; /* the logits become their gradient below */
     const rs_llm_config *c = &t->c;
     int B = t->b.B, T = t->b.T;
-    int64_t N = (int64_t)B * T, D = c->dim, F = c->ffn, V = c->vocab, H = c->n_heads, Hkv = c->n_kv_heads,
+    int64_t N = t->N, D = c->dim, F = c->ffn, V = c->vocab, H = c->n_heads, Hkv = c->n_kv_heads,
             hd = c->head_dim, qd = H * hd, kvd = Hkv * hd;
     rs_llm_grads *G = o->weights;
     float scale = o->loss_scale != 0 ? o->loss_scale : 1.0f;
@@ -528,7 +538,7 @@ rsmoe_status rs_llm_train_backward(rs_llm_train *t, const rs_llm_weights *w, con
     }
     rs_rmsnorm_bwd(t->dx, G ? G->out_norm : NULL, t->dxn, t->xf, F32(w->out_norm), t->rstdf, N, D, pool);
 
-    for (int l = c->n_layers - 1; l >= 0; l--) {
+    for (int l = c->n_layers - 1; l >= 0 && N > 0; l--) {
         const rs_llm_layer *Lw = &w->layers[l];
         rs_llm_layer_grad *LG = G ? &G->layers[l] : NULL;
         layer_act *A = &t->L[l];
@@ -548,11 +558,12 @@ rsmoe_status rs_llm_train_backward(rs_llm_train *t, const rs_llm_weights *w, con
         rs_linear_bwd(t->datt, LG ? LG->wo : NULL, NULL, t->dx, A->att, F32(Lw->wo), N, qd, D, pool);
         lora_bwd(t, o, l, RS_LT_O, A->att, t->dx, t->datt, qd, D, pool);
         for (int i = 0; i < B; i++) {
+            if (t->len[i] == 0) continue;
             rs_attn_desc ad = attn_desc(t, i);
-            size_t row = (size_t)i * (size_t)T;
+            size_t row = (size_t)t->off[i];
             st = rs_attn_bwd(t->dq + row * (size_t)qd, t->dk + row * (size_t)kvd, t->dv + row * (size_t)kvd,
                              t->datt + row * (size_t)qd, A->q + row * (size_t)qd, A->k + row * (size_t)kvd,
-                             A->v + row * (size_t)kvd, A->probs + (size_t)i * (size_t)(H * T * T), &ad, t->attn_sc,
+                             A->v + row * (size_t)kvd, A->probs + t->poff[i], &ad, t->attn_sc,
                              pool);
             if (st) return st;
         }
@@ -573,7 +584,9 @@ rsmoe_status rs_llm_train_backward(rs_llm_train *t, const rs_llm_weights *w, con
         for (int i = 0; i < B; i++)
             for (int p = 0; p < T; p++) {
                 size_t row = (size_t)i * (size_t)T + (size_t)p;
-                if (p < t->len[i]) memcpy(o->d_emb + row * (size_t)D, t->dx + row * (size_t)D, (size_t)D * sizeof(float));
+                if (p < t->len[i])
+                    memcpy(o->d_emb + row * (size_t)D, t->dx + ((size_t)t->off[i] + (size_t)p) * (size_t)D,
+                           (size_t)D * sizeof(float));
                 else memset(o->d_emb + row * (size_t)D, 0, (size_t)D * sizeof(float));
             }
     }

@@ -8,8 +8,10 @@
  * the visual prefix, soft prompts and token embeddings there) and its targets[b, t] are the
  * next-token ids (RS_IGNORE_INDEX = not scored: prefix, prompt, padding). Attention is causal
  * and sees only the valid positions of the same sequence; RoPE positions are 0..T-1.
- * Targets at padded positions (t >= len[b]) are ignored whatever they hold, and the input
- * rows there are read as zeros (their d_emb rows are written as zeros).
+ * Padded positions (t >= len[b]) take no part at all: their targets are ignored whatever
+ * they hold, their input rows are not read (their d_emb rows are written as zeros), and
+ * the valid rows are packed internally so that compute and attention memory follow Σ len[b]
+ * (with right padding and causal attention, padding never reaches a valid position).
  * The loss is the mean cross-entropy over all non-ignored targets of the batch.
  *
  * LoRA: sequence b uses adapter set adapters[adapter[b]] (adapter[b] < 0: base weights only),
@@ -29,11 +31,12 @@
  *
  * Weights must be f32 (other dtypes are refused: quantised bases are for inference).
  *
- * Activation memory (floats), with N = B·T, qd = n_heads·head_dim, kvd = n_kv_heads·head_dim,
- * F = ffn, V = vocab, r = max LoRA rank, H = n_heads, L = n_layers:
+ * Activation memory (floats), sized once for full-length batches: B = max_B, T = max_T,
+ * N = B·T, qd = n_heads·head_dim, kvd = n_kv_heads·head_dim, F = ffn, V = vocab,
+ * r = max LoRA rank, H = n_heads, L = n_layers:
  *   saved:   L·[N·(4D + 2qd + 2kvd + 2F + 2 + 7r) + B·H·T²] + N·(2D + 1 + V)
  *   scratch: N·(3D + 2qd + 2kvd + 3F + r) + T²
- * plus 17·N + 8·B bytes of indices (and up to 64 bytes of alignment per buffer);
+ * plus 16·N + 20·B + 4 bytes of indices (and up to 64 bytes of alignment per buffer);
  * rs_llm_train_bytes() gives the exact figure. The T² term (attention probabilities) and N·V
  * (logits) dominate for long sequences and large vocabularies. Logits are computed only for
  * the scored rows (target not ignored), so the output layer and the cross-entropy cost
