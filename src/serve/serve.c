@@ -56,6 +56,7 @@ typedef struct req {
     struct rs_server *srv;
     struct MHD_Connection *conn;
     int endpoint, body_kind, state;
+    bool accepted;                    /* the headers passed: the body is read (else answered at once) */
     struct MHD_PostProcessor *pp;
     sbuf image, json;                 /* the image bytes; a JSON body */
     sbuf field[F_COUNT];
@@ -594,6 +595,7 @@ static enum MHD_Result on_first_call(struct rs_server *s, req *r, struct MHD_Con
         sbuf *b = r->body_kind == BODY_JSON ? &r->json : &r->image;
         if (n > 0 && (b->p = malloc((size_t)n + 1))) b->cap = (size_t)n + 1;
     }
+    r->accepted = true;
     return MHD_YES;
 }
 
@@ -612,6 +614,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(r->image_name, sizeof r->image_name, "upload");
         *con_cls = r;
         return on_first_call(s, r, c, url, method);
+    }
+    if (!r->accepted) {   /* answered from the headers alone: ignore any body */
+        *upload_data_size = 0;
+        return MHD_YES;
     }
     if (*upload_data_size) {   /* a piece of the body */
         size_t n = *upload_data_size;
