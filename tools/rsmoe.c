@@ -15,6 +15,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_vqa(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
@@ -48,6 +49,7 @@ static const struct {
     {"questions", cmd_questions, "derive VQA (scene, presence, count) from captions + scene labels, RSVQA layout"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
     {"serve", cmd_serve, "HTTP JSON API (caption, vqa) and a web page for analysts (docs/serve.md)"},
+    {"train", cmd_train, "train a stage: lm (the LLM from scratch), 1 (Q-Former + LoRA), 2 (experts + router)"},
     {"vqa", cmd_vqa, "answer a question about an image"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on captions; encode/decode with a GGUF vocabulary"},
 };
