@@ -10,6 +10,9 @@
 #include <immintrin.h>
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
+#ifndef RS_QUANT_PF
+#define RS_QUANT_PF 1536 /* q8_0 weight prefetch distance in bytes */
+#endif
 #define TGTI static inline __attribute__((target("avx2,fma,f16c"), always_inline))
 
 TGTI float hsum8(__m256 v) {
@@ -48,6 +51,9 @@ TGTI void q8_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1) {
         for (int m = 0; m < MR; m++) acc0[m] = acc1[m] = _mm256_setzero_ps();
         int64_t b = 0;
         for (; b + 1 < nb; b += 2) {
+            /* the hardware prefetcher alone leaves this compute-heavy stream short of
+             * misses in flight: ask for the weights 1.5 KiB ahead (measured: ~+10% cold) */
+            _mm_prefetch((const char *)(w + b) + RS_QUANT_PF, _MM_HINT_T0);
             q8_step(a, MR, w + b, b, acc0);
             q8_step(a, MR, w + b + 1, b + 1, acc1);
         }

@@ -106,7 +106,10 @@ T512 TI __m512i load_pair(const rs_block_q8_0 *b, const int two) {
             const rs_block_q8_0 *w = (const rs_block_q8_0 *)(a->W + (size_t)n * a->wrow);        \
             __m512 acc[RS_QK_MR];                                                                \
             for (int m = 0; m < MR; m++) acc[m] = _mm512_setzero_ps();                           \
-            for (int64_t p = 0; p < np; p++) q8_step_##VNNI(a, MR, w + 2 * p, p, 1, acc);        \
+            for (int64_t p = 0; p < np; p++) {                                                   \
+                _mm_prefetch((const char *)(w + 2 * p) + 1536, _MM_HINT_T0);                     \
+                q8_step_##VNNI(a, MR, w + 2 * p, p, 1, acc);                                     \
+            }                                                                                    \
             if (nb & 1) q8_step_##VNNI(a, MR, w + 2 * np, np, 0, acc);                           \
             for (int m = 0; m < MR; m++) put(a, m, n, _mm512_reduce_add_ps(acc[m]));             \
         }                                                                                        \
