@@ -659,6 +659,21 @@ TEST(checkpoint_roundtrip) {
               rsmoe_last_error());
         double e = test_nerr_f32(p1, p2, (size_t)F.nq * F.D);
         CHECK(e <= 1e-5, "prefix from the checkpoint differs: %.3g", e);
+        /* the inference view of the trained parameters gives it too */
+        rs_qformer view;
+        CHECK(rs_qformer_params_view(&qp, &view) == RSMOE_OK, "%s", rsmoe_last_error());
+        CHECK(rs_qformer_forward(&view, F.img, F.Ni, F.ids, F.len[0], p2, NULL, sc, NULL) == RSMOE_OK, "%s",
+              rsmoe_last_error());
+        e = test_nerr_f32(p1, p2, (size_t)F.nq * F.D);
+        CHECK(e <= 1e-5, "prefix from the view differs: %.3g", e);
+        rs_qformer_unbind(&view);
+        /* a batch without instruction tokens (ids NULL) equals the inference with none */
+        bb.n_text = 0, bb.ids = NULL, bb.len = NULL;
+        CHECK(rs_qformer_train_forward(qt, &qp, &bb, p1, NULL, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+        CHECK(rs_qformer_forward(&m2->qf, F.img, F.Ni, NULL, 0, p2, NULL, sc, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+        e = test_nerr_f32(p1, p2, (size_t)F.nq * F.D);
+        CHECK(e <= 1e-5, "prefix without instruction differs: %.3g", e);
+        CHECK(rs_qformer_train_backward(qt, &qp, p1, NULL, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
         free(p1), free(p2), free(sc);
         rs_qformer_train_free(qt);
         rs_model_free(m2);

@@ -222,6 +222,51 @@ rsmoe_status rs_qformer_params_new(const rs_gguf *g, int enc_width, int out_widt
     return RSMOE_OK;
 }
 
+static const rs_tensor *tp(const rs_qformer_params *p, const char *fmt, int l) {
+    char name[RS_NAME_MAX];
+    snprintf(name, sizeof name, fmt, l);
+    int i = rs_tparams_find(&p->set, name);
+    return i >= 0 ? &p->set.p[i].tensor : NULL;
+}
+
+static void view_attn(const rs_qformer_params *p, rs_qf_attn *a, const char *kind, int l) {
+    char f[10][64];
+    static const char *const sfx[10] = {"_q.weight", "_q.bias", "_k.weight", "_k.bias", "_v.weight",
+                                        "_v.bias", "_out.weight", "_out.bias", "_ln.weight", "_ln.bias"};
+    for (int i = 0; i < 10; i++) snprintf(f[i], sizeof f[i], "qf.blk.%%d.%s%s", kind, sfx[i]);
+    a->q_w = tp(p, f[0], l), a->q_b = tp(p, f[1], l), a->k_w = tp(p, f[2], l), a->k_b = tp(p, f[3], l);
+    a->v_w = tp(p, f[4], l), a->v_b = tp(p, f[5], l), a->o_w = tp(p, f[6], l), a->o_b = tp(p, f[7], l);
+    a->ln_w = tp(p, f[8], l), a->ln_b = tp(p, f[9], l);
+}
+
+static void view_ffn(const rs_qformer_params *p, rs_qf_ffn *a, const char *kind, int l) {
+    char f[6][64];
+    static const char *const sfx[6] = {"_up.weight", "_up.bias", "_down.weight", "_down.bias", "_ln.weight", "_ln.bias"};
+    for (int i = 0; i < 6; i++) snprintf(f[i], sizeof f[i], "qf.blk.%%d.%s%s", kind, sfx[i]);
+    a->up_w = tp(p, f[0], l), a->up_b = tp(p, f[1], l), a->down_w = tp(p, f[2], l), a->down_b = tp(p, f[3], l);
+    a->ln_w = tp(p, f[4], l), a->ln_b = tp(p, f[5], l);
+}
+
+rsmoe_status rs_qformer_params_view(const rs_qformer_params *p, rs_qformer *q) {
+    memset(q, 0, sizeof *q);
+    if (!p->set.n) return rs_error(RSMOE_ERR_INVALID_ARG, "Q-Former view: empty parameter set");
+    q->c = p->c;
+    q->query = tp(p, "qf.query_embd", 0), q->tok = tp(p, "qf.token_embd.weight", 0);
+    q->pos = tp(p, "qf.position_embd.weight", 0), q->eln_w = tp(p, "qf.embd_ln.weight", 0);
+    q->eln_b = tp(p, "qf.embd_ln.bias", 0), q->proj_w = tp(p, "proj.weight", 0), q->proj_b = tp(p, "proj.bias", 0);
+    q->layers = calloc((size_t)p->c.layers, sizeof *q->layers);
+    if (!q->layers) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < p->c.layers; l++) {
+        rs_qf_layer *L = &q->layers[l];
+        L->has_cross = p->w.layers[l].has_cross;
+        view_attn(p, &L->self, "attn", l);
+        if (L->has_cross) view_attn(p, &L->cross, "cross", l);
+        view_ffn(p, &L->ffn_text, "ffn", l);
+        view_ffn(p, &L->ffn_query, "ffnq", l);
+    }
+    return RSMOE_OK;
+}
+
 /* ================================================================ training state */
 typedef struct {
     float *q, *k, *v;       /* [N, W] self-attention projections */

@@ -41,7 +41,8 @@ typedef struct {
 
 /* A list of trainable tensors whose parameters and gradients each live in one flat block
  * (params[0..total), grads[0..total)), so AdamW and clipping can run over one buffer or over
- * the list. */
+ * the list (e.g. rs_clip_grad_norm(&s.grads, &s.total, 1, ...), or the blocks of several
+ * sets). */
 typedef struct {
     rs_tparam *p;
     int n;
@@ -97,6 +98,10 @@ typedef struct {
  * tensors; out_width is the LLM width (proj's output), enc_width the image tokens' width. */
 rsmoe_status rs_qformer_params_new(const rs_gguf *g, int enc_width, int out_width, rs_qformer_params *out);
 void rs_qformer_params_free(rs_qformer_params *p);
+/* An inference view (model/qformer.h) of the current parameters, e.g. to run
+ * rs_qformer_forward on them during training: q's tensors are the set's (no copy, they follow
+ * later updates); q->layers is allocated: release it with rs_qformer_unbind. */
+rsmoe_status rs_qformer_params_view(const rs_qformer_params *p, rs_qformer *q);
 
 /* ------------------------------------------------------------ training state */
 typedef struct rs_qformer_train rs_qformer_train;
