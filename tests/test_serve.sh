@@ -272,8 +272,21 @@ else
   if [ "$code" = 504 ]; then ok timeout_504; cp "$T/slow_body" "$T/body"; err_body timeout_504 504
   else bad timeout_504 "HTTP $code: $(head -c 300 "$T/slow_body")"; fi
   req after_timeout_ok 200 -F "image=@$T/img.png" -F beams=1 -F max_len=2 "$B2/v1/caption"
+  # SIGINT while a request runs: the client gets 503 (shutting down), the server exits 0
+  curl -s --max-time 120 -o "$T/slow_body" -w '%{http_code}' -H 'Content-Type: image/png' --data-binary "@$T/slow.png" "$B2/v1/caption" >"$T/slow_code" &
+  slow=$!
+  i=0; running=0
+  while [ $i -lt 200 ]; do
+    curl -s --max-time 5 "$B2/healthz" >"$T/h2" 2>/dev/null
+    running=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["running"])' "$T/h2" 2>/dev/null)
+    [ "$running" = "1" ] && break
+    sleep 0.02; i=$((i + 1))
+  done
   kill -INT "$SRV2"; wait "$SRV2"; rc=$?; SRV2=""
+  wait $slow
+  code=$(cat "$T/slow_code")
   [ $rc -eq 0 ] && ok sigint_clean_exit || bad sigint_clean_exit "exit $rc: $(tail -n 30 "$T/server2.log")"
+  case $code in 503|504) ok sigint_running_request_answered ;; *) bad sigint_running_request_answered "HTTP $code: $(head -c 200 "$T/slow_body")" ;; esac
 fi
 
 # ---- command-line errors
