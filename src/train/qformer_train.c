@@ -357,8 +357,8 @@ static size_t layout(rs_qformer_train *t, const rs_qformer_config *c, int maxB, 
     size_t TT = T * T, QI = nq * (size_t)nImg;
     float *dx = TAKEF(N * W), *dtmp = TAKEF(N * W), *dsum = TAKEF(N * W), *datt = TAKEF(N * W);
     float *dq = TAKEF(N * W), *dk = TAKEF(N * W), *dv = TAKEF(N * W), *dh = TAKEF(N * F);
-    float *dck = TAKEF((size_t)nImg * W), *dcv = TAKEF((size_t)nImg * W);
-    float *dimg = TAKEF((size_t)nImg * (size_t)c->enc_width), *asc = TAKEF(TT > QI ? TT : QI);
+    float *dck = TAKEF(Ni * W), *dcv = TAKEF(Ni * W);
+    float *dimg = TAKEF(Ni * (size_t)c->enc_width), *asc = TAKEF(TT > QI ? TT : QI);
     uint8_t *kv = take(a, &count, N);
     int32_t *len = take(a, &count, B * sizeof(int32_t));
     if (a) {
@@ -563,17 +563,18 @@ rsmoe_status rs_qformer_train_backward(rs_qformer_train *t, rs_qformer_params *p
             rs_linear_bwd(t->datt, gl->cross.o_w, gl->cross.o_b, t->dsum, A->catt, wl->cross.o_w, Nq, W, W, pool);
             for (int s = 0; s < B; s++) {
                 size_t oq = (size_t)s * nq * W, oi = (size_t)s * Ni * W, ox = (size_t)s * T * W;
-                const float *img = t->img + (size_t)s * Ni * We;
-                if ((st = rs_attn_bwd(t->dq + oq, t->dck, t->dcv, t->datt + oq, A->cq + oq, A->ck + oi, A->cv + oi,
-                                      A->cP + (size_t)s * H * nq * Ni, &ca, t->asc, pool)))
+                if ((st = rs_attn_bwd(t->dq + oq, t->dck + oi, t->dcv + oi, t->datt + oq, A->cq + oq, A->ck + oi,
+                                      A->cv + oi, A->cP + (size_t)s * H * nq * Ni, &ca, t->asc, pool)))
                     return st;
-                rs_linear_bwd(d_img ? t->dimg : NULL, gl->cross.k_w, gl->cross.k_b, t->dck, img, wl->cross.k_w, Ni, We, W, pool);
-                if (d_img) rs_vec_acc(d_img + (size_t)s * Ni * We, t->dimg, (int64_t)Ni * We);
-                rs_linear_bwd(d_img ? t->dimg : NULL, gl->cross.v_w, gl->cross.v_b, t->dcv, img, wl->cross.v_w, Ni, We, W, pool);
-                if (d_img) rs_vec_acc(d_img + (size_t)s * Ni * We, t->dimg, (int64_t)Ni * We);
                 rs_linear_bwd(t->dtmp, gl->cross.q_w, gl->cross.q_b, t->dq + oq, A->x1 + ox, wl->cross.q_w, nq, W, W, pool);
                 rs_vec_add(t->dx + ox, t->dsum + oq, t->dtmp, (int64_t)nq * W);
             }
+            /* image-token projections: one product over the B·n_img rows of the batch */
+            int64_t NI = (int64_t)B * Ni;
+            rs_linear_bwd(d_img ? t->dimg : NULL, gl->cross.k_w, gl->cross.k_b, t->dck, t->img, wl->cross.k_w, NI, We, W, pool);
+            if (d_img) rs_vec_acc(d_img, t->dimg, NI * We);
+            rs_linear_bwd(d_img ? t->dimg : NULL, gl->cross.v_w, gl->cross.v_b, t->dcv, t->img, wl->cross.v_w, NI, We, W, pool);
+            if (d_img) rs_vec_acc(d_img, t->dimg, NI * We);
         }
         /* self-attention: d x1 -> d x[l] */
         rs_layernorm_bwd(t->dsum, gl->self.ln_w, gl->self.ln_b, t->dx, A->s1, wl->self.ln_w, A->m1, A->r1, N, W, pool);

@@ -18,7 +18,7 @@
  * Memory (floats), N = B·T, Nq = B·n_query, Ni = B·n_img, W width, F ffn, H heads, L layers,
  * Lc = layers with cross-attention (T, B at their maxima):
  *   saved:   N·(2W+2) + L·[N·(8W + 2F + 4) + B·H·T²] + Lc·[Nq·(3W+2) + N·W + 2·Ni·W + B·H·n_query·n_img]
- *   scratch: N·(7W + F) + n_img·(2W + enc_width) + max(T², n_query·n_img)
+ *   scratch: N·(7W + F) + Ni·(2W + enc_width) + max(T², n_query·n_img)
  * plus N + 4·B bytes and 64-byte alignment of each buffer; rs_qformer_train_bytes() gives the
  * exact figure. */
 #ifndef RSMOE_TRAIN_QFORMER_TRAIN_H
