@@ -137,14 +137,16 @@ static void batch_free(batch *bt) { free(bt->emb); free(bt->targets); }
 static FILE *g_f;
 static void put(const char *name, const float *x, int64_t n) {
     char nm[32] = {0};
-    snprintf(nm, sizeof nm, "%s", name);
+    size_t ln = strlen(name);
+    memcpy(nm, name, ln < 31 ? ln : 31); /* names here are all shorter */
     fwrite(nm, 1, 32, g_f);
     fwrite(&n, 8, 1, g_f);
     for (int64_t i = 0; i < n; i++) { double d = x[i]; fwrite(&d, 8, 1, g_f); }
 }
 static void putd(const char *name, const double *x, int64_t n) {
     char nm[32] = {0};
-    snprintf(nm, sizeof nm, "%s", name);
+    size_t ln = strlen(name);
+    memcpy(nm, name, ln < 31 ? ln : 31); /* names here are all shorter */
     fwrite(nm, 1, 32, g_f);
     fwrite(&n, 8, 1, g_f);
     fwrite(x, 8, (size_t)n, g_f);
