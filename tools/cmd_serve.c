@@ -3,10 +3,22 @@
 #include "cli.h"
 #include "serve/serve.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* SIGINT/SIGTERM -> a byte on this pipe (async-signal-safe). A handler, not sigwait with a
+ * blocked mask: threads started before main (OpenBLAS's pool) would keep the default action. */
+static int g_sig_pipe[2] = {-1, -1};
+static void on_signal(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(g_sig_pipe[1], &b, 1) < 0) { /* nothing to do */ }
+    errno = saved;
+}
 
 static void usage(FILE *f) {
     rs_serve_params d = rs_serve_default_params();
@@ -62,29 +74,42 @@ int cmd_serve(int argc, char **argv) {
     if (!model) { fprintf(stderr, "rsmoe serve: -m MODEL is required\n"); usage(stderr); return 2; }
     p.model_name = model;
 
-    /* SIGINT/SIGTERM are taken by sigwait below; every thread the server starts inherits the mask */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (pipe(g_sig_pipe)) { perror("rsmoe serve: pipe"); return 1; }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     rsmoe_status st;
     rsmoe_model *m = rsmoe_model_load(model, NULL, &st);
-    if (!m) return cli_fail(model, st);
+    if (!m) {
+        close(g_sig_pipe[0]);
+        close(g_sig_pipe[1]);
+        return cli_fail(model, st);
+    }
     rs_server *s = NULL;
-    if ((st = rs_serve_start(m, &p, &s))) { rsmoe_model_free(m); return cli_fail("serve", st); }
+    if ((st = rs_serve_start(m, &p, &s))) {
+        rsmoe_model_free(m);
+        close(g_sig_pipe[0]);
+        close(g_sig_pipe[1]);
+        return cli_fail("serve", st);
+    }
     const char *h = p.host;
     bool v6 = strchr(h, ':') != NULL;
     fprintf(stderr, "rsmoe serve: %s loaded; listening on http://%s%s%s:%d/ (%d worker%s, queue %d); Ctrl-C stops\n",
             model, v6 ? "[" : "", h, v6 ? "]" : "", rs_serve_port(s), p.workers, p.workers == 1 ? "" : "s", p.queue);
-    int sig = 0;
-    sigwait(&set, &sig);
+    unsigned char sig = 0;
+    while (read(g_sig_pipe[0], &sig, 1) < 0 && errno == EINTR) {}
     fprintf(stderr, "rsmoe serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     rs_serve_stats ss = rs_serve_get_stats(s);
     rs_serve_stop(s);
     rsmoe_model_free(m);
+    close(g_sig_pipe[0]);
+    close(g_sig_pipe[1]);
     fprintf(stderr, "rsmoe serve: stopped after %llu requests (%llu ok, %llu 4xx, %llu 5xx, %llu busy, %llu timed out)\n",
             (unsigned long long)ss.requests, (unsigned long long)ss.ok, (unsigned long long)ss.client_errors,
             (unsigned long long)ss.server_errors, (unsigned long long)ss.rejected_busy, (unsigned long long)ss.timeouts);
