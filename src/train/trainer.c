@@ -810,7 +810,9 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     if ((st = rs_model_load(c->model, &t->m))) return st;
     bool feats = strcmp(c->stage, "lm") != 0;
     if ((st = load_data(c, t->m, c->train_split, c->features, feats, c->limit, &train))) goto out;
-    bool have_val = !feats || c->val_features[0];
+    /* validation: stage lm reads the captions of val_split (none when it is ""); stages 1 and 2
+     * also need the feature cache of that split */
+    bool have_val = c->val_split[0] && (!feats || c->val_features[0]);
     if (have_val && (st = load_data(c, t->m, c->val_split, c->val_features, feats, 0, &val))) goto out;
     /* longest sequence: head + caption + EOS */
     int max_T = 0;

@@ -1,0 +1,206 @@
+/* test_train.c - the training stages end to end on the `test` preset:
+ *  - stage lm, I and II each lower the training loss (margins stated below);
+ *  - an interrupted run resumed from its checkpoint continues bit-exactly (same losses as an
+ *    uninterrupted run), and the exported model loads and captions;
+ *  - 50 steps (stage lm) on the captions of 200 RSICD images lower the loss by 40% (skipped
+ *    without ../shared);
+ *  - bad configurations give clear errors. */
+#include "data/dataset.h"
+#include "model/model.h"
+#include "rsmoe.h"
+#include "test.h"
+#include "train/features.h"
+#include "train/trainer.h"
+
+#include <sys/stat.h>
+
+static char g_dir[128], g_model[200], g_data[200], g_feat[200];
+
+typedef struct { double loss[512]; int n; double val; } losses;
+static void on_log(const rs_train_event *e, void *ud) {
+    losses *l = ud;
+    if (e->kind == 0 && l->n < 512) l->loss[l->n++] = e->loss;
+    if (e->kind == 1) l->val = e->val_loss;
+}
+
+static rs_train_config base_config(const char *stage, const char *model, const char *out, int steps) {
+    rs_train_config c = rs_train_default_config();
+    snprintf(c.stage, sizeof c.stage, "%s", stage);
+    snprintf(c.model, sizeof c.model, "%s", model);
+    snprintf(c.out, sizeof c.out, "%s", out);
+    snprintf(c.data, sizeof c.data, "%s", g_data);
+    snprintf(c.images, sizeof c.images, "tests/data");
+    snprintf(c.features, sizeof c.features, "%s", g_feat);
+    c.steps = steps;
+    c.batch = 4;
+    c.log_every = 1;
+    c.eval_every = 0;
+    c.save_every = 0;
+    c.val_images = 0;
+    c.warmup = 2;
+    c.lr = 1e-2f;
+    c.min_lr = 1e-3f;
+    c.threads = 1;
+    c.val_split[0] = 0; /* the fixture has no validation split */
+    return c;
+}
+
+static double mean(const double *x, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return s / n;
+}
+
+TEST(stages_lower_the_loss_and_chain) {
+    char lm[200], s1[200], s2[200];
+    snprintf(lm, sizeof lm, "%s/lm.gguf", g_dir);
+    snprintf(s1, sizeof s1, "%s/s1.gguf", g_dir);
+    snprintf(s2, sizeof s2, "%s/s2.gguf", g_dir);
+    losses L = {0};
+    rs_train_config c = base_config("lm", g_model, lm, 40);
+    REQUIRE(rs_train_run(&c, on_log, &L) == RSMOE_OK, "stage lm: %s", rsmoe_last_error());
+    REQUIRE(L.n == 40, "40 steps logged");
+    /* memorising six captions: the last 5 steps average under half the first 5 */
+    CHECK(mean(L.loss + 35, 5) < 0.5 * mean(L.loss, 5), "stage lm: %.3f -> %.3f", mean(L.loss, 5), mean(L.loss + 35, 5));
+    memset(&L, 0, sizeof L);
+    c = base_config("1", lm, s1, 30);
+    REQUIRE(rs_train_run(&c, on_log, &L) == RSMOE_OK, "stage 1: %s", rsmoe_last_error());
+    CHECK(mean(L.loss + 25, 5) < 0.9 * mean(L.loss, 5), "stage 1: %.3f -> %.3f", mean(L.loss, 5), mean(L.loss + 25, 5));
+    memset(&L, 0, sizeof L);
+    c = base_config("2", s1, s2, 30);
+    c.max_caption_tokens = 16; /* the byte-level expert prompts are long for the preset's 128 positions */
+    REQUIRE(rs_train_run(&c, on_log, &L) == RSMOE_OK, "stage 2: %s", rsmoe_last_error());
+    CHECK(mean(L.loss + 25, 5) < 0.95 * mean(L.loss, 5), "stage 2: %.3f -> %.3f", mean(L.loss, 5), mean(L.loss + 25, 5));
+    /* the exported models load and caption */
+    const char *paths[3] = {lm, s1, s2};
+    for (int k = 1; k < 3; k++) {
+        rsmoe_status st;
+        rsmoe_model *m = rsmoe_model_load(paths[k], NULL, &st);
+        REQUIRE(m, "load %s: %s", paths[k], rsmoe_last_error());
+        rsmoe_context *cx = rsmoe_context_new(m, NULL, &st);
+        REQUIRE(cx, "context");
+        rsmoe_image img;
+        REQUIRE(rsmoe_image_load("tests/data/rgb37.png", &img) == RSMOE_OK, "image");
+        rsmoe_generate_params p = rsmoe_caption_default_params();
+        p.beams = 1;
+        p.max_len = 12;
+        rsmoe_result r;
+        CHECK(rsmoe_caption(cx, &img, &p, &r) == RSMOE_OK && r.text, "caption with %s", paths[k]);
+        rsmoe_result_free(&r);
+        rsmoe_image_free(&img);
+        rsmoe_context_free(cx);
+        rsmoe_model_free(m);
+    }
+}
+
+TEST(resume_is_bit_exact) {
+    char a[200], b[200];
+    snprintf(a, sizeof a, "%s/a.gguf", g_dir);
+    snprintf(b, sizeof b, "%s/b.gguf", g_dir);
+    losses LA = {0}, LB = {0};
+    rs_train_config c = base_config("1", g_model, a, 8);
+    REQUIRE(rs_train_run(&c, on_log, &LA) == RSMOE_OK, "uninterrupted: %s", rsmoe_last_error());
+    c = base_config("1", g_model, b, 8);
+    c.save_every = 4;
+    c.stop_at = 4; /* "killed" after step 4 (its checkpoint written) */
+    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "first half: %s", rsmoe_last_error());
+    CHECK(LB.n == 4, "stopped after 4 steps (%d)", LB.n);
+    c.stop_at = 0;
+    c.resume = 1;
+    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "resumed: %s", rsmoe_last_error());
+    REQUIRE(LB.n == 8, "8 steps in all (%d)", LB.n);
+    for (int i = 0; i < 8; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
+    /* the two final models are identical files */
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    REQUIRE(fa && fb, "outputs");
+    int same = 1, ca, cb;
+    do { ca = fgetc(fa); cb = fgetc(fb); same &= ca == cb; } while (ca != EOF && cb != EOF);
+    fclose(fa);
+    fclose(fb);
+    CHECK(same, "resumed model equals the uninterrupted one byte for byte");
+}
+
+TEST(rsicd_50_steps) {
+    const char *sh = test_shared_dir();
+    if (!sh) SKIP("../shared (RSICD) is absent");
+    char data[512], imgs[512], feat[200], out[200];
+    snprintf(data, sizeof data, "%s/data/rsicd/dataset_rsicd.json", sh);
+    snprintf(imgs, sizeof imgs, "%s/data/rsicd/images", sh);
+    snprintf(feat, sizeof feat, "%s/rsicd_feat.gguf", g_dir);
+    snprintf(out, sizeof out, "%s/rsicd.gguf", g_dir);
+    (void)feat;
+    rs_train_config c = base_config("lm", g_model, out, 50);
+    snprintf(c.data, sizeof c.data, "%s", data);
+    snprintf(c.images, sizeof c.images, "%s", imgs);
+    c.batch = 8;
+    c.limit = 200;
+    c.threads = 2;
+    losses L = {0};
+    REQUIRE(rs_train_run(&c, on_log, &L) == RSMOE_OK, "train: %s", rsmoe_last_error());
+    REQUIRE(L.n == 50, "50 steps");
+    double first = mean(L.loss, 5), last = mean(L.loss + 45, 5);
+    printf("  RSICD stage lm, captions of 200 images, 50 steps of 8: loss %.3f -> %.3f\n", first, last);
+    CHECK(last < 0.6 * first, "the loss falls by at least 40%% (%.3f -> %.3f)", first, last);
+}
+
+TEST(bad_configs) {
+    rs_train_config c = base_config("3", g_model, "/tmp/x.gguf", 5);
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_INVALID_ARG, "stage 3 refused");
+    c = base_config("1", g_model, "/tmp/x.gguf", 5);
+    c.features[0] = 0;
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "feature cache"),
+          "stage 1 without features: %s", rsmoe_last_error());
+    c = base_config("1", g_model, g_model, 5);
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_INVALID_ARG, "out = model refused");
+    c = base_config("1", g_model, "/tmp/x.gguf", 5);
+    snprintf(c.data, sizeof c.data, "/nonexistent.json");
+    CHECK(rs_train_run(&c, NULL, NULL) != RSMOE_OK && strstr(rsmoe_last_error(), "nonexistent"), "missing data: %s", rsmoe_last_error());
+    c = base_config("1", g_model, "/tmp/x.gguf", 5);
+    c.resume = 1;
+    snprintf(c.out, sizeof c.out, "%s/never.gguf", g_dir);
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_IO, "resume without a state: %s", rsmoe_last_error());
+    rs_train_config d = rs_train_default_config();
+    CHECK(rs_train_config_set(&d, "bogus", "1") == RSMOE_ERR_INVALID_ARG, "unknown key");
+    CHECK(rs_train_config_set(&d, "lr", "fast") == RSMOE_ERR_INVALID_ARG, "bad number");
+    char cfg[200];
+    snprintf(cfg, sizeof cfg, "%s/cfg.txt", g_dir);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f, "# a comment\nstage = 2\nbatch=3 # trailing comment\nlr = 0.5\nnot a line\n");
+    fclose(f);
+    CHECK(rs_train_config_load(&d, cfg) == RSMOE_ERR_FORMAT && strstr(rsmoe_last_error(), ":5:"), "line 5 named: %s", rsmoe_last_error());
+    CHECK(!strcmp(d.stage, "2") && d.batch == 3 && d.lr == 0.5f, "values before the bad line read");
+}
+
+int main(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_test_train_%d", (int)getpid());
+    mkdir(g_dir, 0755);
+    snprintf(g_model, sizeof g_model, "%s/m.gguf", g_dir);
+    snprintf(g_data, sizeof g_data, "%s/ds.json", g_dir);
+    snprintf(g_feat, sizeof g_feat, "%s/feat.gguf", g_dir);
+    rs_init_params ip = rs_init_default_params();
+    if (rs_model_init_preset(rs_preset_find("test"), &ip, g_model, NULL, NULL)) { fprintf(stderr, "%s\n", rsmoe_last_error()); return 1; }
+    FILE *f = fopen(g_data, "w");
+    fprintf(f, "{\"images\": ["
+               "{\"filename\": \"rgb37.png\", \"split\": \"train\", \"sentences\": [{\"raw\": \"many buildings are in a dense residential area.\"}, {\"raw\": \"a road is beside the buildings.\"}]},"
+               "{\"filename\": \"rgb40.jpg\", \"split\": \"train\", \"sentences\": [{\"raw\": \"it is a piece of bareland.\"}, {\"raw\": \"two white tanks are near a road.\"}]},"
+               "{\"filename\": \"grey24.jpg\", \"split\": \"train\", \"sentences\": [{\"raw\": \"a bridge is over a river.\"}, {\"raw\": \"green trees are around a pond.\"}]}]}");
+    fclose(f);
+    rs_dataset ds;
+    rs_dataset_opts o = {.image_root = "tests/data", .split = "train"};
+    rs_model *m;
+    if (rs_dataset_load(g_data, RS_DS_AUTO, &o, &ds) || rs_model_load(g_model, &m) ||
+        rs_features_build(m, &ds, g_feat, NULL, NULL, NULL, NULL, NULL)) {
+        fprintf(stderr, "setup: %s\n", rsmoe_last_error());
+        return 1;
+    }
+    rs_model_free(m);
+    rs_dataset_free(&ds);
+    RUN(stages_lower_the_loss_and_chain);
+    RUN(resume_is_bit_exact);
+    RUN(rsicd_50_steps);
+    RUN(bad_configs);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
+    return test_summary();
+}
