@@ -409,8 +409,9 @@ static void lora_case_new(lora_case *L) {
     memset(L, 0, sizeof *L);
     rs_llm_config c = cfg_lora();
     model_new(&L->m, &c, 11);
-    /* adapter 0 on two sequences (its gradients sum over both), adapter 1, base only */
-    int len[4] = {8, 5, 7, 6}, adapter[4] = {0, 1, -1, 0};
+    /* adapter 0 on two sequences (one run: their rows share the GEMMs; gradients sum over
+     * both), adapter 1, base only */
+    int len[4] = {8, 5, 7, 6}, adapter[4] = {0, 0, 1, -1};
     batch_new(&L->bt, 4, 8, len, adapter, c.vocab, c.dim, 12);
     rs_rng rng;
     rs_rng_seed(&rng, 13);
@@ -739,14 +740,14 @@ TEST(empty_sequences_and_nothing_scored) {
     lora_case L;
     lora_case_new(&L);
     REQUIRE(L.t, "state: %s", rsmoe_last_error());
-    L.bt.len[1] = 0;
-    for (int k = 0; k < 16; k++) L.bt.emb[(2 * 8 + 7) * 16 + k] = NAN; /* padding of sequence 2 */
+    L.bt.len[2] = 0;
+    for (int k = 0; k < 16; k++) L.bt.emb[(1 * 8 + 7) * 16 + k] = NAN; /* padding of sequence 1 */
     float loss = 0;
     REQUIRE(lora_step(&L, &loss, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
     double tl = twin_loss(&L.m, &L.bt, L.ads, NULL);
     CHECK(fabs(loss - tl) <= LOSS_TOL * fabs(tl), "loss %.9g twin %.9g", loss, tl);
     bool zero = true, finite = true;
-    for (int i = 0; i < 8 * 16; i++) zero &= L.d_emb[1 * 8 * 16 + i] == 0.0f;
+    for (int i = 0; i < 8 * 16; i++) zero &= L.d_emb[2 * 8 * 16 + i] == 0.0f;
     for (int i = 0; i < 4 * 8 * 16; i++) finite &= isfinite(L.d_emb[i]) != 0;
     CHECK(zero && finite, "d_emb of the empty sequence zero (%d), all finite (%d)", zero, finite);
     /* adapter 1 only on the empty sequence: its gradients stay zero */

@@ -354,15 +354,29 @@ static const rs_lora_set *seq_set(const rs_llm_train *t, int b, int layer, int t
     return s;
 }
 
-/* y[rows of b] += scale·(x·Aᵀ)·Bᵀ over the valid rows of each adapted sequence; keeps x·Aᵀ */
+/* the next run of consecutive sequences [*b0, *b1) sharing one adapter (their packed rows
+ * are contiguous, so one GEMM covers them); returns false at the end */
+static bool next_run(const rs_llm_train *t, int *b0, int *b1) {
+    int b = *b1;
+    while (b < t->b.B && t->adapter[b] < 0) b++;
+    if (b >= t->b.B) return false;
+    int e = b + 1;
+    while (e < t->b.B && t->adapter[e] == t->adapter[b]) e++;
+    *b0 = b;
+    *b1 = e;
+    return true;
+}
+
+/* y[rows] += scale·(x·Aᵀ)·Bᵀ over the valid rows of the adapted sequences; keeps x·Aᵀ in lh
+ * (rows of a run from its first row on, row stride r) */
 static void lora_fwd(rs_llm_train *t, int layer, int tg, const float *x, float *y, int64_t in, int64_t out,
                      rs_pool *pool) {
-    for (int b = 0; b < t->b.B; b++) {
-        const rs_lora_set *s = seq_set(t, b, layer, tg);
-        int n = t->len[b];
+    for (int b0 = 0, b1 = 0; next_run(t, &b0, &b1);) {
+        const rs_lora_set *s = seq_set(t, b0, layer, tg);
+        size_t row = (size_t)t->off[b0];
+        int n = t->off[b1] - t->off[b0];
         if (!s || n == 0) continue;
         int r = s->rank;
-        size_t row = (size_t)t->off[b];
         float *h = t->L[layer].lh[tg] + row * (size_t)t->max_rank;
         rs_sgemm(false, true, n, r, in, 1.0f, x + row * (size_t)in, in, s->A[layer][tg], in, 0.0f, h, r, pool);
         rs_sgemm(false, true, n, out, r, s->scale, h, r, s->B[layer][tg], r, 1.0f, y + row * (size_t)out, out,
@@ -373,14 +387,14 @@ static void lora_fwd(rs_llm_train *t, int layer, int tg, const float *x, float *
 /* dB += scale·dyᵀ·h; dA += (scale·dy·B)ᵀ·x; dx += (scale·dy·B)·A over the adapted sequences */
 static void lora_bwd(rs_llm_train *t, const rs_llm_bwd_out *o, int layer, int tg, const float *x, const float *dy,
                      float *dx, int64_t in, int64_t out, rs_pool *pool) {
-    for (int b = 0; b < t->b.B; b++) {
-        const rs_lora_set *s = seq_set(t, b, layer, tg);
-        int n = t->len[b];
+    for (int b0 = 0, b1 = 0; next_run(t, &b0, &b1);) {
+        const rs_lora_set *s = seq_set(t, b0, layer, tg);
+        size_t row = (size_t)t->off[b0];
+        int n = t->off[b1] - t->off[b0];
         if (!s || n == 0) continue;
         int r = s->rank;
-        rs_lora_grad *lg = o->lora ? o->lora[t->adapter[b]] : NULL;
+        rs_lora_grad *lg = o->lora ? o->lora[t->adapter[b0]] : NULL;
         float *dA = lg ? lg->dA[layer][tg] : NULL, *dB = lg ? lg->dB[layer][tg] : NULL;
-        size_t row = (size_t)t->off[b];
         const float *h = t->L[layer].lh[tg] + row * (size_t)t->max_rank;
         const float *dyb = dy + row * (size_t)out, *xb = x + row * (size_t)in;
         if (dB) rs_sgemm(true, false, out, r, n, s->scale, dyb, out, h, r, 1.0f, dB, r, pool);
