@@ -19,7 +19,6 @@ int cmd_train(int argc, char **argv);
 int cmd_vqa(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
-int cmd_import_llama2c(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_questions(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
@@ -42,8 +41,7 @@ static const struct {
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
     {"info", cmd_info, "print a model's configuration, parameter counts and memory"},
     {"init", cmd_init, "create a model with seeded random weights from a preset"},
-    {"import", cmd_import, "convert an external checkpoint to GGUF: `import tflite` (MobileNet CNN encoder)"},
-    {"import-llama2c", cmd_import_llama2c, "convert a llama2.c checkpoint + tokenizer to GGUF (same as `import llama2c`)"},
+    {"import", cmd_import, "convert an external checkpoint to GGUF: `import tflite` (MobileNet CNN encoder), `import llama2c`"},
     {"score", cmd_score, "score captions with BLEU-1..4, METEOR (no paraphrase), ROUGE-L, CIDEr-D (pycocoevalcap rules)"},
     {"quantize", cmd_quantize, "rewrite a model's weight matrices as f32, f16, bf16 or q8_0"},
     {"questions", cmd_questions, "derive VQA (scene, presence, count) from captions + scene labels, RSVQA layout"},
