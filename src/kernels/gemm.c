@@ -469,7 +469,13 @@ DEFINE_KERN_6X2V_DISPATCH(kern_avx512_emu, TGT_AVX2)
 static const gemm_isa_desc g_desc_c = {RS_GEMM_C, C_MR, C_NR, 256, 512, 256, kern_c, pack_c, pack_c};
 #ifdef GEMM_X86
 /* KC x MR A micro-panel in L1 (6 KiB); KC x NC B block in L2 (256 / 512 KiB) */
-static const gemm_isa_desc g_desc_avx2 = {RS_GEMM_AVX2, AVX2_MR, AVX2_NR, 256, 1020, 256,
+#ifndef GEMM_AVX2_KC /* overridable at compile time for tuning experiments */
+#define GEMM_AVX2_KC 256
+#endif
+#ifndef GEMM_AVX2_NC
+#define GEMM_AVX2_NC 256
+#endif
+static const gemm_isa_desc g_desc_avx2 = {RS_GEMM_AVX2, AVX2_MR, AVX2_NR, GEMM_AVX2_KC, 1020, GEMM_AVX2_NC,
                                           kern_avx2, pack_avx2, pack_avx2};
 static const gemm_isa_desc g_desc_avx512 = {RS_GEMM_AVX512, AVX512_MR, AVX512_NR, 256, 1020, 512,
                                             kern_avx512, pack_avx2, pack_avx2};
