@@ -43,9 +43,53 @@ TGTI void q8_step(const rs_qk_args *a, const int MR, const rs_block_q8_0 *wb, in
     }
 }
 
+/* Two weight rows at once: their 8-lane block dots are folded into one vector by hadd
+ * (lanes 0,1,4,5 row n; 2,3,6,7 row n+1), so the int->float conversion, the scale and the
+ * FMA are paid once for both rows. */
+TGTI void q8_step2(const rs_qk_args *a, const int MR, const rs_block_q8_0 *wb0,
+                   const rs_block_q8_0 *wb1, int64_t b, __m256 *acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i wv0 = _mm256_loadu_si256((const __m256i *)wb0->qs);
+    const __m256i wv1 = _mm256_loadu_si256((const __m256i *)wb1->qs);
+    const __m256i wa0 = _mm256_sign_epi8(wv0, wv0), wa1 = _mm256_sign_epi8(wv1, wv1);
+    const float d0 = _cvtsh_ss(wb0->d), d1 = _cvtsh_ss(wb1->d);
+    const __m256 dw = _mm256_setr_ps(d0, d0, d1, d1, d0, d0, d1, d1);
+    for (int m = 0; m < MR; m++) {
+        const rs_block_q8_0 *xb = a->xq + m * a->xq_ld + b;
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(wa0, _mm256_sign_epi8(xv, wv0)), ones);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(wa1, _mm256_sign_epi8(xv, wv1)), ones);
+        const __m256 sc = _mm256_mul_ps(dw, _mm256_broadcast_ss(a->xd + m * a->xq_ld + b));
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(p0, p1)), sc, acc[m]);
+    }
+}
+
 TGTI void q8_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1) {
     const int64_t nb = a->kc / RS_QK8_0;
-    for (int64_t n = n0; n < n1; n++) {
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2) {
+        const rs_block_q8_0 *w0 = (const rs_block_q8_0 *)(a->W + (size_t)n * a->wrow);
+        const rs_block_q8_0 *w1 = (const rs_block_q8_0 *)(a->W + (size_t)(n + 1) * a->wrow);
+        __m256 acc0[RS_QK_MR], acc1[RS_QK_MR];
+        for (int m = 0; m < MR; m++) acc0[m] = acc1[m] = _mm256_setzero_ps();
+        int64_t b = 0;
+        for (; b + 1 < nb; b += 2) {
+            _mm_prefetch((const char *)(w0 + b) + RS_QUANT_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w1 + b) + RS_QUANT_PF, _MM_HINT_T0);
+            q8_step2(a, MR, w0 + b, w1 + b, b, acc0);
+            q8_step2(a, MR, w0 + b + 1, w1 + b + 1, b + 1, acc1);
+        }
+        if (b < nb) q8_step2(a, MR, w0 + b, w1 + b, b, acc0);
+        for (int m = 0; m < MR; m++) {
+            const __m256 s = _mm256_add_ps(acc0[m], acc1[m]);
+            const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+            /* h = [r0, r0, r1, r1] */
+            const __m128 t = _mm_add_ps(h, _mm_movehdup_ps(h)); /* t0 = row n, t2 = row n+1 */
+            put(a, m, n, _mm_cvtss_f32(t));
+            put(a, m, n + 1, _mm_cvtss_f32(_mm_movehl_ps(t, t)));
+        }
+    }
+    for (; n < n1; n++) {
         const rs_block_q8_0 *w = (const rs_block_q8_0 *)(a->W + (size_t)n * a->wrow);
         __m256 acc0[RS_QK_MR], acc1[RS_QK_MR];
         for (int m = 0; m < MR; m++) acc0[m] = acc1[m] = _mm256_setzero_ps();
