@@ -4,12 +4,15 @@
  *    file, runs tests/ref/llm_train_torch.py (float64 autograd, /usr/bin/python3) and
  *    compares loss (<= 1e-5 relative), d_emb and every gradient (<= 1e-4 normalised error):
  *    LoRA mode (two adapters over different target subsets and ranks + a base-only sequence,
- *    untied, GQA 4/2, NeoX RoPE) with 5 AdamW steps (losses <= 1e-4 relative at each step),
- *    and full-weight mode (tied, GQA 4/1, interleaved RoPE). Padding (different valid
- *    lengths, random embeddings and scored-looking targets in the padding) and ignored
- *    targets in both. SKIPs when torch is absent.
+ *    untied, GQA 4/2, NeoX RoPE; adapter 0 on two consecutive sequences) with 5 AdamW steps
+ *    (losses <= 1e-4 relative at each step), and full-weight mode (tied and untied, GQA 4/1,
+ *    interleaved RoPE, theta 500). Padding (different valid lengths, random embeddings and
+ *    scored-looking targets in the padding) and ignored targets in all. SKIPs when torch is
+ *    absent.
  *  - finite differences in double on a plain double twin of the model written here (no
  *    kernels, no torch): loss equality and a few gradient coordinates of every kind.
+ *  - the training forward's logits equal the inference path's (rs_llm_forward).
+ *  - edge cases: an empty sequence, NaN in the padding, nothing scored, all empty.
  *  - errors: non-f32 weights, bad lengths, adapter indices, ranks, targets, backward
  *    without forward; memory formula against rs_llm_train_bytes.
  * Run from the repository root. */
@@ -95,9 +98,9 @@ static rs_llm_config cfg_lora(void) {
     c.rope.interleaved = false;
     return c;
 }
-static rs_llm_config cfg_full(void) {
+static rs_llm_config cfg_full(bool tied) {
     rs_llm_config c = {.vocab = 29, .dim = 16, .n_layers = 2, .n_heads = 4, .n_kv_heads = 1, .head_dim = 4,
-                       .ffn = 20, .max_seq = 16, .rms_eps = 1e-5f, .tied = true};
+                       .ffn = 20, .max_seq = 16, .rms_eps = 1e-5f, .tied = tied};
     c.rope = rs_rope_default();
     c.rope.interleaved = true;
     c.rope.theta = 500.0;
@@ -524,9 +527,9 @@ typedef struct {
     float *d_emb;
 } full_case;
 
-static void full_case_new(full_case *F) {
+static void full_case_new(full_case *F, bool tied) {
     memset(F, 0, sizeof *F);
-    rs_llm_config c = cfg_full();
+    rs_llm_config c = cfg_full(tied);
     model_new(&F->m, &c, 21);
     int len[2] = {6, 9}, adapter[2] = {-1, -1};
     batch_new(&F->bt, 2, 9, len, adapter, c.vocab, c.dim, 22);
@@ -549,15 +552,16 @@ static rsmoe_status full_step(full_case *F, float *loss, float loss_scale, rs_po
     return rs_llm_train_backward(F->t, &F->m.w, &o, pool);
 }
 
-TEST(torch_full_mode_tied) {
+static void torch_full(bool tied) {
     if (!have_torch()) SKIP("/usr/bin/python3 with torch is absent");
     full_case F;
-    full_case_new(&F);
+    full_case_new(&F, tied);
     REQUIRE(F.t && F.g.block, "setup: %s", rsmoe_last_error());
     char in[300], out[300];
     snprintf(in, sizeof in, "%s/full_in.bin", g_dir);
     snprintf(out, sizeof out, "%s/full_out.bin", g_dir);
     write_inputs(in, &F.m, &F.bt, NULL, 0, true, 0, 0, 0);
+    int nw = tied ? 20 : 21;
     REQUIRE(run_torch(in, out), "tests/ref/llm_train_torch.py failed");
     rs_pool *pool = rs_pool_new(2);
     float loss = 0;
@@ -574,9 +578,14 @@ TEST(torch_full_mode_tied) {
     float *params[64], *grads[64];
     int64_t sizes[64];
     int np = rs_llm_param_list(&F.m.w, &F.g, params, grads, sizes, 64);
-    CHECK(np == 2 + 9 * 2, "param list: %d (%s)", np, rsmoe_last_error());
+    CHECK(np == nw, "param list: %d (%s)", np, rsmoe_last_error());
+    /* untied: token_embd gets nothing here (the caller scatters d_emb), torch's is zero */
     e = E(F.g.tok_embd, rs_tensor_nelements(&F.m.tok), "g.tok_embd");
-    CHECK(e <= GRAD_TOL, "tok_embd (tied output) nerr %.2e", e);
+    CHECK(e <= GRAD_TOL, "tok_embd nerr %.2e", e);
+    if (!tied) {
+        e = E(F.g.output, rs_tensor_nelements(&F.m.out), "g.output");
+        CHECK(e <= GRAD_TOL, "output nerr %.2e", e);
+    }
     e = E(F.g.out_norm, 16, "g.out_norm");
     CHECK(e <= GRAD_TOL, "out_norm nerr %.2e", e);
     for (int l = 0; l < 2; l++) {
@@ -590,8 +599,8 @@ TEST(torch_full_mode_tied) {
             CHECK(e <= GRAD_TOL, "%s nerr %.2e", name, e);
         }
     }
-    printf("info: full mode (tied) loss rel err %.1e, worst gradient nerr %.2e over 20 weights + d_emb\n", lerr,
-           g_worst);
+    printf("info: full mode (%s) loss rel err %.1e, worst gradient nerr %.2e over %d weights + d_emb\n",
+           tied ? "tied" : "untied", lerr, g_worst, nw);
     /* accumulation: a second backward with loss_scale 1 doubles every parameter gradient */
     float *g1 = malloc((size_t)F.g.n * sizeof(float));
     memcpy(g1, F.g.block, (size_t)F.g.n * sizeof(float));
@@ -607,6 +616,9 @@ TEST(torch_full_mode_tied) {
     rs_pool_free(pool);
     full_case_free(&F);
 }
+
+TEST(torch_full_mode_tied) { torch_full(true); }
+TEST(torch_full_mode_untied) { torch_full(false); }
 
 /* central differences (h = 1e-4, double twin) against the f32 analytic gradient; the
  * error is normalised by the largest gradient of that tensor */
@@ -664,32 +676,35 @@ TEST(finite_differences_double_twin) {
     CHECK(g_fd_fail == 0, "%d LoRA-mode finite differences off", g_fd_fail);
     lora_case_free(&L);
 
-    /* full case: a few coordinates of every weight kind */
-    full_case F;
-    full_case_new(&F);
-    REQUIRE(F.t && F.g.block, "setup: %s", rsmoe_last_error());
-    rs_llm_grads_zero(&F.g);
-    REQUIRE(full_step(&F, &loss, 1.0f, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
-    tl = twin_loss(&F.m, &F.bt, NULL, NULL);
-    CHECK(fabs(loss - tl) <= LOSS_TOL * fabs(tl), "full loss %.9g twin %.9g", loss, tl);
-    g_fd_fail = 0;
-    int64_t nt = rs_tensor_nelements(&F.m.tok);
-    for (int j = 0; j < 3; j++) {
-        int64_t i = (j * 131 + 7) % nt;
-        fd_check("tok_embd", &F.m, &F.bt, NULL, F.m.tok.data, i, F.g.tok_embd[i], amax(F.g.tok_embd, nt));
-    }
-    fd_check("out_norm", &F.m, &F.bt, NULL, F.m.onorm.data, 3, F.g.out_norm[3], amax(F.g.out_norm, 16));
-    for (int l = 0; l < 2; l++) {
-        float *gl[9] = {F.g.layers[l].attn_norm, F.g.layers[l].wq, F.g.layers[l].wk, F.g.layers[l].wv,
-                        F.g.layers[l].wo, F.g.layers[l].ffn_norm, F.g.layers[l].w_gate, F.g.layers[l].w_up,
-                        F.g.layers[l].w_down};
-        for (int k = 0; k < 9; k++) {
-            int64_t n = rs_tensor_nelements(&F.m.lt[l][k]), i = (int64_t)(l * 37 + k * 11 + 2) % n;
-            fd_check(LW_NAMES[k], &F.m, &F.bt, NULL, F.m.lt[l][k].data, i, gl[k][i], amax(gl[k], n));
+    /* full cases, tied and untied: a few coordinates of every weight kind */
+    for (int tied = 1; tied >= 0; tied--) {
+        full_case F;
+        full_case_new(&F, tied);
+        REQUIRE(F.t && F.g.block, "setup: %s", rsmoe_last_error());
+        rs_llm_grads_zero(&F.g);
+        REQUIRE(full_step(&F, &loss, 1.0f, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+        tl = twin_loss(&F.m, &F.bt, NULL, NULL);
+        CHECK(fabs(loss - tl) <= LOSS_TOL * fabs(tl), "full loss %.9g twin %.9g", loss, tl);
+        g_fd_fail = 0;
+        int64_t nt = rs_tensor_nelements(&F.m.tok);
+        for (int j = 0; j < 3; j++) {
+            int64_t i = (j * 131 + 7) % nt;
+            if (tied) fd_check("tok_embd", &F.m, &F.bt, NULL, F.m.tok.data, i, F.g.tok_embd[i], amax(F.g.tok_embd, nt));
+            else fd_check("output", &F.m, &F.bt, NULL, F.m.out.data, i, F.g.output[i], amax(F.g.output, nt));
         }
+        fd_check("out_norm", &F.m, &F.bt, NULL, F.m.onorm.data, 3, F.g.out_norm[3], amax(F.g.out_norm, 16));
+        for (int l = 0; l < 2; l++) {
+            float *gl[9] = {F.g.layers[l].attn_norm, F.g.layers[l].wq, F.g.layers[l].wk, F.g.layers[l].wv,
+                            F.g.layers[l].wo, F.g.layers[l].ffn_norm, F.g.layers[l].w_gate, F.g.layers[l].w_up,
+                            F.g.layers[l].w_down};
+            for (int k = 0; k < 9; k++) {
+                int64_t n = rs_tensor_nelements(&F.m.lt[l][k]), i = (int64_t)(l * 37 + k * 11 + 2) % n;
+                fd_check(LW_NAMES[k], &F.m, &F.bt, NULL, F.m.lt[l][k].data, i, gl[k][i], amax(gl[k], n));
+            }
+        }
+        CHECK(g_fd_fail == 0, "%d full-mode (tied %d) finite differences off", g_fd_fail, tied);
+        full_case_free(&F);
     }
-    CHECK(g_fd_fail == 0, "%d full-mode finite differences off", g_fd_fail);
-    full_case_free(&F);
 }
 
 /* the training forward's logits equal the inference forward's (rs_llm_forward, KV cache,
@@ -842,6 +857,7 @@ int main(void) {
     RUN(errors_and_memory);
     RUN(torch_lora_mode_and_adamw);
     RUN(torch_full_mode_tied);
+    RUN(torch_full_mode_untied);
     recs_free();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
