@@ -102,12 +102,14 @@ done:
 
 /* ---------------------------------------------------------------- dispatcher */
 int cmd_import_llama2c(int argc, char **argv); /* tools/cmd_import_llama2c.c */
+int cmd_import_hf(int argc, char **argv);      /* tools/cmd_import_hf.c */
 
 static const struct {
     const char *kind;
     cli_cmd_fn fn;
     const char *help;
 } g_kinds[] = {
+    {"hf", cmd_import_hf, "Hugging Face safetensors: BLIP-2/InstructBLIP vision + Q-Former, LLaMA LLM -> GGUF"},
     {"llama2c", cmd_import_llama2c, "llama2.c checkpoint + tokenizer -> LLM-only GGUF (`rsmoe generate`)"},
     {"tflite", import_tflite, "TensorFlow Lite CNN (MobileNet) -> float CNN image encoder GGUF"},
 };
