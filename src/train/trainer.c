@@ -729,7 +729,8 @@ static rsmoe_status val_loss(trainer *t, const dataset_t *v, double *out) {
     double sum = 0;
     int64_t toks = 0;
     for (int k = 0; k < t->c->val_batches; k++) {
-        for (int b = 0; b < B; b++) idx[b] = (k * B + b) % v->n;
+        /* fixed samples spread over the whole split (data sets are often ordered by class) */
+        for (int b = 0; b < B; b++) idx[b] = (int)(((uint64_t)(k * B + b) * 2654435761u + 17) % (uint64_t)v->n);
         double l;
         int64_t n;
         rsmoe_status st = micro_batch(t, v, idx, B, false, 1.0f, &l, &n);
