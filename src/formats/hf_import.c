@@ -702,10 +702,11 @@ static rsmoe_status check_arch(const char *dir, const cJSON *root, const char *w
     return rs_error(RSMOE_ERR_UNSUPPORTED, "%s/config.json: model_type '%s' is not a BLIP-2/InstructBLIP %s", dir, mt, what);
 }
 
+static const char *const k_vision_types[] = {"instructblip", "blip-2", "blip_2", "instructblip_vision_model", "blip_2_vision_model", NULL};
+static const char *const k_qformer_types[] = {"instructblip", "blip-2", "blip_2", "instructblip_qformer", "blip_2_qformer", NULL};
+
 static rsmoe_status import_vision(outb *o, const ckpt *c, const cJSON *root, vis_cfg *vc) {
-    static const char *const ok[] = {"instructblip", "blip-2", "blip_2", "instructblip_vision_model", "blip_2_vision_model", NULL};
     rsmoe_status st;
-    if ((st = check_arch(c->dir, root, "vision model", ok))) return st;
     const cJSON *cfg = sub_config(root, "vision_config");
     const rs_st_tensor *pe, *pos;
     char nm[512];
@@ -834,9 +835,7 @@ static rsmoe_status rows_mapped(void *ctx, int64_t r, float *row, int64_t W) {
 
 static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, const cJSON *root, int enc_width, int D,
                                    const rs_tokenizer *llm_tok, qf_cfg *qc) {
-    static const char *const ok[] = {"instructblip", "blip-2", "blip_2", "instructblip_qformer", "blip_2_qformer", NULL};
     rsmoe_status st;
-    if ((st = check_arch(c->dir, root, "Q-Former", ok))) return st;
     const cJSON *cfg = sub_config(root, "qformer_config");
     char nm[512];
     snprintf(nm, sizeof nm, "%sencoder.layer.0.attention.attention.query.weight", c->pre);
@@ -1106,14 +1105,18 @@ rsmoe_status rs_hf_import(const rs_hf_params *p, const char *out_path, rs_hf_rep
     if (full) {
         vis_cfg vc = {0};
         qf_cfg qc = {0};
-        if ((st = load_config(p->vision_dir, &jv)) || (st = open_ckpt(p->vision_dir, &cv))) goto done;
+        if ((st = load_config(p->vision_dir, &jv)) || (st = check_arch(p->vision_dir, jv, "vision model", k_vision_types)) ||
+            (st = open_ckpt(p->vision_dir, &cv)))
+            goto done;
         if (!find_prefix(cv.s, "embeddings.class_embedding", NULL, cv.pre, sizeof cv.pre)) {
             st = rs_error(RSMOE_ERR_FORMAT, "%s: missing tensor vision_model.embeddings.class_embedding (not a BLIP-2/InstructBLIP vision model?)",
                           p->vision_dir);
             goto done;
         }
         if ((st = import_vision(o, &cv, jv, &vc))) goto done;
-        if ((st = load_config(p->qformer_dir, &jq)) || (st = open_ckpt(p->qformer_dir, &cq))) goto done;
+        if ((st = load_config(p->qformer_dir, &jq)) || (st = check_arch(p->qformer_dir, jq, "Q-Former", k_qformer_types)) ||
+            (st = open_ckpt(p->qformer_dir, &cq)))
+            goto done;
         if (!find_prefix(cq.s, "encoder.layer.0.attention.attention.query.weight", NULL, cq.pre, sizeof cq.pre)) {
             st = rs_error(RSMOE_ERR_FORMAT, "%s: missing tensor qformer.encoder.layer.0.attention.attention.query.weight (not a Q-Former?)",
                           p->qformer_dir);
