@@ -33,7 +33,10 @@ What the run is (each point from docs/training.md unless noted):
     clipping at `clip` (torch.nn.utils.clip_grad_norm_), gradients averaged over `accum`
     micro-batches.
 OUT.txt gets one line per step: "step loss grad_norm" (loss before the update, grad norm
-before clipping)."""
+before clipping). With export=DIR, the final parameters as the exported model holds them go to
+DIR/NAME.f64 (little-endian float64, PyTorch layout), and their names to DIR/names.txt:
+stage I: every qf.* / proj.* tensor and the LLM matrices with the LoRA merged
+(W + (alpha/r)·B·A); stage II: router.* and expert.E.blk.L.T.lora_a / lora_b."""
 import math
 import os
 import sys
@@ -350,6 +353,23 @@ class Run:
             out.append((step + 1, step_loss, gn))
         return out
 
+    def final_params(self):
+        res = {}
+        with torch.no_grad():
+            if self.stage == 1:
+                for n in self.qnames:
+                    res[n] = self.W[n]
+                for (l, tn), (A, B) in self.lora[0].items():
+                    res["blk.%d.%s.weight" % (l, tn)] = self.W["blk.%d.%s.weight" % (l, tn)] + self.scale * B @ A
+            else:
+                for n in self.rnames:
+                    res[n] = self.W[n]
+                for e, ad in enumerate(self.lora):
+                    for (l, tn), (A, B) in ad.items():
+                        res["expert.%d.blk.%d.%s.lora_a" % (e, l, tn)] = A
+                        res["expert.%d.blk.%d.%s.lora_b" % (e, l, tn)] = B
+        return res
+
 
 def main():
     if len(sys.argv) < 6:
@@ -359,13 +379,20 @@ def main():
                beta2=0.999, eps=1e-8, lora_rank=8, lora_alpha=16, gate_loss=0.1, max_caption_tokens=48, seed=42)
     for kv in sys.argv[6:]:
         k, v = kv.split("=", 1)
-        cfg[k] = [int(x) for x in v.split(",") if x] if k == "aspects" else float(v)
+        cfg[k] = [int(x) for x in v.split(",") if x] if k == "aspects" else v if k == "export" else float(v)
     assert stage in (1, 2), "stage 1 or 2"
     run = Run(stage, model, data, feats, cfg)
     res = run.train()
     with open(outp, "w") as f:
         for s, l, g in res:
             f.write("%d %.17g %.17g\n" % (s, l, g))
+    if "export" in cfg:
+        os.makedirs(cfg["export"], exist_ok=True)
+        params = run.final_params()
+        for n, t in params.items():
+            t.detach().numpy().astype("<f8").tofile(os.path.join(cfg["export"], n + ".f64"))
+        with open(os.path.join(cfg["export"], "names.txt"), "w") as f:
+            f.write("\n".join(params) + "\n")
 
 
 if __name__ == "__main__":
