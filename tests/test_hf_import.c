@@ -250,6 +250,56 @@ TEST(full_model_parity) {
     free(im.data);
 }
 
+/* BLIP-2's layout (fused qkv.bias; a Q-Former without text embeddings and text feed-forward;
+ * language_projection to another width): the same vision weights give the same image-encoder
+ * output as the InstructBLIP checkpoint (the reference of full_model_parity), the missing parts
+ * are initialised and reported, and the model captions. */
+TEST(blip2_layout) {
+    if (!g_have) SKIP("/usr/bin/python3 with numpy is not available for the fixtures and the reference");
+    char blip2[300], llm[300], model[300], img[300], out1[300];
+    path(blip2, sizeof blip2, "blip2");
+    path(llm, sizeof llm, "llm");
+    path(model, sizeof model, "blip2.gguf");
+    path(img, sizeof img, "img.rgb");
+    path(out1, sizeof out1, "ref_caption");
+    size_t n;
+    double *enc = read_f64(out1, "enc.bin", &n);
+    if (!enc) SKIP("full_model_parity's reference is absent");
+    rs_hf_params p = rs_hf_default_params();
+    p.vision_dir = blip2;
+    p.qformer_dir = blip2;
+    p.llm_dir = llm;
+    rs_hf_report rep;
+    if (rs_hf_import(&p, model, &rep)) { free(enc); REQUIRE(0, "import: %s", rsmoe_last_error()); }
+    CHECK(strstr(rep.notes, "has no word embeddings") && strstr(rep.notes, "no position embeddings") &&
+              strstr(rep.notes, "text feed-forward") && strstr(rep.notes, "proj: random"), "notes: %s", rep.notes);
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(model, NULL, &st);
+    if (!m) { free(enc); REQUIRE(0, "load: %s", rsmoe_last_error()); }
+    rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
+    rsmoe_image im = {.width = 32, .height = 32, .data = malloc(32 * 32 * 3)};
+    FILE *f = fopen(img, "rb");
+    size_t got = f ? fread(im.data, 1, 32 * 32 * 3, f) : 0;
+    if (f) fclose(f);
+    if (c && got == 32 * 32 * 3) {
+        rs_ctx_set_debug(c, true);
+        rsmoe_generate_params gp = greedy(false);
+        rsmoe_result r;
+        if (rsmoe_caption(c, &im, &gp, &r) == RSMOE_OK) {
+            rs_ctx_debug d;
+            rs_ctx_get_debug(c, &d);
+            double e = nerr(d.enc, enc, n);
+            CHECK(e <= 1e-4, "image encoder from BLIP-2's layout: normalised error %.3g", e);
+            CHECK(r.n_aspects == 3 && r.text, "captioned");
+            rsmoe_result_free(&r);
+        } else CHECK(0, "caption: %s", rsmoe_last_error());
+    } else CHECK(0, "context / image: %s", rsmoe_last_error());
+    rsmoe_context_free(c);
+    rsmoe_model_free(m);
+    free(im.data);
+    free(enc);
+}
+
 /* ------------------------------------------------------------------ LLM-only */
 static const int32_t k_ids[5] = {1, 76, 105, 110, 36};
 
@@ -435,6 +485,7 @@ int main(void) {
     }
     RUN(safetensors_reader);
     RUN(full_model_parity);
+    RUN(blip2_layout);
     RUN(llm_only_parity_and_types);
     RUN(tokenizer_json);
     RUN(spm_tokenizer_model);

@@ -355,6 +355,10 @@ static rsmoe_status import_llm(outb *o, const ckpt *c0, const llm_cfg *lc) {
         if (dot) dot[1] = 0;
         else root[0] = 0;
         snprintf(c.pre, sizeof c.pre, "%s", root);
+        char lm[300];
+        snprintf(lm, sizeof lm, "%slm_head.weight", root);
+        /* newer layouts put it elsewhere ("model.language_model." + top-level "lm_head") */
+        if (!rs_st_find(c.s, lm) && !find_prefix(c.s, "lm_head.weight", NULL, c.pre, sizeof c.pre)) snprintf(c.pre, sizeof c.pre, "%s", root);
         if ((st = put(o, &c, "output.weight", "lm_head.weight", V, D, false))) return st;
     }
     return RSMOE_OK;

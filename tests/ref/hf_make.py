@@ -8,6 +8,7 @@ usage: hf_make.py OUTDIR
                  (F32/F16/BF16 tensors), config.json, preprocessor_config.json, vocab.txt (BERT)
   OUTDIR/llm/    LLaMA (Llama-3 RoPE scaling, untied lm_head), two shards + index,
                  tokenizer.json (byte-level BPE, 260 tokens), tokenizer_config.json
+  OUTDIR/blip2/  the same weights in BLIP-2's layout (fused qkv.bias; no Q-Former text side)
   OUTDIR/bad_*/  broken copies: missing tensor, shape mismatch, truncated file, huge header,
                  wrong architecture, index naming the wrong shard, vision without a tensor
 """
@@ -199,6 +200,33 @@ def main():
     json.dump({"metadata": {"total_size": 0}, "weight_map": wm}, open(os.path.join(llm, "model.safetensors.index.json"), "w"))
     json.dump(llm_config(), open(os.path.join(llm, "config.json"), "w"))
     write_tokenizer(llm)
+
+    # ---- BLIP-2 layout: fused qkv.bias, Q-Former without text embeddings / text feed-forward
+    # (qformer.layernorm), a language_projection to another LLM width
+    d = os.path.join(out, "blip2")
+    os.makedirs(d, exist_ok=True)
+    b2, W = [], VIS["W"]
+    bd = {n: a for n, a, _ in bt}
+    for n, a, dt in bt:
+        if n.endswith("self_attn.q_bias"):
+            b2.append((n[:-len("q_bias")] + "qkv.bias", np.concatenate([a, np.zeros(W), bd[n[:-6] + "v_bias"].astype(np.float16)]), "F32"))
+        elif n.endswith("self_attn.v_bias") or "word_embeddings" in n or "position_embeddings" in n or \
+                ".intermediate.dense" in n or ".output.dense" in n and "attention" not in n and "output_query" not in n or \
+                ".output.LayerNorm" in n and "attention" not in n and "output_query" not in n:
+            continue
+        elif n.startswith("qformer.embeddings.layernorm"):
+            b2.append((n.replace("embeddings.layernorm", "layernorm"), a, dt))
+        elif n.startswith("language_projection"):
+            b2.append((n, np.ones((64,) + a.shape[1:]) if n.endswith("weight") else np.ones(64), dt))
+        else:
+            b2.append((n, a, dt))
+    write_st(os.path.join(d, "model.safetensors"), b2)
+    cfg2 = json.loads(json.dumps(cfg))
+    cfg2["model_type"] = "blip-2"
+    cfg2["vision_config"]["model_type"] = "blip_2_vision_model"
+    json.dump(cfg2, open(os.path.join(d, "config.json"), "w"))
+    json.dump({"image_mean": [0.5, 0.45, 0.4], "image_std": [0.25, 0.3, 0.35]},
+              open(os.path.join(d, "preprocessor_config.json"), "w"))
 
     # ---- broken variants (single-file LLMs unless noted)
     def bad_llm(name, tensors, cfg=None):
