@@ -63,9 +63,9 @@ const rs_st_tensor *rs_st_tensor_at(const rs_safetensors *s, int64_t i) { return
 const char *rs_st_file_path(const rs_safetensors *s, int f) { return f >= 0 && f < s->n_files ? s->files[f].path : NULL; }
 const char *rs_st_path(const rs_safetensors *s) { return s->path; }
 
-static const rs_safetensors *g_sort_ctx;
-static int cmp_name(const void *a, const void *b) {
-    return strcmp(g_sort_ctx->t[*(const int64_t *)a].name, g_sort_ctx->t[*(const int64_t *)b].name);
+static int cmp_name(const void *a, const void *b, void *ctx) {
+    const rs_safetensors *s = ctx;
+    return strcmp(s->t[*(const int64_t *)a].name, s->t[*(const int64_t *)b].name);
 }
 
 const rs_st_tensor *rs_st_find(const rs_safetensors *s, const char *name) {
@@ -205,8 +205,7 @@ static rsmoe_status build_index(rs_safetensors *s) {
     s->order = malloc(sizeof *s->order * (size_t)(s->n ? s->n : 1));
     if (!s->order) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < s->n; i++) s->order[i] = i;
-    g_sort_ctx = s; /* qsort has no context argument; opening is not meant to run concurrently */
-    qsort(s->order, (size_t)s->n, sizeof *s->order, cmp_name);
+    qsort_r(s->order, (size_t)s->n, sizeof *s->order, cmp_name, s);
     for (int64_t i = 1; i < s->n; i++)
         if (!strcmp(s->t[s->order[i]].name, s->t[s->order[i - 1]].name))
             return rs_error(RSMOE_ERR_FORMAT, "%s: tensor %s appears twice (in %s and %s)", s->path, s->t[s->order[i]].name,

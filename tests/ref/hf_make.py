@@ -22,7 +22,7 @@ import numpy as np
 
 VIS = dict(W=32, L=2, H=4, MLP=64, P=8, IMG=32)
 QF = dict(W=24, L=3, H=3, F=40, NQ=4, FREQ=2, POS=64)
-LLM = dict(D=40, L=2, H=4, KV=2, HD=10, F=56, V=260, CTX=128)
+LLM = dict(D=64, L=2, H=4, KV=2, HD=16, F=96, V=260, CTX=160)
 BERT = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + \
        [str(d) for d in range(10)] + [".", ",", "?", "the", "##s"]
 
@@ -217,7 +217,7 @@ def main():
         elif n.startswith("qformer.embeddings.layernorm"):
             b2.append((n.replace("embeddings.layernorm", "layernorm"), a, dt))
         elif n.startswith("language_projection"):
-            b2.append((n, np.ones((64,) + a.shape[1:]) if n.endswith("weight") else np.ones(64), dt))
+            b2.append((n, np.ones((48,) + a.shape[1:]) if n.endswith("weight") else np.ones(48), dt))
         else:
             b2.append((n, a, dt))
     write_st(os.path.join(d, "model.safetensors"), b2)
