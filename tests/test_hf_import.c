@@ -400,6 +400,49 @@ TEST(tokenizer_json) {
     rs_tokenizer_free(t);
 }
 
+/* tokenizer.json with merges: the same tokenizer as llama.cpp's GPT-2 vocabulary GGUF (whose
+ * encodings tests/test_tokenizer.c checks against HF's golden vectors) on its test strings */
+TEST(tokenizer_json_gpt2) {
+    const char *sh = test_shared_dir();
+    if (!sh) SKIP("../shared (ggml-vocab-gpt-2.gguf) is absent");
+    if (!have_numpy()) SKIP("/usr/bin/python3 with numpy is not available");
+    char gp[512], dir[320], cmd[1200], inp[520];
+    snprintf(gp, sizeof gp, "%s/data/tokenizers/ggml-vocab-gpt-2.gguf", sh);
+    snprintf(inp, sizeof inp, "%s.inp", gp);
+    path(dir, sizeof dir, "gpt2");
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/hf_tokjson.py %s %s", gp, dir);
+    REQUIRE(system(cmd) == 0, "hf_tokjson.py failed");
+    rs_tokenizer *a = NULL, *b = NULL;
+    REQUIRE(rs_hf_tokenizer_load(dir, &a) == RSMOE_OK, "tokenizer.json: %s", rsmoe_last_error());
+    REQUIRE(rs_tokenizer_load_gguf_file(gp, &b) == RSMOE_OK, "gguf: %s", rsmoe_last_error());
+    CHECK(rs_tokenizer_n_vocab(a) == rs_tokenizer_n_vocab(b) && rs_tokenizer_n_merges(a) == rs_tokenizer_n_merges(b) &&
+              rs_tokenizer_n_merges(a) > 40000, "vocab %d/%d, merges %d/%d", rs_tokenizer_n_vocab(a), rs_tokenizer_n_vocab(b),
+          rs_tokenizer_n_merges(a), rs_tokenizer_n_merges(b));
+    CHECK(rs_tokenizer_eos(a) == 50256 && rs_tokenizer_token_type(a, 50256) == RS_TOKT_CONTROL, "<|endoftext|> control, eos");
+    FILE *f = fopen(inp, "rb");
+    REQUIRE(f, "open %s", inp);
+    static char buf[1 << 16];
+    size_t nb = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[nb] = 0;
+    int cases = 0, same = 0;
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    for (char *p = buf, *e; *p; p = e + sizeof sep - 1) {
+        e = strstr(p, sep);
+        if (!e) break;
+        *e = 0;
+        int32_t x[512], y[512];
+        int nx = 0, ny = 0;
+        if (rs_tokenizer_encode(a, p, false, x, 512, &nx) == RSMOE_OK && rs_tokenizer_encode(b, p, false, y, 512, &ny) == RSMOE_OK &&
+            nx == ny && !memcmp(x, y, sizeof(int32_t) * (size_t)nx))
+            same++;
+        cases++;
+    }
+    CHECK(cases >= 40 && same == cases, "%d of %d test strings encode the same", same, cases);
+    rs_tokenizer_free(a);
+    rs_tokenizer_free(b);
+}
+
 TEST(spm_tokenizer_model) {
     const char *sh = test_shared_dir();
     if (!sh) SKIP("../shared (llama2-tokenizer.model) is absent");
@@ -503,6 +546,7 @@ int main(void) {
     RUN(blip2_layout);
     RUN(llm_only_parity_and_types);
     RUN(tokenizer_json);
+    RUN(tokenizer_json_gpt2);
     RUN(spm_tokenizer_model);
     RUN(bad_inputs);
     char cmd[400];
