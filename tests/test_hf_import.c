@@ -495,6 +495,7 @@ TEST(bad_inputs) {
         {"bad_trunc", NULL, RSMOE_ERR_FORMAT, {"truncated", "bad_trunc/model.safetensors"}},
         {"bad_header", NULL, RSMOE_ERR_FORMAT, {"sane", "bad_header/model.safetensors"}},
         {"bad_arch", NULL, RSMOE_ERR_UNSUPPORTED, {"gpt2", "bad_arch/config.json"}},
+        {"bad_config", NULL, RSMOE_ERR_FORMAT, {"bad_config/config.json", "hidden_size = 65 but the tensors have 64"}},
         {"bad_index", NULL, RSMOE_ERR_FORMAT, {"model.norm.weight", "model.safetensors.index.json"}},
         {"llm", "bad_vision", RSMOE_ERR_FORMAT, {"missing tensor", "vision_model.post_layernorm.weight"}},
         {"llm", "llm", RSMOE_ERR_UNSUPPORTED, {"llm/config.json", "not a BLIP-2/InstructBLIP vision model"}},

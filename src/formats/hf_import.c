@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,7 +281,7 @@ typedef struct {
     float factor, lo, hi, orig;
 } llm_cfg;
 
-static rsmoe_status llm_config(const char *dir, const cJSON *root, llm_cfg *c) {
+static rsmoe_status llm_arch(const char *dir, const cJSON *root) {
     const cJSON *cfg = jget(root, "text_config") ? jget(root, "text_config") : root;
     const char *mt = jstr(cfg, "model_type", NULL);
     const cJSON *arch = jget(cfg, "architectures");
@@ -288,21 +289,57 @@ static rsmoe_status llm_config(const char *dir, const cJSON *root, llm_cfg *c) {
     if (!mt || (strcmp(mt, "llama") && strcmp(mt, "mistral")))
         return rs_error(RSMOE_ERR_UNSUPPORTED, "%s/config.json: model_type '%s' (%s) is not a LLaMA-family LLM (need 'llama')",
                         dir, mt ? mt : "(none)", a0);
-    c->dim = (int)jnum(cfg, "hidden_size", 0);
-    c->layers = (int)jnum(cfg, "num_hidden_layers", 0);
-    c->heads = (int)jnum(cfg, "num_attention_heads", 0);
-    c->kv_heads = (int)jnum(cfg, "num_key_value_heads", c->heads);
-    c->ffn = (int)jnum(cfg, "intermediate_size", 0);
-    c->vocab = (int)jnum(cfg, "vocab_size", 0);
+    return RSMOE_OK;
+}
+
+static const rs_st_tensor *find2d(const ckpt *c, const char *fmt, int l) {
+    char tail[200], nm[512];
+    snprintf(tail, sizeof tail, fmt, l);
+    snprintf(nm, sizeof nm, "%s%s", c->pre, tail);
+    const rs_st_tensor *t = rs_st_find(c->s, nm);
+    return t && t->ndim == 2 ? t : NULL;
+}
+
+/* sizes from the tensors (config.json's, when given, must agree); heads and the rest from
+ * config.json with LlamaConfig's defaults */
+static rsmoe_status llm_config(const char *dir, const cJSON *root, const ckpt *ck, llm_cfg *c) {
+    const cJSON *cfg = jget(root, "text_config") ? jget(root, "text_config") : root;
+    const rs_st_tensor *emb = find2d(ck, "embed_tokens.weight", 0), *gate = find2d(ck, "layers.0.mlp.gate_proj.weight", 0),
+                       *kp = find2d(ck, "layers.0.self_attn.k_proj.weight", 0);
+    if (!emb || !gate || !kp)
+        return rs_error(RSMOE_ERR_FORMAT, "%s: missing or misshapen %sembed_tokens.weight, %slayers.0.mlp.gate_proj.weight or "
+                        "%slayers.0.self_attn.k_proj.weight", dir, ck->pre, ck->pre, ck->pre);
+    c->vocab = (int)emb->shape[0];
+    c->dim = (int)emb->shape[1];
+    c->ffn = (int)gate->shape[0];
+    char nm[512];
+    for (c->layers = 0; c->layers <= RS_LLM_MAX_LAYERS; c->layers++) {
+        snprintf(nm, sizeof nm, "%slayers.%d.input_layernorm.weight", ck->pre, c->layers);
+        if (!rs_st_find(ck->s, nm)) break;
+    }
+    static const struct { const char *key; size_t off; } chk[] = {
+        {"hidden_size", offsetof(llm_cfg, dim)}, {"vocab_size", offsetof(llm_cfg, vocab)},
+        {"intermediate_size", offsetof(llm_cfg, ffn)}, {"num_hidden_layers", offsetof(llm_cfg, layers)}};
+    for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++) {
+        const cJSON *v = jget(cfg, chk[i].key);
+        int have = *(const int *)((const char *)c + chk[i].off);
+        if (cJSON_IsNumber(v) && (int)v->valuedouble != have)
+            return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %s = %d but the tensors have %d", dir, chk[i].key, (int)v->valuedouble, have);
+    }
+    c->heads = (int)jnum(cfg, "num_attention_heads", 32);
     c->ctx = (int)jnum(cfg, "max_position_embeddings", 2048);
     c->eps = (float)jnum(cfg, "rms_norm_eps", 1e-6);
     c->theta = (float)jnum(cfg, "rope_theta", 10000);
     c->tied = cJSON_IsTrue(jget(cfg, "tie_word_embeddings"));
-    if (c->dim <= 0 || c->layers <= 0 || c->heads <= 0 || c->kv_heads <= 0 || c->ffn <= 0 || c->dim % c->heads ||
-        c->heads % c->kv_heads || c->layers > RS_LLM_MAX_LAYERS)
-        return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: bad LLM configuration (hidden_size %d, layers %d (at most %d), heads %d/%d, intermediate %d)",
-                        dir, c->dim, c->layers, RS_LLM_MAX_LAYERS, c->heads, c->kv_heads, c->ffn);
+    if (c->heads <= 0 || c->layers <= 0 || c->layers > RS_LLM_MAX_LAYERS || c->dim % c->heads)
+        return rs_error(RSMOE_ERR_FORMAT, "%s: bad LLM configuration (hidden_size %d, %d layers (1..%d), %d heads)", dir, c->dim,
+                        c->layers, RS_LLM_MAX_LAYERS, c->heads);
     c->head_dim = (int)jnum(cfg, "head_dim", c->dim / c->heads);
+    if (c->head_dim <= 0 || c->head_dim % 2 || kp->shape[0] % c->head_dim)
+        return rs_error(RSMOE_ERR_FORMAT, "%s: head_dim %d does not divide k_proj's %lld rows", dir, c->head_dim, (long long)kp->shape[0]);
+    c->kv_heads = (int)jnum(cfg, "num_key_value_heads", (double)(kp->shape[0] / c->head_dim));
+    if (c->kv_heads <= 0 || c->heads % c->kv_heads)
+        return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %d key/value heads do not divide %d heads", dir, c->kv_heads, c->heads);
     if (cJSON_IsString(jget(cfg, "hidden_act")) && strcmp(jstr(cfg, "hidden_act", ""), "silu"))
         return rs_error(RSMOE_ERR_UNSUPPORTED, "%s/config.json: hidden_act '%s' (only silu)", dir, jstr(cfg, "hidden_act", ""));
     const cJSON *rs = jget(cfg, "rope_scaling");
@@ -1088,13 +1125,13 @@ rsmoe_status rs_hf_import(const rs_hf_params *p, const char *out_path, rs_hf_rep
     rs_tokenizer *tok = NULL;
     llm_cfg lc = {0};
     if (!(o->w = rs_gguf_writer_new())) return RSMOE_ERR_NOMEM;
-    if ((st = load_config(p->llm_dir, &jl)) || (st = llm_config(p->llm_dir, jl, &lc)) || (st = open_ckpt(p->llm_dir, &cl))) goto done;
+    if ((st = load_config(p->llm_dir, &jl)) || (st = llm_arch(p->llm_dir, jl)) || (st = open_ckpt(p->llm_dir, &cl))) goto done;
     if (!find_prefix(cl.s, "embed_tokens.weight", NULL, cl.pre, sizeof cl.pre)) {
         st = rs_error(RSMOE_ERR_FORMAT, "%s: missing tensor model.embed_tokens.weight (not a LLaMA checkpoint?)", p->llm_dir);
         goto done;
     }
+    if ((st = llm_config(p->llm_dir, jl, &cl, &lc))) goto done;
     if ((st = rs_hf_tokenizer_load(p->llm_dir, &tok))) goto done;
-    if (lc.vocab <= 0) lc.vocab = rs_tokenizer_n_vocab(tok);
     if (rs_tokenizer_n_vocab(tok) > lc.vocab) {
         st = rs_error(RSMOE_ERR_FORMAT, "%s: the tokenizer has %d tokens but the LLM only %d embeddings", p->llm_dir,
                       rs_tokenizer_n_vocab(tok), lc.vocab);

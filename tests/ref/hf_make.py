@@ -10,7 +10,7 @@ usage: hf_make.py OUTDIR
                  tokenizer.json (byte-level BPE, 260 tokens), tokenizer_config.json
   OUTDIR/blip2/  the same weights in BLIP-2's layout (fused qkv.bias; no Q-Former text side)
   OUTDIR/bad_*/  broken copies: missing tensor, shape mismatch, truncated file, huge header,
-                 wrong architecture, index naming the wrong shard, vision without a tensor
+                 wrong architecture, config.json disagreeing with the tensors, index naming the wrong shard, vision without a tensor
 """
 import json
 import os
@@ -247,6 +247,9 @@ def main():
     with open(os.path.join(d, "model.safetensors"), "r+b") as f:
         f.write(struct.pack("<Q", 1 << 40))
     bad_llm("bad_arch", lt, llm_config("gpt2"))
+    c = llm_config()
+    c["hidden_size"] = LLM["D"] + 1
+    bad_llm("bad_config", lt, c)
     # index that names the wrong shard for one tensor
     d = os.path.join(out, "bad_index")
     shutil.copytree(llm, d, dirs_exist_ok=True)
