@@ -104,13 +104,15 @@ TEST(safetensors_reader) {
     CHECK(rs_st_read_f32(a, 1, 2, v) == RSMOE_ERR_INVALID_ARG, "range checked");
     rs_st_close(s);
     /* malformed files */
-    static const struct { const char *hdr; size_t n; const char *msg; } bad[] = {
+    static const struct { const char *hdr; size_t n; const char *msg;
+    } bad[] = {
         {"not json", 0, "JSON"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4, "truncated"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "a"},
         {"{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "dtype"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "shape"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "overlap"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+         8, "overlap"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, "data_offsets"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -118,7 +120,8 @@ TEST(safetensors_reader) {
         s = NULL;
         rsmoe_status st = rs_st_open(p, &s);
         CHECK(st == RSMOE_ERR_FORMAT && !s, "case %zu refused (%d)", i, st);
-        CHECK(strstr(rsmoe_last_error(), bad[i].msg) && strstr(rsmoe_last_error(), p), "case %zu: message '%s'", i, rsmoe_last_error());
+        CHECK(strstr(rsmoe_last_error(), bad[i].msg) && strstr(rsmoe_last_error(), p), "case %zu: message '%s'", i,
+              rsmoe_last_error());
     }
     FILE *f = fopen(p, "wb");
     fputs("abc", f);
@@ -147,8 +150,11 @@ static void compare(const char *outdir, rsmoe_context *c, const rsmoe_result *r,
     REQUIRE(d.first_logits && d.n_streams == n_streams, "first-step logits kept (%d streams)", d.n_streams);
     for (int s = 0; s < n_streams; s++) {
         char nm[64], idn[64];
-        if (llm_name) { snprintf(nm, sizeof nm, "logits_%s.bin", llm_name); snprintf(idn, sizeof idn, "ids_%s.txt", llm_name); }
-        else { snprintf(nm, sizeof nm, "logits_%d.bin", stream_expert[s]); snprintf(idn, sizeof idn, "ids_%d.txt", stream_expert[s]); }
+        if (llm_name) { snprintf(nm, sizeof nm, "logits_%s.bin", llm_name); snprintf(idn, sizeof idn, "ids_%s.txt", llm_name);
+        } else {
+            snprintf(nm, sizeof nm, "logits_%d.bin", stream_expert[s]);
+            snprintf(idn, sizeof idn, "ids_%d.txt", stream_expert[s]);
+        }
         ref = read_f64(outdir, nm, &n);
         REQUIRE(ref && n == 260, "reference %s", nm);
         double e = nerr(d.first_logits + (size_t)s * 260, ref, n);
@@ -178,7 +184,8 @@ static int run_ref(const char *model, const char *img, const char *outdir, const
     path(blip, sizeof blip, "blip");
     path(llm, sizeof llm, "llm");
     mkdir(outdir, 0755);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/hf_ref.py caption %s %s %s %s 32 32 %s '%s' %s%s%s --max-len 8 >/dev/null 2>%s/err.txt",
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 tests/ref/hf_ref.py caption %s %s %s %s 32 32 %s '%s' %s%s%s --max-len 8 >/dev/null 2>%s/err.txt",
              blip, llm, model, img, outdir, k_instr, question ? "'" : "", question ? question : "", question ? "'" : "", outdir);
     return system(cmd);
 }
@@ -200,7 +207,8 @@ TEST(full_model_parity) {
     p.seed = 3;
     rs_hf_report rep;
     REQUIRE(rs_hf_import(&p, model, &rep) == RSMOE_OK, "import: %s", rsmoe_last_error());
-    CHECK(rep.n_imported > 100 && strstr(rep.notes, "qf.token_embd"), "report: %lld imported; notes %s", (long long)rep.n_imported, rep.notes);
+    CHECK(rep.n_imported > 100 && strstr(rep.notes, "qf.token_embd"), "report: %lld imported; notes %s",
+          (long long)rep.n_imported, rep.notes);
     rsmoe_image im = {.width = 32, .height = 32, .data = malloc(32 * 32 * 3)};
     rs_rng rng;
     rs_rng_seed(&rng, 5);
@@ -317,7 +325,8 @@ static rsmoe_status llm_logits(const char *file, float *logits, int *vocab, rs_d
     float *emb = malloc(sizeof(float) * (size_t)n * D);
     int slot[5] = {0}, pos[5] = {0, 1, 2, 3, 4}, lr = 4;
     if (!(st = rs_llm_state_new(&w.c, 16, 1, n, 1, 0, &s)) && !(st = rs_llm_embed(&w, k_ids, n, emb))) {
-        rs_llm_batch b = {.n_rows = n, .emb = emb, .slot = slot, .pos = pos, .n_logit_rows = 1, .logit_rows = &lr, .logits = logits};
+        rs_llm_batch b = {
+            .n_rows = n, .emb = emb, .slot = slot, .pos = pos, .n_logit_rows = 1, .logit_rows = &lr, .logits = logits};
         st = rs_llm_forward(&w, s, &b, NULL);
     }
     rs_llm_state_free(s);
@@ -357,7 +366,8 @@ TEST(llm_only_parity_and_types) {
             /* q8_0: every weight within half a quantisation step of the f32 import's */
             const rs_tensor *q = rs_gguf_find_tensor(g, "blk.1.ffn_down.weight");
             rs_gguf *g32 = NULL;
-            if (types[i].t == RS_Q8_0 && q && q->type == RS_Q8_0 && (path(out, sizeof out, "llm_f32.gguf"), rs_gguf_open(out, &g32)) == RSMOE_OK) {
+            if (types[i].t == RS_Q8_0 && q && q->type == RS_Q8_0 &&
+                (path(out, sizeof out, "llm_f32.gguf"), rs_gguf_open(out, &g32)) == RSMOE_OK) {
                 const rs_tensor *f = rs_gguf_find_tensor(g32, "blk.1.ffn_down.weight");
                 int64_t nel = rs_tensor_nelements(q), bad = 0;
                 const rs_block_q8_0 *bl = q->data;
@@ -365,18 +375,24 @@ TEST(llm_only_parity_and_types) {
                     const float *x = (const float *)f->data + b * 32;
                     float amax = 0, d = rs_f16_to_f32(bl[b].d);
                     for (int k = 0; k < 32; k++) amax = fmaxf(amax, fabsf(x[k]));
-                    for (int k = 0; k < 32; k++) bad += fabsf(d * bl[b].qs[k] - x[k]) > 0.5f * amax / 127 * 1.01f + 5e-4f * amax + 1e-7f; /* + the f16 scale's rounding */
+                    for (int k = 0; k < 32; k++)
+                        bad += fabsf(d * bl[b].qs[k] - x[k]) >
+                            0.5f * amax / 127 * 1.01f + 5e-4f * amax + 1e-7f; /* + the f16 scale's rounding */
                 }
                 CHECK(f && bad == 0, "q8_0: %lld of %lld weights off by more than half a step", (long long)bad, (long long)nel);
                 rs_gguf_close(g32);
-            } else CHECK(types[i].t != RS_Q8_0, "q8_0 tensor and the f32 import");
+            } else
+                CHECK(types[i].t != RS_Q8_0, "q8_0 tensor and the f32 import");
             path(out, sizeof out, i == 0 ? "llm_f32.gguf" : "llm_only.gguf");
             rs_gguf_close(g);
         } else CHECK(0, "open: %s", rsmoe_last_error());
         float got[260];
         int V = 0;
         rs_dtype qt = RS_F32;
-        if (llm_logits(out, got, &V, &qt)) { CHECK(0, "forward %s: %s", rs_dtype_name(types[i].t), rsmoe_last_error()); continue; }
+        if (llm_logits(out, got, &V, &qt)) {
+            CHECK(0, "forward %s: %s", rs_dtype_name(types[i].t), rsmoe_last_error());
+            continue;
+        }
         CHECK(V == 260 && qt == types[i].t, "%s: vocab %d, attn_q type %s", rs_dtype_name(types[i].t), V, rs_dtype_name(qt));
         double e = nerr(got, want, 260);
         CHECK(e <= types[i].tol, "%s: logits normalised error %.3g (tolerance %g)", rs_dtype_name(types[i].t), e, types[i].tol);
@@ -433,8 +449,8 @@ TEST(tokenizer_json_gpt2) {
         *e = 0;
         int32_t x[512], y[512];
         int nx = 0, ny = 0;
-        if (rs_tokenizer_encode(a, p, false, x, 512, &nx) == RSMOE_OK && rs_tokenizer_encode(b, p, false, y, 512, &ny) == RSMOE_OK &&
-            nx == ny && !memcmp(x, y, sizeof(int32_t) * (size_t)nx))
+        if (rs_tokenizer_encode(a, p, false, x, 512, &nx) == RSMOE_OK &&
+            rs_tokenizer_encode(b, p, false, y, 512, &ny) == RSMOE_OK && nx == ny && !memcmp(x, y, sizeof(int32_t) * (size_t)nx))
             same++;
         cases++;
     }
@@ -466,8 +482,10 @@ TEST(spm_tokenizer_model) {
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         int32_t x[128], y[128];
         int nx = 0, ny = 0;
-        CHECK(rs_tokenizer_encode(a, texts[i], true, x, 128, &nx) == RSMOE_OK && rs_tokenizer_encode(b, texts[i], true, y, 128, &ny) == RSMOE_OK &&
-                  nx == ny && !memcmp(x, y, sizeof(int32_t) * (size_t)nx), "same encoding of '%s'", texts[i]);
+        CHECK(rs_tokenizer_encode(a, texts[i], true, x, 128, &nx) == RSMOE_OK &&
+                  rs_tokenizer_encode(b, texts[i], true, y, 128, &ny) == RSMOE_OK && nx == ny &&
+                  !memcmp(x, y, sizeof(int32_t) * (size_t)nx),
+              "same encoding of '%s'", texts[i]);
     }
     rs_tokenizer_free(a);
     rs_tokenizer_free(b);
@@ -481,7 +499,8 @@ TEST(spm_tokenizer_model) {
     fwrite(buf, 1, got > 1001 ? 1001 : got, out);
     fclose(in);
     fclose(out);
-    CHECK(rs_hf_spm_load(tp, &a) == RSMOE_ERR_FORMAT && strstr(rsmoe_last_error(), tp), "truncated model: %s", rsmoe_last_error());
+    CHECK(rs_hf_spm_load(tp, &a) == RSMOE_ERR_FORMAT && strstr(rsmoe_last_error(), tp), "truncated model: %s",
+          rsmoe_last_error());
 }
 
 /* ------------------------------------------------------------------ bad inputs */
@@ -517,7 +536,8 @@ TEST(bad_inputs) {
         rsmoe_status st = rs_hf_import(&p, out, NULL);
         CHECK(st == cases[i].st, "%s: status %d, expected %d (%s)", cases[i].llm, st, cases[i].st, rsmoe_last_error());
         for (int k = 0; k < 2; k++)
-            CHECK(strstr(rsmoe_last_error(), cases[i].msg[k]), "%s: message '%s' lacks '%s'", cases[i].llm, rsmoe_last_error(), cases[i].msg[k]);
+            CHECK(strstr(rsmoe_last_error(), cases[i].msg[k]), "%s: message '%s' lacks '%s'", cases[i].llm, rsmoe_last_error(),
+                  cases[i].msg[k]);
         CHECK(access(out, F_OK) != 0, "%s: no output left behind", cases[i].llm);
     }
     /* argument errors */
@@ -527,7 +547,8 @@ TEST(bad_inputs) {
     CHECK(rs_hf_import(&p, out, NULL) == RSMOE_ERR_INVALID_ARG, "no LLM");
     p.llm_dir = llm;
     p.vision_dir = llm;
-    CHECK(rs_hf_import(&p, out, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "Q-Former"), "vision without Q-Former");
+    CHECK(rs_hf_import(&p, out, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "Q-Former"),
+          "vision without Q-Former");
     p.vision_dir = NULL;
     p.wtype = (rs_dtype)2;
     CHECK(rs_hf_import(&p, out, NULL) == RSMOE_ERR_INVALID_ARG, "bad output type");

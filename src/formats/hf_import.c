@@ -29,7 +29,11 @@ static char *slurp_n(const char *path, size_t max, size_t *len, rsmoe_status *st
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    if (n < 0 || (size_t)n > max) { fclose(f); *st = rs_error(RSMOE_ERR_FORMAT, "%s: %ld bytes (at most %zu)", path, n, max); return NULL; }
+    if (n < 0 || (size_t)n > max) {
+        fclose(f);
+        *st = rs_error(RSMOE_ERR_FORMAT, "%s: %ld bytes (at most %zu)", path, n, max);
+        return NULL;
+    }
     char *b = malloc((size_t)n + 1);
     if (!b) { fclose(f); *st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); return NULL; }
     size_t got = fread(b, 1, (size_t)n, f);
@@ -192,7 +196,8 @@ typedef struct {
 static const char *shape_str(const int64_t *sh, int nd, char *buf, size_t cap) {
     size_t l = 0;
     buf[l++] = '[';
-    for (int i = 0; i < nd && l < cap - 24; i++) l += (size_t)snprintf(buf + l, cap - l, "%s%lld", i ? ", " : "", (long long)sh[i]);
+    for (int i = 0; i < nd && l < cap - 24; i++)
+        l += (size_t)snprintf(buf + l, cap - l, "%s%lld", i ? ", " : "", (long long)sh[i]);
     snprintf(buf + l, cap - l, "]");
     return buf;
 }
@@ -232,7 +237,8 @@ static rsmoe_status put(outb *o, const ckpt *c, const char *ours, const char *na
     rsmoe_status st = get(c, name, d0, d1, true, &t);
     if (st) return st;
     o->rep->n_imported++;
-    return d1 ? add_rows(o, ours, d1, d0, force_f32, rows_of_st, (void *)t) : add_rows(o, ours, d0, 1, true, rows_of_st, (void *)t);
+    return d1 ? add_rows(o, ours, d1, d0, force_f32, rows_of_st, (void *)t)
+              : add_rows(o, ours, d0, 1, true, rows_of_st, (void *)t);
 }
 
 /* linear layer: HF name.weight [out, in] + name.bias [out] */
@@ -324,7 +330,8 @@ static rsmoe_status llm_config(const char *dir, const cJSON *root, const ckpt *c
         const cJSON *v = jget(cfg, chk[i].key);
         int have = *(const int *)((const char *)c + chk[i].off);
         if (cJSON_IsNumber(v) && (int)v->valuedouble != have)
-            return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %s = %d but the tensors have %d", dir, chk[i].key, (int)v->valuedouble, have);
+            return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %s = %d but the tensors have %d", dir, chk[i].key,
+                            (int)v->valuedouble, have);
     }
     c->heads = (int)jnum(cfg, "num_attention_heads", 32);
     c->ctx = (int)jnum(cfg, "max_position_embeddings", 2048);
@@ -336,10 +343,12 @@ static rsmoe_status llm_config(const char *dir, const cJSON *root, const ckpt *c
                         c->layers, RS_LLM_MAX_LAYERS, c->heads);
     c->head_dim = (int)jnum(cfg, "head_dim", c->dim / c->heads);
     if (c->head_dim <= 0 || c->head_dim % 2 || kp->shape[0] % c->head_dim)
-        return rs_error(RSMOE_ERR_FORMAT, "%s: head_dim %d does not divide k_proj's %lld rows", dir, c->head_dim, (long long)kp->shape[0]);
+        return rs_error(RSMOE_ERR_FORMAT, "%s: head_dim %d does not divide k_proj's %lld rows", dir, c->head_dim,
+                        (long long)kp->shape[0]);
     c->kv_heads = (int)jnum(cfg, "num_key_value_heads", (double)(kp->shape[0] / c->head_dim));
     if (c->kv_heads <= 0 || c->heads % c->kv_heads)
-        return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %d key/value heads do not divide %d heads", dir, c->kv_heads, c->heads);
+        return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %d key/value heads do not divide %d heads", dir, c->kv_heads,
+                        c->heads);
     if (cJSON_IsString(jget(cfg, "hidden_act")) && strcmp(jstr(cfg, "hidden_act", ""), "silu"))
         return rs_error(RSMOE_ERR_UNSUPPORTED, "%s/config.json: hidden_act '%s' (only silu)", dir, jstr(cfg, "hidden_act", ""));
     const cJSON *rs = jget(cfg, "rope_scaling");
@@ -395,7 +404,8 @@ static rsmoe_status import_llm(outb *o, const ckpt *c0, const llm_cfg *lc) {
         char lm[300];
         snprintf(lm, sizeof lm, "%slm_head.weight", root);
         /* newer layouts put it elsewhere ("model.language_model." + top-level "lm_head") */
-        if (!rs_st_find(c.s, lm) && !find_prefix(c.s, "lm_head.weight", NULL, c.pre, sizeof c.pre)) snprintf(c.pre, sizeof c.pre, "%s", root);
+        if (!rs_st_find(c.s, lm) && !find_prefix(c.s, "lm_head.weight", NULL, c.pre, sizeof c.pre))
+            snprintf(c.pre, sizeof c.pre, "%s", root);
         if ((st = put(o, &c, "output.weight", "lm_head.weight", V, D, false))) return st;
     }
     return RSMOE_OK;
@@ -524,8 +534,14 @@ rsmoe_status rs_hf_spm_load(const char *path, rs_tokenizer **out) {
                 }
             }
             n++;
-            if (sub.bad || !toks[n - 1]) { if (!st) st = rs_error(RSMOE_ERR_FORMAT, "%s: piece %d is malformed", path, n - 1); break; }
-            if (types[n - 1] < 1 || types[n - 1] > 6) { st = rs_error(RSMOE_ERR_FORMAT, "%s: piece %d has type %d", path, n - 1, types[n - 1]); break; }
+            if (sub.bad || !toks[n - 1]) {
+                if (!st) st = rs_error(RSMOE_ERR_FORMAT, "%s: piece %d is malformed", path, n - 1);
+                break;
+            }
+            if (types[n - 1] < 1 || types[n - 1] > 6) {
+                st = rs_error(RSMOE_ERR_FORMAT, "%s: piece %d has type %d", path, n - 1, types[n - 1]);
+                break;
+            }
         } else if (f == 2 && wt == 2) { /* TrainerSpec */
             while (pb_next(&sub, &f, &wt, &v, &s2)) {
                 if (wt != 0) continue;
@@ -578,12 +594,13 @@ static rsmoe_status load_tokenizer_json(const char *dir, const char *path, rs_to
     int n = 0, nm = 0;
     st = RSMOE_OK;
     if (strcmp(jstr(model, "type", ""), "BPE") || !cJSON_IsObject(vocab)) {
-        st = rs_error(RSMOE_ERR_UNSUPPORTED, "%s: model type '%s' (only byte-level BPE; SentencePiece needs tokenizer.model)", path,
-                      jstr(model, "type", "?"));
+        st = rs_error(RSMOE_ERR_UNSUPPORTED, "%s: model type '%s' (only byte-level BPE; SentencePiece needs tokenizer.model)",
+                      path, jstr(model, "type", "?"));
         goto done;
     }
     if (cJSON_IsTrue(jget(model, "byte_fallback"))) {
-        st = rs_error(RSMOE_ERR_UNSUPPORTED, "%s: a SentencePiece-style BPE (byte_fallback): put its tokenizer.model beside it", path);
+        st = rs_error(RSMOE_ERR_UNSUPPORTED, "%s: a SentencePiece-style BPE (byte_fallback): put its tokenizer.model beside it",
+                      path);
         goto done;
     }
     for (const cJSON *e = vocab->child; e; e = e->next)
@@ -609,7 +626,10 @@ static rsmoe_status load_tokenizer_json(const char *dir, const char *path, rs_to
         types[id] = cJSON_IsTrue(jget(e, "special")) ? RS_TOKT_CONTROL : RS_TOKT_USER_DEFINED;
     }
     for (int i = 0; i < n; i++)
-        if (!toks[i]) { st = rs_error(RSMOE_ERR_FORMAT, "%s: no token has id %d (ids must be 0..%d without gaps)", path, i, n - 1); goto done; }
+        if (!toks[i]) {
+            st = rs_error(RSMOE_ERR_FORMAT, "%s: no token has id %d (ids must be 0..%d without gaps)", path, i, n - 1);
+            goto done;
+        }
     nm = cJSON_IsArray(merges) ? cJSON_GetArraySize(merges) : 0;
     if (nm) {
         mg = calloc((size_t)nm, sizeof *mg);
@@ -617,14 +637,18 @@ static rsmoe_status load_tokenizer_json(const char *dir, const char *path, rs_to
         int i = 0;
         for (const cJSON *e = merges->child; e; e = e->next, i++) {
             if (cJSON_IsString(e)) mg[i] = strdup(e->valuestring);
-            else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) && cJSON_IsString(e->child->next)) {
+            else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
+                     cJSON_IsString(e->child->next)) {
                 size_t la = strlen(e->child->valuestring), lb = strlen(e->child->next->valuestring);
                 if ((mg[i] = malloc(la + lb + 2))) {
                     memcpy(mg[i], e->child->valuestring, la);
                     mg[i][la] = ' ';
                     memcpy(mg[i] + la + 1, e->child->next->valuestring, lb + 1);
                 }
-            } else { st = rs_error(RSMOE_ERR_FORMAT, "%s: merge %d is malformed", path, i); goto done; }
+            } else {
+                st = rs_error(RSMOE_ERR_FORMAT, "%s: merge %d is malformed", path, i);
+                goto done;
+            }
             if (!mg[i]) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); goto done; }
         }
     }
@@ -743,7 +767,8 @@ static rsmoe_status check_arch(const char *dir, const cJSON *root, const char *w
     return rs_error(RSMOE_ERR_UNSUPPORTED, "%s/config.json: model_type '%s' is not a BLIP-2/InstructBLIP %s", dir, mt, what);
 }
 
-static const char *const k_vision_types[] = {"instructblip", "blip-2", "blip_2", "instructblip_vision_model", "blip_2_vision_model", NULL};
+static const char *const k_vision_types[] = {"instructblip",        "blip-2", "blip_2", "instructblip_vision_model",
+                                             "blip_2_vision_model", NULL};
 static const char *const k_qformer_types[] = {"instructblip", "blip-2", "blip_2", "instructblip_qformer", "blip_2_qformer", NULL};
 
 static rsmoe_status import_vision(outb *o, const ckpt *c, const cJSON *root, vis_cfg *vc) {
@@ -761,13 +786,15 @@ static rsmoe_status import_vision(outb *o, const ckpt *c, const cJSON *root, vis
     pos = rs_st_find(c->s, nm);
     if (!pos || pos->n % vc->width) return rs_error(RSMOE_ERR_FORMAT, "%s: missing or misshapen %s", c->dir, nm);
     int64_t np = pos->n / vc->width - 1, G = (int64_t)llround(sqrt((double)np));
-    if (G * G != np) return rs_error(RSMOE_ERR_FORMAT, "%s: %s holds %lld patch positions, not a square grid", c->dir, nm, (long long)np);
+    if (G * G != np)
+        return rs_error(RSMOE_ERR_FORMAT, "%s: %s holds %lld patch positions, not a square grid", c->dir, nm, (long long)np);
     vc->size = (int)G * vc->patch;
     for (vc->layers = 0;; vc->layers++) {
         snprintf(nm, sizeof nm, "%sencoder.layers.%d.layer_norm1.weight", c->pre, vc->layers);
         if (!rs_st_find(c->s, nm)) break;
     }
-    if (!vc->layers) return rs_error(RSMOE_ERR_FORMAT, "%s: missing tensor %sencoder.layers.0.layer_norm1.weight", c->dir, c->pre);
+    if (!vc->layers)
+        return rs_error(RSMOE_ERR_FORMAT, "%s: missing tensor %sencoder.layers.0.layer_norm1.weight", c->dir, c->pre);
     snprintf(nm, sizeof nm, "%sencoder.layers.0.mlp.fc1.weight", c->pre);
     const rs_st_tensor *fc1 = rs_st_find(c->s, nm);
     if (!fc1 || fc1->ndim != 2) return rs_error(RSMOE_ERR_FORMAT, "%s: missing or misshapen %s", c->dir, nm);
@@ -779,12 +806,15 @@ static rsmoe_status import_vision(outb *o, const ckpt *c, const cJSON *root, vis
     if (strcmp(act, "gelu") && strcmp(act, "gelu_pytorch_tanh") && strcmp(act, "gelu_new"))
         return rs_error(RSMOE_ERR_UNSUPPORTED, "%s/config.json: vision hidden_act '%s'", c->dir, act);
     if (vc->heads <= 0 || vc->width % vc->heads)
-        return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %d heads do not divide the vision width %d", c->dir, vc->heads, vc->width);
+        return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %d heads do not divide the vision width %d", c->dir, vc->heads,
+                        vc->width);
     if (jnum(cfg, "hidden_size", vc->width) != vc->width || jnum(cfg, "num_hidden_layers", vc->layers) != vc->layers ||
         jnum(cfg, "patch_size", vc->patch) != vc->patch || jnum(cfg, "image_size", vc->size) != vc->size)
-        return rs_error(RSMOE_ERR_FORMAT, "%s: config.json's vision sizes (hidden %g, layers %g, patch %g, image %g) disagree with the tensors (%d, %d, %d, %d)",
-                        c->dir, jnum(cfg, "hidden_size", 0), jnum(cfg, "num_hidden_layers", 0), jnum(cfg, "patch_size", 0),
-                        jnum(cfg, "image_size", 0), vc->width, vc->layers, vc->patch, vc->size);
+        return rs_error(
+            RSMOE_ERR_FORMAT,
+            "%s: config.json's vision sizes (hidden %g, layers %g, patch %g, image %g) disagree with the tensors (%d, %d, %d, %d)",
+            c->dir, jnum(cfg, "hidden_size", 0), jnum(cfg, "num_hidden_layers", 0), jnum(cfg, "patch_size", 0),
+            jnum(cfg, "image_size", 0), vc->width, vc->layers, vc->patch, vc->size);
     int W = vc->width, P = vc->patch;
     /* the conv weight [W, 3, P, P] read flat: rows of (channel, ky, kx) */
     o->rep->n_imported++;
@@ -881,7 +911,8 @@ static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, cons
     char nm[512];
     snprintf(nm, sizeof nm, "%sencoder.layer.0.attention.attention.query.weight", c->pre);
     const rs_st_tensor *q0 = rs_st_find(c->s, nm);
-    if (!q0 || q0->ndim != 2 || q0->shape[0] != q0->shape[1]) return rs_error(RSMOE_ERR_FORMAT, "%s: missing or misshapen %s", c->dir, nm);
+    if (!q0 || q0->ndim != 2 || q0->shape[0] != q0->shape[1])
+        return rs_error(RSMOE_ERR_FORMAT, "%s: missing or misshapen %s", c->dir, nm);
     qc->width = (int)q0->shape[0];
     for (qc->layers = 0;; qc->layers++) {
         snprintf(nm, sizeof nm, "%sencoder.layer.%d.attention.attention.query.weight", c->pre, qc->layers);
@@ -899,9 +930,11 @@ static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, cons
         return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: the Q-Former reads %d-wide image tokens but the vision model gives %d",
                         c->dir, qc->enc_width, enc_width);
     if (qc->heads <= 0 || qc->width % qc->heads || qc->freq <= 0)
-        return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: bad Q-Former heads %d / cross_attention_frequency %d", c->dir, qc->heads, qc->freq);
+        return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: bad Q-Former heads %d / cross_attention_frequency %d", c->dir,
+                        qc->heads, qc->freq);
     const char *act = jstr(cfg, "hidden_act", "gelu");
-    if (strcmp(act, "gelu")) return rs_error(RSMOE_ERR_UNSUPPORTED, "%s/config.json: Q-Former hidden_act '%s' (only gelu)", c->dir, act);
+    if (strcmp(act, "gelu"))
+        return rs_error(RSMOE_ERR_UNSUPPORTED, "%s/config.json: Q-Former hidden_act '%s' (only gelu)", c->dir, act);
     int W = qc->width, F = qc->ffn;
     /* query tokens [1, Q, W] sit beside the qformer: search the whole checkpoint */
     const rs_st_tensor *qt = NULL;
@@ -1030,9 +1063,11 @@ static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, cons
             (st = add_rows(o, "proj.bias", D, 1, true, rows_of_st, (void *)lpb)))
             return st;
     } else {
-        if ((st = add_init(o, "proj.weight", W, D, false, F_NORMAL, 0.02f)) || (st = add_init(o, "proj.bias", D, 1, true, F_ZEROS, 0)))
+        if ((st = add_init(o, "proj.weight", W, D, false, F_NORMAL, 0.02f)) ||
+            (st = add_init(o, "proj.bias", D, 1, true, F_ZEROS, 0)))
             return st;
-        note(o, "%s", lp ? "proj: random (language_projection maps to another LLM width)" : "proj: random (no language_projection)");
+        note(o, "%s",
+             lp ? "proj: random (language_projection maps to another LLM width)" : "proj: random (no language_projection)");
     }
     return RSMOE_OK;
 }
@@ -1108,12 +1143,15 @@ rsmoe_status rs_hf_import(const rs_hf_params *p, const char *out_path, rs_hf_rep
     memset(rep, 0, sizeof *rep);
     if (!p->llm_dir) return rs_error(RSMOE_ERR_INVALID_ARG, "HF import: the LLM directory is required");
     if (!p->vision_dir != !p->qformer_dir)
-        return rs_error(RSMOE_ERR_INVALID_ARG, "HF import: a full model needs both the vision model and the Q-Former (or neither for an LLM-only file)");
+        return rs_error(RSMOE_ERR_INVALID_ARG,
+                        "HF import: a full model needs both the vision model and the Q-Former (or neither for an LLM-only file)");
     if (p->wtype != RS_F32 && p->wtype != RS_F16 && p->wtype != RS_BF16 && p->wtype != RS_Q8_0)
         return rs_error(RSMOE_ERR_INVALID_ARG, "HF import: output type must be f32, f16, bf16 or q8_0");
     bool full = p->vision_dir != NULL;
-    if (full && (p->n_experts < 0 || p->n_experts > 8 || (p->n_experts && (p->lora_rank < 1 || p->n_soft < 0 || p->router_hidden < 1))))
-        return rs_error(RSMOE_ERR_INVALID_ARG, "HF import: bad MoE settings (experts %d (0..8), rank %d, soft prompts %d, router hidden %d)",
+    if (full &&
+        (p->n_experts < 0 || p->n_experts > 8 || (p->n_experts && (p->lora_rank < 1 || p->n_soft < 0 || p->router_hidden < 1))))
+        return rs_error(RSMOE_ERR_INVALID_ARG,
+                        "HF import: bad MoE settings (experts %d (0..8), rank %d, soft prompts %d, router hidden %d)",
                         p->n_experts, p->lora_rank, p->n_soft, p->router_hidden);
     rsmoe_status st;
     outb ob = {0}, *o = &ob;
@@ -1150,7 +1188,8 @@ rsmoe_status rs_hf_import(const rs_hf_params *p, const char *out_path, rs_hf_rep
             (st = open_ckpt(p->vision_dir, &cv)))
             goto done;
         if (!find_prefix(cv.s, "embeddings.class_embedding", NULL, cv.pre, sizeof cv.pre)) {
-            st = rs_error(RSMOE_ERR_FORMAT, "%s: missing tensor vision_model.embeddings.class_embedding (not a BLIP-2/InstructBLIP vision model?)",
+            st = rs_error(RSMOE_ERR_FORMAT,
+                          "%s: missing tensor vision_model.embeddings.class_embedding (not a BLIP-2/InstructBLIP vision model?)",
                           p->vision_dir);
             goto done;
         }
@@ -1159,7 +1198,8 @@ rsmoe_status rs_hf_import(const rs_hf_params *p, const char *out_path, rs_hf_rep
             (st = open_ckpt(p->qformer_dir, &cq)))
             goto done;
         if (!find_prefix(cq.s, "encoder.layer.0.attention.attention.query.weight", NULL, cq.pre, sizeof cq.pre)) {
-            st = rs_error(RSMOE_ERR_FORMAT, "%s: missing tensor qformer.encoder.layer.0.attention.attention.query.weight (not a Q-Former?)",
+            st = rs_error(RSMOE_ERR_FORMAT,
+                          "%s: missing tensor qformer.encoder.layer.0.attention.attention.query.weight (not a Q-Former?)",
                           p->qformer_dir);
             goto done;
         }

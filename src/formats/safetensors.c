@@ -100,7 +100,10 @@ static rsmoe_status add_file(rs_safetensors *s, const char *path) {
     struct stat sb;
     if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) { close(fd); return rs_error(RSMOE_ERR_IO, "%s: not a regular file", path); }
     f->size = (size_t)sb.st_size;
-    if (f->size < 8) { close(fd); return rs_error(RSMOE_ERR_FORMAT, "%s: truncated safetensors file (%zu bytes, no header length)", path, f->size); }
+    if (f->size < 8) {
+        close(fd);
+        return rs_error(RSMOE_ERR_FORMAT, "%s: truncated safetensors file (%zu bytes, no header length)", path, f->size);
+    }
     void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (m == MAP_FAILED) { f->size = 0; return rs_error(RSMOE_ERR_IO, "%s: mmap failed: %s", path, strerror(errno)); }
@@ -111,7 +114,8 @@ static rsmoe_status add_file(rs_safetensors *s, const char *path) {
         return rs_error(RSMOE_ERR_FORMAT, "%s: header of %llu bytes is over the sane limit (%llu): not a safetensors file?",
                         path, (unsigned long long)hl, (unsigned long long)RS_ST_MAX_HEADER);
     if (hl < 2 || hl > f->size - 8)
-        return rs_error(RSMOE_ERR_FORMAT, "%s: truncated: header of %llu bytes but the file has %zu", path, (unsigned long long)hl, f->size);
+        return rs_error(RSMOE_ERR_FORMAT, "%s: truncated: header of %llu bytes but the file has %zu", path,
+                        (unsigned long long)hl, f->size);
     const uint8_t *data = f->map + 8 + hl;
     uint64_t dsize = f->size - 8 - hl;
     cJSON *root = cJSON_ParseWithLength((const char *)f->map + 8, (size_t)hl);
@@ -143,15 +147,25 @@ static rsmoe_status add_file(rs_safetensors *s, const char *path) {
         int d = -1;
         for (int k = 0; k < N_DT; k++)
             if (!strcmp(dt->valuestring, k_dt[k].name)) d = k;
-        if (d < 0) { st = rs_error(RSMOE_ERR_FORMAT, "%s: tensor %s: unknown dtype '%s'", path, e->string, dt->valuestring); break; }
+        if (d < 0) {
+            st = rs_error(RSMOE_ERR_FORMAT, "%s: tensor %s: unknown dtype '%s'", path, e->string, dt->valuestring);
+            break;
+        }
         t->dtype = (rs_st_dtype)d;
         t->ndim = cJSON_GetArraySize(sh);
-        if (t->ndim > RS_ST_MAX_DIMS) { st = rs_error(RSMOE_ERR_FORMAT, "%s: tensor %s: %d dims (at most %d)", path, e->string, t->ndim, RS_ST_MAX_DIMS); break; }
+        if (t->ndim > RS_ST_MAX_DIMS) {
+            st = rs_error(RSMOE_ERR_FORMAT, "%s: tensor %s: %d dims (at most %d)", path, e->string, t->ndim, RS_ST_MAX_DIMS);
+            break;
+        }
         uint64_t n = 1;
         int k = 0;
         bool bad = false;
         for (const cJSON *x = sh->child; x; x = x->next, k++) {
-            if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 9.0e15 || x->valuedouble != (double)(int64_t)x->valuedouble) { bad = true; break; }
+            if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 9.0e15 ||
+                x->valuedouble != (double)(int64_t)x->valuedouble) {
+                bad = true;
+                break;
+            }
             t->shape[k] = (int64_t)x->valuedouble;
             if (t->shape[k] && n > (UINT64_MAX / 16) / (uint64_t)t->shape[k]) { bad = true; break; }
             n *= (uint64_t)t->shape[k];
@@ -195,7 +209,8 @@ static rsmoe_status add_file(rs_safetensors *s, const char *path) {
         qsort(sp, (size_t)m2, sizeof *sp, cmp_span);
         for (int64_t i = 1; i < m2 && !st; i++)
             if (sp[i].b < sp[i - 1].e)
-                st = rs_error(RSMOE_ERR_FORMAT, "%s: tensors %s and %s overlap", path, s->t[sp[i - 1].i].name, s->t[sp[i].i].name);
+                st =
+                    rs_error(RSMOE_ERR_FORMAT, "%s: tensors %s and %s overlap", path, s->t[sp[i - 1].i].name, s->t[sp[i].i].name);
         free(sp);
     }
     return st;
@@ -219,10 +234,19 @@ static char *read_text(const char *path, size_t max, rsmoe_status *st) {
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    if (n < 0 || (size_t)n > max) { fclose(f); *st = rs_error(RSMOE_ERR_FORMAT, "%s: %ld bytes (at most %zu)", path, n, max); return NULL; }
+    if (n < 0 || (size_t)n > max) {
+        fclose(f);
+        *st = rs_error(RSMOE_ERR_FORMAT, "%s: %ld bytes (at most %zu)", path, n, max);
+        return NULL;
+    }
     char *b = malloc((size_t)n + 1);
     if (!b) { fclose(f); *st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); return NULL; }
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); fclose(f); *st = rs_error(RSMOE_ERR_IO, "%s: read error", path); return NULL; }
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        fclose(f);
+        *st = rs_error(RSMOE_ERR_IO, "%s: read error", path);
+        return NULL;
+    }
     b[n] = 0;
     fclose(f);
     *st = RSMOE_OK;
@@ -236,7 +260,10 @@ static rsmoe_status open_index(rs_safetensors *s, const char *path) {
     cJSON *root = cJSON_Parse(txt);
     free(txt);
     const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-    if (!cJSON_IsObject(wm)) { cJSON_Delete(root); return rs_error(RSMOE_ERR_FORMAT, "%s: not a shard index (no weight_map object)", path); }
+    if (!cJSON_IsObject(wm)) {
+        cJSON_Delete(root);
+        return rs_error(RSMOE_ERR_FORMAT, "%s: not a shard index (no weight_map object)", path);
+    }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *sl = strrchr(dir, '/');
