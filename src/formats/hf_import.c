@@ -163,6 +163,20 @@ static rsmoe_status add_rows(outb *o, const char *name, int64_t ne0, int64_t ne1
 static rsmoe_status rows_of_st(void *ctx, int64_t r, float *row, int64_t ne0) {
     return rs_st_read_f32((const rs_st_tensor *)ctx, r * ne0, ne0, row);
 }
+/* a checkpoint tensor: its bytes are passed to the writer as they are (no copy) when the
+ * source dtype is the output type, else converted row by row */
+static rsmoe_status add_st(outb *o, const char *name, int64_t ne0, int64_t ne1, bool force_f32, const rs_st_tensor *src) {
+    rs_dtype t = out_type(o, ne0, ne1, force_f32);
+    int same = t == RS_F32 ? (int)RS_ST_F32 : t == RS_F16 ? (int)RS_ST_F16 : t == RS_BF16 ? (int)RS_ST_BF16 : -1;
+    if ((int)src->dtype == same && src->n == ne0 * ne1) {
+        int64_t ne[2] = {ne0, ne1};
+        rs_tensor tt;
+        rsmoe_status st = rs_tensor_init(&tt, name, t, ne1 > 1 ? 2 : 1, ne, (void *)src->data);
+        return st ? st : rs_gguf_writer_add_tensor(o->w, &tt);
+    }
+    return add_rows(o, name, ne0, ne1, force_f32, rows_of_st, (void *)src);
+}
+
 static rsmoe_status rows_of_f32(void *ctx, int64_t r, float *row, int64_t ne0) {
     memcpy(row, (const float *)ctx + r * ne0, sizeof(float) * (size_t)ne0);
     return RSMOE_OK;
@@ -237,8 +251,8 @@ static rsmoe_status put(outb *o, const ckpt *c, const char *ours, const char *na
     rsmoe_status st = get(c, name, d0, d1, true, &t);
     if (st) return st;
     o->rep->n_imported++;
-    return d1 ? add_rows(o, ours, d1, d0, force_f32, rows_of_st, (void *)t)
-              : add_rows(o, ours, d0, 1, true, rows_of_st, (void *)t);
+    return d1 ? add_st(o, ours, d1, d0, force_f32, t)
+              : add_st(o, ours, d0, 1, true, t);
 }
 
 /* linear layer: HF name.weight [out, in] + name.bias [out] */
@@ -818,7 +832,7 @@ static rsmoe_status import_vision(outb *o, const ckpt *c, const cJSON *root, vis
     int W = vc->width, P = vc->patch;
     /* the conv weight [W, 3, P, P] read flat: rows of (channel, ky, kx) */
     o->rep->n_imported++;
-    if ((st = add_rows(o, "v.patch_embd.weight", 3 * P * P, W, true, rows_of_st, (void *)pe))) return st;
+    if ((st = add_st(o, "v.patch_embd.weight", 3 * P * P, W, true, pe))) return st;
     if ((st = put(o, c, "v.patch_embd.bias", "embeddings.patch_embedding.bias", W, 0, true)) ||
         (st = put(o, c, "v.class_embd", "embeddings.class_embedding", W, 0, true)) ||
         (st = put(o, c, "v.position_embd", "embeddings.position_embedding", 1 + G * G, W, true)))
@@ -945,7 +959,7 @@ static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, cons
     if (!qt || qt->n % W) return rs_error(RSMOE_ERR_FORMAT, "%s: missing or misshapen tensor query_tokens", c->dir);
     qc->nq = (int)(qt->n / W);
     o->rep->n_imported++;
-    if ((st = add_rows(o, "qf.query_embd", W, qc->nq, true, rows_of_st, (void *)qt))) return st;
+    if ((st = add_st(o, "qf.query_embd", W, qc->nq, true, qt))) return st;
     /* text side: InstructBLIP has word/position embeddings, BLIP-2 does not */
     const rs_st_tensor *we, *pe;
     snprintf(nm, sizeof nm, "%sembeddings.word_embeddings.weight", c->pre);
@@ -978,7 +992,7 @@ static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, cons
     }
     if (pe) {
         o->rep->n_imported++;
-        if ((st = add_rows(o, "qf.position_embd.weight", W, qc->max_pos, true, rows_of_st, (void *)pe))) return st;
+        if ((st = add_st(o, "qf.position_embd.weight", W, qc->max_pos, true, pe))) return st;
     } else {
         if ((st = add_init(o, "qf.position_embd.weight", W, qc->max_pos, true, F_NORMAL, 0.02f))) return st;
         note(o, "%s", "qf.position_embd: random (the Q-Former has no position embeddings)");
@@ -1059,8 +1073,8 @@ static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, cons
     }
     if (lp && lp->ndim == 2 && lp->shape[0] == D && lp->shape[1] == W && lpb && lpb->n == D) {
         o->rep->n_imported += 2;
-        if ((st = add_rows(o, "proj.weight", W, D, false, rows_of_st, (void *)lp)) ||
-            (st = add_rows(o, "proj.bias", D, 1, true, rows_of_st, (void *)lpb)))
+        if ((st = add_st(o, "proj.weight", W, D, false, lp)) ||
+            (st = add_st(o, "proj.bias", D, 1, true, lpb)))
             return st;
     } else {
         if ((st = add_init(o, "proj.weight", W, D, false, F_NORMAL, 0.02f)) ||
