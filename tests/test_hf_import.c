@@ -15,6 +15,7 @@
 #include "test.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 static char g_dir[256];
 static bool g_have;   /* fixtures made (numpy present) */
@@ -554,6 +555,42 @@ TEST(bad_inputs) {
     CHECK(rs_hf_import(&p, out, NULL) == RSMOE_ERR_INVALID_ARG, "bad output type");
 }
 
+/* the command line: `rsmoe import hf` of this build (beside the tests folder) */
+TEST(cli) {
+    if (!g_have) SKIP("/usr/bin/python3 with numpy is not available for the fixtures");
+    char exe[512], bin[600], cmd[4096], llm[300], blip[300], out[300], log[300];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    REQUIRE(n > 0, "readlink");
+    exe[n] = 0;
+    char *sl = strrchr(exe, '/');
+    if (sl) *sl = 0; /* .../tests */
+    snprintf(bin, sizeof bin, "%s/../rsmoe", exe);
+    if (access(bin, X_OK)) SKIP("%s is not built", bin);
+    path(llm, sizeof llm, "llm");
+    path(blip, sizeof blip, "blip");
+    path(out, sizeof out, "cli.gguf");
+    path(log, sizeof log, "cli.log");
+    snprintf(cmd, sizeof cmd, "%s import hf --vision %s --qformer %s --llm %s -o %s --type bf16 --experts 2 --lora-rank 4 >%s 2>&1",
+             bin, blip, blip, llm, out, log);
+    CHECK(system(cmd) == 0, "full import: see %s", log);
+    rs_gguf *g = NULL;
+    if (rs_gguf_open(out, &g) == RSMOE_OK) {
+        CHECK(rs_gguf_get_u32_or(g, "rsmoe.moe.expert_count", 0) == 2 && rs_gguf_get_u32_or(g, "rsmoe.moe.lora_rank", 0) == 4,
+              "--experts / --lora-rank stored");
+        const rs_tensor *t = rs_gguf_find_tensor(g, "blk.0.ffn_up.weight");
+        CHECK(t && t->type == RS_BF16, "--type bf16");
+        rs_gguf_close(g);
+    } else CHECK(0, "open: %s", rsmoe_last_error());
+    snprintf(cmd, sizeof cmd, "%s import hf --llm %s >%s 2>&1", bin, llm, log);
+    CHECK(WEXITSTATUS(system(cmd)) == 2, "no -o: usage error");
+    snprintf(cmd, sizeof cmd, "%s import hf --llm %s/bad_missing -o %s >%s 2>&1", bin, g_dir, out, log);
+    CHECK(WEXITSTATUS(system(cmd)) == 1, "bad checkpoint: exit 1");
+    FILE *f = fopen(log, "r");
+    char msg[1024] = {0};
+    if (f) { size_t r = fread(msg, 1, sizeof msg - 1, f); msg[r] = 0; fclose(f); }
+    CHECK(strstr(msg, "model.layers.1.mlp.up_proj.weight"), "message names the tensor: %s", msg);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_test_hf_%d", (int)getpid());
     mkdir(g_dir, 0755);
@@ -571,6 +608,7 @@ int main(void) {
     RUN(tokenizer_json_gpt2);
     RUN(spm_tokenizer_model);
     RUN(bad_inputs);
+    RUN(cli);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
