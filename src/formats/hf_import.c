@@ -70,6 +70,11 @@ static double jnum(const cJSON *o, const char *k, double dflt) {
     const cJSON *v = jget(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
+/* an integer value (non-integral or out of int range: -1, which every caller refuses) */
+static int jint(const cJSON *o, const char *k, double dflt) {
+    double v = jnum(o, k, dflt);
+    return v >= -2147483648.0 && v <= 2147483647.0 && v == (double)(long long)v ? (int)v : -1;
+}
 static const char *jstr(const cJSON *o, const char *k, const char *dflt) {
     const cJSON *v = jget(o, k);
     return cJSON_IsString(v) ? v->valuestring : dflt;
@@ -343,23 +348,23 @@ static rsmoe_status llm_config(const char *dir, const cJSON *root, const ckpt *c
     for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++) {
         const cJSON *v = jget(cfg, chk[i].key);
         int have = *(const int *)((const char *)c + chk[i].off);
-        if (cJSON_IsNumber(v) && (int)v->valuedouble != have)
+        if (cJSON_IsNumber(v) && jint(cfg, chk[i].key, 0) != have)
             return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %s = %d but the tensors have %d", dir, chk[i].key,
-                            (int)v->valuedouble, have);
+                            jint(cfg, chk[i].key, 0), have);
     }
-    c->heads = (int)jnum(cfg, "num_attention_heads", 32);
-    c->ctx = (int)jnum(cfg, "max_position_embeddings", 2048);
+    c->heads = jint(cfg, "num_attention_heads", 32);
+    c->ctx = jint(cfg, "max_position_embeddings", 2048);
     c->eps = (float)jnum(cfg, "rms_norm_eps", 1e-6);
     c->theta = (float)jnum(cfg, "rope_theta", 10000);
     c->tied = cJSON_IsTrue(jget(cfg, "tie_word_embeddings"));
-    if (c->heads <= 0 || c->layers <= 0 || c->layers > RS_LLM_MAX_LAYERS || c->dim % c->heads)
+    if (c->heads <= 0 || c->layers <= 0 || c->layers > RS_LLM_MAX_LAYERS || c->dim % c->heads || c->ctx <= 0)
         return rs_error(RSMOE_ERR_FORMAT, "%s: bad LLM configuration (hidden_size %d, %d layers (1..%d), %d heads)", dir, c->dim,
                         c->layers, RS_LLM_MAX_LAYERS, c->heads);
-    c->head_dim = (int)jnum(cfg, "head_dim", c->dim / c->heads);
+    c->head_dim = jint(cfg, "head_dim", c->dim / c->heads);
     if (c->head_dim <= 0 || c->head_dim % 2 || kp->shape[0] % c->head_dim)
         return rs_error(RSMOE_ERR_FORMAT, "%s: head_dim %d does not divide k_proj's %lld rows", dir, c->head_dim,
                         (long long)kp->shape[0]);
-    c->kv_heads = (int)jnum(cfg, "num_key_value_heads", (double)(kp->shape[0] / c->head_dim));
+    c->kv_heads = jint(cfg, "num_key_value_heads", (double)(kp->shape[0] / c->head_dim));
     if (c->kv_heads <= 0 || c->heads % c->kv_heads)
         return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: %d key/value heads do not divide %d heads", dir, c->kv_heads,
                         c->heads);
@@ -595,7 +600,9 @@ rsmoe_status rs_hf_spm_load(const char *path, rs_tokenizer **out) {
     return st;
 }
 
-static int tok_id(const cJSON *v) { return cJSON_IsNumber(v) ? (int)v->valuedouble : -1; }
+static int tok_id(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 2147483647.0 ? (int)v->valuedouble : -1;
+}
 
 /* tokenizer.json: byte-level BPE */
 static rsmoe_status load_tokenizer_json(const char *dir, const char *path, rs_tokenizer **out) {
@@ -683,9 +690,9 @@ static rsmoe_status load_tokenizer_json(const char *dir, const char *path, rs_to
         st = RSMOE_OK;
         const cJSON *tc = jget(cfg, "text_config") ? jget(cfg, "text_config") : cfg;
         const cJSON *eos = jget(tc, "eos_token_id");
-        vb.bos = (int32_t)jnum(tc, "bos_token_id", -1);
+        vb.bos = jint(tc, "bos_token_id", -1);
         vb.eos = cJSON_IsArray(eos) ? tok_id(eos->child) : tok_id(eos);
-        vb.pad = (int32_t)jnum(tc, "pad_token_id", -1);
+        vb.pad = jint(tc, "pad_token_id", -1);
         snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
         cJSON *tcfg = load_json(p, false, &st);
         st = RSMOE_OK;
@@ -813,7 +820,7 @@ static rsmoe_status import_vision(outb *o, const ckpt *c, const cJSON *root, vis
     const rs_st_tensor *fc1 = rs_st_find(c->s, nm);
     if (!fc1 || fc1->ndim != 2) return rs_error(RSMOE_ERR_FORMAT, "%s: missing or misshapen %s", c->dir, nm);
     vc->mlp = (int)fc1->shape[0];
-    vc->heads = (int)jnum(cfg, "num_attention_heads", 16);
+    vc->heads = jint(cfg, "num_attention_heads", 16);
     vc->eps = (float)jnum(cfg, "layer_norm_eps", 1e-6);
     const char *act = jstr(cfg, "hidden_act", "gelu");
     vc->tanh = strcmp(act, "gelu") != 0;
@@ -936,10 +943,10 @@ static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, cons
     const rs_st_tensor *iq = rs_st_find(c->s, nm);
     if (!iq || iq->ndim != 2) return rs_error(RSMOE_ERR_FORMAT, "%s: missing or misshapen %s", c->dir, nm);
     qc->ffn = (int)iq->shape[0];
-    qc->heads = (int)jnum(cfg, "num_attention_heads", 12);
-    qc->freq = (int)jnum(cfg, "cross_attention_frequency", 2);
+    qc->heads = jint(cfg, "num_attention_heads", 12);
+    qc->freq = jint(cfg, "cross_attention_frequency", 2);
     qc->eps = (float)jnum(cfg, "layer_norm_eps", 1e-12);
-    qc->enc_width = (int)jnum(cfg, "encoder_hidden_size", enc_width);
+    qc->enc_width = jint(cfg, "encoder_hidden_size", enc_width);
     if (qc->enc_width != enc_width)
         return rs_error(RSMOE_ERR_FORMAT, "%s/config.json: the Q-Former reads %d-wide image tokens but the vision model gives %d",
                         c->dir, qc->enc_width, enc_width);
@@ -968,7 +975,7 @@ static rsmoe_status import_qformer(outb *o, const ckpt *c, const ckpt *top, cons
     snprintf(nm, sizeof nm, "%sembeddings.position_embeddings.weight", c->pre);
     pe = rs_st_find(c->s, nm);
     if (pe && (pe->ndim != 2 || pe->shape[1] != W)) return rs_error(RSMOE_ERR_FORMAT, "%s: %s is misshapen", c->dir, nm);
-    qc->max_pos = pe ? (int)pe->shape[0] : (int)jnum(cfg, "max_position_embeddings", 512);
+    qc->max_pos = pe ? (int)pe->shape[0] : jint(cfg, "max_position_embeddings", 512);
     int Vt = rs_tokenizer_n_vocab(llm_tok);
     rs_tokenizer *wpm = NULL;
     char vp[4096];
