@@ -915,6 +915,9 @@ def main():
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     threads = [int(x) for x in a.threads.split(",") if x]
+    models = [x for x in a.models.split(",") if x]
+    if not threads or min(threads) < 1 or any(x not in ("test", "tiny", "vitb") for x in models) or a.reps < 1 or a.rounds < 1:
+        ap.error("bad --threads, --models, --reps or --rounds")
     if a.worker:
         torch_worker(a.worker, threads[0], a.reps, a.caption_len)
         return 0
@@ -952,11 +955,17 @@ def main():
     if not a.skip_checks:
         print("== checks", flush=True)
         for k in ("test", "tiny", "vitb"):
-            check_vs_ref(chk, RSMoE, torch, paths[k], k, a.dir)
+            try:
+                check_vs_ref(chk, RSMoE, torch, paths[k], k, a.dir)
+            except (RuntimeError, OSError, ValueError) as e:
+                chk(False, "torch vs NumPy ref, %s: %s" % (k, e))
         dump, why = build_dump(a.dir)
         if dump:
             for k in ("test", "tiny", "vitb"):
-                check_vs_ours(chk, RSMoE, torch, paths[k], k, a.dir, dump, a.caption_len, max(threads))
+                try:
+                    check_vs_ours(chk, RSMoE, torch, paths[k], k, a.dir, dump, a.caption_len, max(threads))
+                except (RuntimeError, OSError, ValueError) as e:
+                    chk(False, "torch vs ours, %s: %s" % (k, e))
         else:
             print("  SKIP torch vs ours: " + why)
         print("  %d checks passed, %d failed (%.0f s)" % (chk.n_ok, chk.n_bad, time.time() - t_start), flush=True)
@@ -965,7 +974,7 @@ def main():
     rounds = {}
     for rnd in range(a.rounds):
         for nt in threads:
-            for k in a.models.split(","):
+            for k in models:
                 t0 = time.time()
                 ours = run_ours(paths[k], nt, a.reps, a.caption_len)
                 tch = run_torch(paths[k], nt, a.reps, a.caption_len)
