@@ -15,7 +15,7 @@ int rs_cli_parse_dtype(const char *s, rs_dtype *t);
  * query embeddings, the patch embedding, LoRA adapters, the router gate) stays f32 */
 static bool quantizable(const rs_tensor *t) {
     static const char *const keep[] = {"v.patch_embd.", "v.position_embd", "v.class_embd", "qf.position_embd.",
-                                       "qf.query_embd", "expert.", "router.gate.", "router.soft_up.", NULL};
+                                       "qf.query_embd", "expert.", "router.gate.", "router.soft_up.", "cnn.", NULL};
     if (t->ndim != 2 || t->ne[1] < 2) return false;
     for (int i = 0; keep[i]; i++)
         if (!strncmp(t->name, keep[i], strlen(keep[i]))) return false;
@@ -28,8 +28,9 @@ int cmd_quantize(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: rsmoe quantize IN.gguf OUT.gguf f32|f16|bf16|q8_0\n\n"
-                   "Rewrites the weight matrices (encoder, Q-Former, LLM, token embeddings) in the given type;\n"
-                   "vectors, norms, embeddings of positions and queries, LoRA adapters and the router gate stay f32.\n"
+                   "Rewrites the weight matrices (ViT encoder, Q-Former, LLM, token embeddings) in the given type;\n"
+                   "vectors, norms, embeddings of positions and queries, LoRA adapters, the router gate and a CNN\n"
+                   "encoder (imported from TFLite) stay f32.\n"
                    "Matrices whose rows are not a multiple of 32 fall back to f16 for q8_0.\n");
             return 0;
         }
