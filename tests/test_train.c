@@ -93,6 +93,24 @@ TEST(stages_lower_the_loss_and_chain) {
     }
 }
 
+/* stage I with every LLM weight trained (an LLM from scratch): the loss falls, the exported
+ * model's LLM weights changed and it captions */
+TEST(stage1_full_llm) {
+    char out[200];
+    snprintf(out, sizeof out, "%s/s1full.gguf", g_dir);
+    losses L = {0};
+    rs_train_config c = base_config("1", g_model, out, 30);
+    c.train_llm = 1;
+    REQUIRE(rs_train_run(&c, on_log, &L) == RSMOE_OK, "stage 1 full: %s", rsmoe_last_error());
+    CHECK(mean(L.loss + 25, 5) < 0.6 * mean(L.loss, 5), "loss %.3f -> %.3f", mean(L.loss, 5), mean(L.loss + 25, 5));
+    rs_model *a, *b;
+    REQUIRE(rs_model_load(g_model, &a) == RSMOE_OK && rs_model_load(out, &b) == RSMOE_OK, "load");
+    const rs_tensor *ta = a->llm.layers[0].wq, *tb = b->llm.layers[0].wq;
+    CHECK(memcmp(ta->data, tb->data, rs_tensor_nbytes(ta)) != 0, "LLM weights trained");
+    rs_model_free(a);
+    rs_model_free(b);
+}
+
 TEST(resume_is_bit_exact) {
     char a[200], b[200];
     snprintf(a, sizeof a, "%s/a.gguf", g_dir);
@@ -196,6 +214,7 @@ int main(void) {
     rs_model_free(m);
     rs_dataset_free(&ds);
     RUN(stages_lower_the_loss_and_chain);
+    RUN(stage1_full_llm);
     RUN(resume_is_bit_exact);
     RUN(rsicd_50_steps);
     RUN(bad_configs);

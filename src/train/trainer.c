@@ -64,7 +64,7 @@ rsmoe_status rs_train_config_set(rs_train_config *c, const char *key, const char
 #define FLT(name) if (!strcmp(key, #name)) { double x = strtod(v, &e); if (!*v || *e || !(x >= 0) || !isfinite(x)) goto bad; c->name = (float)x; return RSMOE_OK; }
     STR(stage) STR(model) STR(out) STR(data) STR(images) STR(features) STR(val_features) STR(train_split) STR(val_split)
     INT(steps) INT(batch) INT(accum) INT(warmup) INT(log_every) INT(eval_every) INT(save_every) INT(val_batches)
-    INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at)
+    INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at) INT(train_llm)
     FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss)
     if (!strcmp(key, "seed")) { unsigned long long x = strtoull(v, &e, 10); if (!*v || *e) goto bad; c->seed = x; return RSMOE_OK; }
 #undef STR
@@ -270,6 +270,7 @@ typedef struct {
     rs_model *m;
     rs_pool *pool;
     int stage;                  /* 0 = lm, 1, 2 */
+    bool full;                  /* every LLM weight trained (stage lm; stage 1 with train_llm) */
     int K, Q, M, D, V;
     rs_llm_weights lw;          /* weights the LLM trains/runs with */
     rs_tparams llm_set;         /* stage lm: mutable LLM weights */
@@ -301,7 +302,7 @@ static void trainer_free(trainer *t) {
     for (int i = 0; i < t->n_lora; i++) rs_lora_train_free(&t->lora[i]);
     if (t->stage == 2) rs_router_params_free(&t->rp);
     if (t->stage == 1) rs_qformer_params_free(&t->qfp);
-    if (t->stage == 0) { rs_llm_grads_free(&t->llm_grads); rs_tparams_free(&t->llm_set); rs_llm_unbind(&t->lw); }
+    if (t->full) { rs_llm_grads_free(&t->llm_grads); rs_tparams_free(&t->llm_set); rs_llm_unbind(&t->lw); }
     free_groups(&t->gs);
     free(t->img); free(t->prefix); free(t->d_prefix); free(t->emb); free(t->d_emb); free(t->instr_pool); free(t->gates);
     free(t->soft); free(t->d_soft); free(t->route_t); free(t->d_logits); free(t->targets); free(t->len); free(t->qids);
@@ -364,7 +365,8 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
         const char *p = t->stage == 2 ? m->moe.prompts[e] : m->instr_caption;
         if ((st = rs_tokenizer_encode(m->tok, p, true, t->prompt[e], 256, &t->n_prompt[e]))) return st;
     }
-    if (t->stage == 0) {
+    t->full = t->stage == 0 || (t->stage == 1 && c->train_llm);
+    if (t->full) {
         if ((st = bind_mutable_llm(t)) || (st = rs_llm_grads_new(&t->lw.c, &t->llm_grads))) return st;
         float *ps[4 + 9 * RS_LLM_MAX_LAYERS], *gs[4 + 9 * RS_LLM_MAX_LAYERS];
         int64_t sz[4 + 9 * RS_LLM_MAX_LAYERS];
@@ -379,12 +381,13 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
                 if (t->llm_set.p[k].param == ps[i]) decay = t->llm_set.p[k].tensor.ndim > 1 && t->llm_set.p[k].tensor.ne[1] > 1;
             if ((st = add_group(&t->gs, nm, ps[i], gs[i], sz[i], decay))) return st;
         }
-    } else if (t->stage == 1) {
+    }
+    if (t->stage == 1) {
         if ((st = rs_qformer_params_new(m->g, m->enc_width, D, &t->qfp))) return st;
         if ((st = rs_qformer_train_new(&t->qfp.c, B, t->n_instr, m->enc_tokens, &t->qft))) return st;
         if ((st = add_group(&t->gs, "qformer", t->qfp.set.params, t->qfp.set.grads, t->qfp.set.total, true))) return st;
-        t->n_lora = 1;
-    } else {
+        t->n_lora = t->full ? 0 : 1;
+    } else if (t->stage == 2) {
         if ((st = rs_router_params_new(m->g, &t->rp))) return st;
         if ((st = rs_router_train_new(&t->rp, B, &t->rt))) return st;
         if ((st = add_group(&t->gs, "router", t->rp.set.params, t->rp.set.grads, t->rp.set.total, true))) return st;
@@ -518,10 +521,10 @@ static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, 
             if (j >= 0) tg[j] = ids[j + 1];
         for (int j = 0; j < r; j++)
             if (ids[j] >= 0 && (st = rs_llm_embed(&t->lw, &ids[j], 1, e + (size_t)j * D))) return st;
-        t->adapter[b] = t->stage == 1 ? 0 : t->stage == 2 ? s->expert : -1;
+        t->adapter[b] = t->n_lora == 0 ? -1 : t->stage == 1 ? 0 : s->expert;
     }
     rs_llm_train_batch lb = {.B = B, .T = T, .emb = t->emb, .len = t->len, .targets = t->targets,
-                             .adapter = t->stage ? t->adapter : NULL, .adapters = t->adapters, .n_adapters = t->n_lora};
+                             .adapter = t->n_lora ? t->adapter : NULL, .adapters = t->adapters, .n_adapters = t->n_lora};
     float loss;
     if ((st = rs_llm_train_forward(t->lt, &t->lw, &lb, &loss, n_scored, t->pool))) return st;
     if (!isfinite(loss)) return rs_error(RSMOE_ERR_NUMERIC, "train: the loss is %g (not finite)", (double)loss);
@@ -536,20 +539,23 @@ static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, 
     }
     *loss_out = loss + t->c->gate_loss * gate_loss;
     if (!train) return RSMOE_OK;
-    rs_llm_bwd_out o = {.loss_scale = loss_scale, .weights = t->stage == 0 ? &t->llm_grads : NULL,
+    rs_llm_bwd_out o = {.loss_scale = loss_scale, .weights = t->full ? &t->llm_grads : NULL,
                         .lora = t->n_lora ? t->lgrads : NULL, .d_emb = t->d_emb};
     if ((st = rs_llm_train_backward(t->lt, &t->lw, &o, t->pool))) return st;
-    if (t->stage == 0) {
-        /* token rows feed the token-embedding table */
+    if (t->full) {
+        /* token rows (not the visual prefix) feed the token-embedding table */
         for (int b = 0; b < B; b++)
-            if ((st = rs_embedding_bwd(t->llm_grads.tok_embd, t->d_emb + (size_t)b * T * D, t->tok_ids + (size_t)b * T, t->len[b],
-                                       t->V, D)))
-                return st;
-    } else if (t->stage == 1) {
+            for (int j = 0; j < t->len[b]; j++) {
+                const int32_t *id = t->tok_ids + (size_t)b * T + j;
+                if (*id >= 0 && (st = rs_embedding_bwd(t->llm_grads.tok_embd, t->d_emb + ((size_t)b * T + j) * D, id, 1, t->V, D)))
+                    return st;
+            }
+    }
+    if (t->stage == 1) {
         for (int b = 0; b < B; b++)
             memcpy(t->d_prefix + (size_t)b * Q * D, t->d_emb + (size_t)b * T * D, sizeof(float) * (size_t)Q * D);
         if ((st = rs_qformer_train_backward(t->qft, &t->qfp, t->d_prefix, NULL, t->pool))) return st;
-    } else {
+    } else if (t->stage == 2) {
         memset(t->d_soft, 0, sizeof(float) * (size_t)B * t->K * M * D);
         for (int b = 0; b < B; b++)
             if (M > 0)
@@ -602,6 +608,10 @@ static rsmoe_status export_model(trainer *t, const char *path) {
     if (t->stage == 0) {
         const rs_tparams *sets[1] = {&t->llm_set};
         return rs_tparams_save_gguf(sets, 1, m->g, path);
+    }
+    if (t->stage == 1 && t->full) {
+        const rs_tparams *sets[2] = {&t->qfp.set, &t->llm_set};
+        return rs_tparams_save_gguf(sets, 2, m->g, path);
     }
     if (t->stage == 1) {
         /* LLM matrices + merged stage-I LoRA */

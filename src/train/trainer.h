@@ -29,6 +29,9 @@ typedef struct {
     uint64_t seed;
     int resume;               /* 1: continue from OUT.state */
     int limit;                /* use only the first N training images (0 = all) */
+    int train_llm;            /* stage 1: train every LLM weight (instead of a LoRA adapter) with the
+                               * Q-Former: for an LLM trained from scratch, so that it learns to use
+                               * the visual prefix from the start */
     int stop_at;              /* stop after this step as an interruption would (0 = run to steps);
                                * with save_every dividing it, --resume continues from there */
 } rs_train_config;
