@@ -1,8 +1,9 @@
 #!/bin/sh
 # Trains the default RS-MoE model on RSICD from scratch on a CPU, end to end (docs/training.md):
 # BPE vocabulary on the training captions, MobileNetV2 (TFLite, ImageNet) as the frozen image
-# encoder, feature caches, stage lm (the LLM from scratch), stage I, stage II, then the test
-# evaluation. Reproducible: every step is seeded.
+# encoder, feature caches, stage I (Q-Former + the LLM, trained from scratch together: a text-only
+# "lm" stage first made the Q-Former collapse to an image-independent prefix), stage II, then the
+# test evaluation. Reproducible: every step is seeded (results depend on THREADS, default 2).
 #   usage: sh models/train_default.sh [SHARED_DIR] [WORK_DIR]
 # SHARED_DIR holds data/rsicd (the RSICD release) and data/weights (mobilenet_v2_1.0_224_quant.tflite);
 # the result is WORK_DIR/rsmoe-rsicd.gguf and WORK_DIR/eval-test.scores.json.
@@ -13,9 +14,8 @@ B=${RSMOE:-./build/rsmoe}
 DATA=$SHARED/data/rsicd/dataset_rsicd.json
 IMG=$SHARED/data/rsicd/images
 T=${THREADS:-2}
-LM_STEPS=${LM_STEPS:-2000}
-S1_STEPS=${S1_STEPS:-2000}
-S2_STEPS=${S2_STEPS:-1000}
+S1_STEPS=${S1_STEPS:-4000}
+S2_STEPS=${S2_STEPS:-300}
 mkdir -p "$WORK"
 start=$(date +%s)
 step() { echo "== $(date +%H:%M:%S) (+$(( $(date +%s) - start ))s) $*"; }
@@ -30,19 +30,18 @@ step "init"
 step "features"
 [ -f "$WORK/feat-train.gguf" ] || $B features -m "$WORK/init.gguf" --data "$DATA" --images "$IMG" --split train --threads $T -o "$WORK/feat-train.gguf"
 [ -f "$WORK/feat-val.gguf" ] || $B features -m "$WORK/init.gguf" --data "$DATA" --images "$IMG" --split val --threads $T -o "$WORK/feat-val.gguf"
-COMMON="--data $DATA --images $IMG --threads $T --seed 42 --log-every 50 --save-every 250 --val-batches 8 --val-images 100"
+COMMON="--data $DATA --images $IMG --threads $T --seed 42 --log-every 50 --val-batches 8 --val-images 100"
 R=""; [ -n "${RESUME:-}" ] && R="--resume"
-step "stage lm"
-[ -f "$WORK/lm.done" ] || { $B train --stage lm --model "$WORK/init.gguf" --out "$WORK/lm.gguf" $COMMON --val-images 0 \
-    --steps $LM_STEPS --batch 32 --lr 3e-3 --min-lr 3e-4 --warmup 100 --weight-decay 0.01 --max-caption-tokens 40 $R && touch "$WORK/lm.done"; }
-step "stage 1"
-[ -f "$WORK/s1.done" ] || { $B train --stage 1 --model "$WORK/lm.gguf" --out "$WORK/s1.gguf" $COMMON --features "$WORK/feat-train.gguf" \
-    --val-features "$WORK/feat-val.gguf" --steps $S1_STEPS --batch 16 --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-every 500 \
-    --lora-rank 16 --lora-alpha 32 --max-caption-tokens 40 $R && touch "$WORK/s1.done"; }
+step "stage 1 (Q-Former + every LLM weight: the LLM is trained from scratch here)"
+[ -f "$WORK/s1.done" ] || { $B train --stage 1 --train-llm 1 --model "$WORK/init.gguf" --out "$WORK/s1.gguf" $COMMON \
+    --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --steps $S1_STEPS --batch 16 --lr 2e-3 \
+    --min-lr 2e-4 --warmup 100 --eval-every 600 --save-every 200 --max-caption-tokens 40 $R && touch "$WORK/s1.done"; }
 step "stage 2"
 [ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON --features "$WORK/feat-train.gguf" \
     --val-features "$WORK/feat-val.gguf" --steps $S2_STEPS --batch 16 --lr 1e-3 --min-lr 1e-4 --warmup 50 --eval-every 500 \
-    --max-caption-tokens 40 $R && touch "$WORK/s2.done"; }
+    --save-every 250 --max-caption-tokens 40 $R && touch "$WORK/s2.done"; }
+step "half-precision copy (the CNN encoder stays f32)"
+$B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16
 step "evaluation on RSICD test (brief, greedy)"
-$B eval -m "$WORK/rsmoe-rsicd.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --out "$WORK/eval-test"
+$B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --out "$WORK/eval-test"
 step "done"
