@@ -1,5 +1,6 @@
 /* cmd_caption.c - `rsmoe caption` and `rsmoe vqa`. */
 #include "cli.h"
+#include "serve/result_json.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -94,27 +95,10 @@ static cJSON *result_json(const char *file, const char *question, const rsmoe_re
     cJSON_AddStringToObject(j, "image", file);
     if (question) cJSON_AddStringToObject(j, "question", question);
     cJSON_AddStringToObject(j, question ? "answer" : "caption", r->text);
-    cJSON *as = cJSON_AddArrayToObject(j, "aspects");
-    for (int i = 0; i < r->n_aspects; i++) {
-        const rsmoe_aspect *a = &r->aspects[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", a->name);
-        if (a->text) cJSON_AddStringToObject(o, "text", a->text);
-        else cJSON_AddNullToObject(o, "text");
-        cJSON_AddNumberToObject(o, "gate", a->gate);
-        if (a->text) {
-            cJSON_AddNumberToObject(o, "logprob", a->logprob);
-            cJSON_AddNumberToObject(o, "tokens", a->n_tokens);
-        }
-        cJSON_AddItemToArray(as, o);
-    }
+    cJSON_AddItemToObject(j, "aspects", rs_json_aspects(r));
     if (r->chosen >= 0) cJSON_AddStringToObject(j, "chosen", r->aspects[r->chosen].name);
     cJSON *t = cJSON_AddObjectToObject(j, "timings_ms");
-    cJSON_AddNumberToObject(t, "encode", r->timings.encode_ms);
-    cJSON_AddNumberToObject(t, "qformer", r->timings.qformer_ms);
-    cJSON_AddNumberToObject(t, "router", r->timings.router_ms);
-    cJSON_AddNumberToObject(t, "prefill", r->timings.prefill_ms);
-    cJSON_AddNumberToObject(t, "decode", r->timings.decode_ms);
+    rs_json_add_stage_timings(t, &r->timings);
     cJSON_AddNumberToObject(t, "total", r->timings.total_ms);
     cJSON_AddNumberToObject(j, "prefill_tokens", r->timings.prefill_tokens);
     cJSON_AddNumberToObject(j, "decode_steps", r->timings.decode_steps);

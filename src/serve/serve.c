@@ -1,6 +1,7 @@
 /* serve.c - `rsmoe serve`: libmicrohttpd front end, bounded job queue, worker contexts.
  * See serve.h for the threading model and docs/serve.md for the API. */
 #include "serve/serve.h"
+#include "serve/result_json.h"
 
 #include "core/core.h"
 #include "data/image.h"
@@ -387,22 +388,7 @@ static cJSON *result_json(const req *r, const rsmoe_result *res, const rs_image 
     if (vqa) cJSON_AddStringToObject(j, "question", r->question);
     cJSON_AddStringToObject(j, vqa ? "answer" : "caption", res->text ? res->text : "");
     if (!vqa) cJSON_AddStringToObject(j, "style", r->gp.style == RSMOE_STYLE_BRIEF ? "brief" : "detailed");
-    if (r->want_aspects) {
-        cJSON *as = cJSON_AddArrayToObject(j, "aspects");
-        for (int i = 0; i < res->n_aspects; i++) {
-            const rsmoe_aspect *a = &res->aspects[i];
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "name", a->name);
-            if (a->text) cJSON_AddStringToObject(o, "text", a->text);
-            else cJSON_AddNullToObject(o, "text");
-            cJSON_AddNumberToObject(o, "gate", a->gate);
-            if (a->text) {
-                cJSON_AddNumberToObject(o, "logprob", a->logprob);
-                cJSON_AddNumberToObject(o, "tokens", a->n_tokens);
-            }
-            cJSON_AddItemToArray(as, o);
-        }
-    }
+    if (r->want_aspects) cJSON_AddItemToObject(j, "aspects", rs_json_aspects(res));
     if (res->chosen >= 0 && res->chosen < res->n_aspects) cJSON_AddStringToObject(j, "chosen", res->aspects[res->chosen].name);
     else cJSON_AddNullToObject(j, "chosen");
     cJSON *im = cJSON_AddObjectToObject(j, "image");
@@ -416,11 +402,7 @@ static cJSON *result_json(const req *r, const rsmoe_result *res, const rs_image 
     cJSON *t = cJSON_AddObjectToObject(j, "timings_ms");
     cJSON_AddNumberToObject(t, "queue", queue_ms);
     cJSON_AddNumberToObject(t, "image_decode", decode_ms);
-    cJSON_AddNumberToObject(t, "encode", res->timings.encode_ms);
-    cJSON_AddNumberToObject(t, "qformer", res->timings.qformer_ms);
-    cJSON_AddNumberToObject(t, "router", res->timings.router_ms);
-    cJSON_AddNumberToObject(t, "prefill", res->timings.prefill_ms);
-    cJSON_AddNumberToObject(t, "decode", res->timings.decode_ms);
+    rs_json_add_stage_timings(t, &res->timings);
     cJSON_AddNumberToObject(t, "model", res->timings.total_ms);
     cJSON_AddNumberToObject(t, "server", (t_done - r->t_arrive) * 1e3);
     cJSON_AddNumberToObject(j, "prefill_tokens", res->timings.prefill_tokens);
