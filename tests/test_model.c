@@ -192,6 +192,29 @@ TEST(beam_search_finds_at_least_greedy_score) {
     rsmoe_model_free(m);
 }
 
+/* every preset dtype loads and runs (the patch embedding and norms must stay f32) */
+TEST(quantised_presets_run) {
+    rs_dtype types[3] = {RS_F16, RS_BF16, RS_Q8_0};
+    for (int k = 0; k < 3; k++) {
+        char path[320];
+        snprintf(path, sizeof path, "%s/q%d.gguf", g_dir, k);
+        rs_init_params ip = rs_init_default_params();
+        ip.wtype = types[k];
+        REQUIRE(rs_model_init_preset(rs_preset_find("test"), &ip, path, NULL, NULL) == RSMOE_OK, "init: %s", rsmoe_last_error());
+        rsmoe_status st;
+        rsmoe_model *m = rsmoe_model_load(path, NULL, &st);
+        REQUIRE(m, "load %s: %s", rs_dtype_name(types[k]), rsmoe_last_error());
+        rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
+        REQUIRE(c, "context");
+        rsmoe_generate_params p = greedy(false);
+        rsmoe_result r;
+        CHECK(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption with %s weights: %s", rs_dtype_name(types[k]), rsmoe_last_error());
+        rsmoe_result_free(&r);
+        rsmoe_context_free(c);
+        rsmoe_model_free(m);
+    }
+}
+
 TEST(api_errors) {
     rsmoe_status st;
     CHECK(rsmoe_model_load("/nonexistent/model.gguf", NULL, &st) == NULL && st == RSMOE_ERR_IO, "missing file: %d", st);
@@ -292,6 +315,7 @@ int main(void) {
     fclose(f);
     RUN(parity_caption_and_vqa);
     RUN(beam_search_finds_at_least_greedy_score);
+    RUN(quantised_presets_run);
     RUN(api_errors);
     RUN(cnn_encoder_model);
     free(g_image.data);

@@ -234,7 +234,10 @@ rsmoe_status rs_model_init_preset(const rs_preset *p, const rs_init_params *ip, 
         if ((st = rs_cnn_gguf_add(cnn, w, NULL, 0))) goto done;
         goto qformer;
     }
-    if ((st = add_lin(b, "v.patch_embd", 3 * vc->patch * vc->patch, W, true))) goto done;
+    /* the patch embedding stays f32 (the convolution kernel reads f32) */
+    if ((st = add(b, "v.patch_embd.weight", 3 * vc->patch * vc->patch, W, FILL_NORMAL, b->std, true)) ||
+        (st = add(b, "v.patch_embd.bias", W, 1, FILL_NORMAL, b->std, true)))
+        goto done;
     if ((st = add(b, "v.class_embd", W, 1, FILL_NORMAL, b->std, true))) goto done;
     if ((st = add(b, "v.position_embd", W, 1 + G * G, FILL_NORMAL, b->std, true))) goto done;
     for (int l = 0; l < vc->layers; l++) {
