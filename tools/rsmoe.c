@@ -32,24 +32,24 @@ static const struct {
     const char *help;
 } g_cmds[] = {
     {"aspects", cmd_aspects, "split captions into theme / objects / relationships clauses (docs/aspects.md)"},
-    {"bench", cmd_bench, "benchmarks: `bench kernels` (FMA peak, bandwidth, sgemm, quantised products)"},
+    {"bench", cmd_bench, "benchmarks that print figures: `bench kernels`, `bench infer -m MODEL`, `bench cnn -m ENC`"},
     {"caption", cmd_caption, "describe images (theme, objects, relationships)"},
     {"classify", cmd_classify, "classify images with a CNN image encoder (imported MobileNet check; --bench times it)"},
     {"eval", cmd_eval, "caption/answer a data set split, score it (BLEU, METEOR, ROUGE-L, CIDEr-D; VQA accuracy), resumable"},
     {"features", cmd_features, "cache the frozen image encoder's visual tokens for a data set"},
     {"generate", cmd_generate, "generate text with an LLM-only model (llama2.c semantics)"},
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
+    {"import", cmd_import, "convert checkpoints to GGUF: `import hf` (safetensors), `import tflite` (MobileNet), `import llama2c`"},
     {"info", cmd_info, "print a model's configuration, parameter counts and memory"},
     {"init", cmd_init, "create a model with seeded random weights from a preset"},
-    {"import", cmd_import, "convert an external checkpoint to GGUF: `import tflite` (MobileNet CNN encoder), `import llama2c`"},
-    {"score", cmd_score, "score captions with BLEU-1..4, METEOR (no paraphrase), ROUGE-L, CIDEr-D (pycocoevalcap rules)"},
     {"quantize", cmd_quantize, "rewrite a model's weight matrices as f32, f16, bf16 or q8_0"},
     {"questions", cmd_questions, "derive VQA (scene, presence, count) from captions + scene labels, RSVQA layout"},
+    {"score", cmd_score, "score captions with BLEU-1..4, METEOR (no paraphrase), ROUGE-L, CIDEr-D (pycocoevalcap rules)"},
     {"selfcheck", cmd_selfcheck, "check this build: CPU features, kernels against their references"},
     {"serve", cmd_serve, "HTTP JSON API (caption, vqa) and a web page for analysts (docs/serve.md)"},
+    {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on captions; encode/decode with a GGUF vocabulary"},
     {"train", cmd_train, "train a stage: lm (the LLM from scratch), 1 (Q-Former + LoRA), 2 (experts + router)"},
     {"vqa", cmd_vqa, "answer a question about an image"},
-    {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on captions; encode/decode with a GGUF vocabulary"},
 };
 
 int cli_fail(const char *what, rsmoe_status st) {
