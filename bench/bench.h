@@ -233,6 +233,18 @@ static inline bool bench_parse_int(const char *prog, const char *opt, const char
     return true;
 }
 
+/* ---------------------------------------------------------------- read bandwidth (bench_bw.c) */
+/* One streaming pass: every pool thread sums its share of x[0..n) (a bench_fn). */
+typedef struct {
+    const float *x;
+    int64_t n;
+    rs_pool *pool;
+    volatile float sink[256];
+} bench_bw_job;
+void bench_bw_run(void *job);
+/* best GB/s of `reps` passes over a fresh array of `bytes` (0 when it cannot be allocated) */
+double bench_read_bandwidth_gbs(rs_pool *pool, size_t bytes, int reps);
+
 /* the benchmark drivers (bench_*.c), dispatched by tools/cmd_bench.c */
 int bench_kernels_main(int argc, char **argv);
 

@@ -1,15 +1,12 @@
 /* bench_bw.c - the machine's read bandwidth, measured as a streaming sum over a large array
  * split across the pool's threads (shared by the benchmark drivers). */
-#include "core/core.h"
+#include "bench.h"
 
 #include <stdlib.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
-double bench_read_bandwidth_gbs(rs_pool *pool, size_t bytes, int reps);
-
-typedef struct { const float *x; int64_t n; float sink[256]; } bw_job;
 
 #if defined(__x86_64__)
 __attribute__((target("avx2")))
@@ -31,7 +28,7 @@ static float sum_avx2(const float *x, int64_t n) {
 #endif
 
 static void bw_worker(void *ctx, int ith, int nth) {
-    bw_job *b = ctx;
+    bench_bw_job *b = ctx;
     int64_t s, e;
     rs_split_range(b->n, ith, nth, 1024, &s, &e);
     float r = 0;
@@ -43,17 +40,19 @@ static void bw_worker(void *ctx, int ith, int nth) {
     b->sink[ith & 255] = r;
 }
 
+void bench_bw_run(void *job) { rs_pool_run(((bench_bw_job *)job)->pool, bw_worker, job); }
+
 double bench_read_bandwidth_gbs(rs_pool *pool, size_t bytes, int reps) {
     int64_t n = (int64_t)(bytes / sizeof(float));
     float *x = malloc((size_t)n * sizeof(float));
     if (!x) return 0;
     for (int64_t i = 0; i < n; i++) x[i] = (float)(i & 7);
-    bw_job job = {.x = x, .n = n};
+    bench_bw_job job = {.x = x, .n = n, .pool = pool};
     double best = 0;
-    rs_pool_run(pool, bw_worker, &job); /* warm-up */
+    bench_bw_run(&job); /* warm-up */
     for (int r = 0; r < reps; r++) {
         double t0 = rs_time_s();
-        rs_pool_run(pool, bw_worker, &job);
+        bench_bw_run(&job);
         double gbs = (double)n * sizeof(float) / (rs_time_s() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }

@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-double bench_read_bandwidth_gbs(rs_pool *pool, size_t bytes, int reps);
-
 typedef struct {
     const rs_model *m;
     rs_pool *pool;

@@ -121,58 +121,6 @@ static void peak_worker(void *ctx, int ith, int nth) {
 
 static void peak_run(void *ctx) { rs_pool_run(((peak_ctx *)ctx)->pool, peak_worker, ctx); }
 
-/* ---------------------------------------------------------------- read bandwidth */
-typedef struct {
-    const float *x;
-    int64_t n;
-    rs_pool *pool;
-    volatile float sink[256];
-} bw_ctx;
-
-#ifdef BENCH_X86
-TGT_AVX2 static float sum_avx2(const float *x, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
-        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + i + 8));
-        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(x + i + 16));
-        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(x + i + 24));
-    }
-    float v[8], r = 0;
-    _mm256_storeu_ps(v, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (int j = 0; j < 8; j++) r += v[j];
-    for (; i < n; i++) r += x[i];
-    return r;
-}
-#endif
-
-static float sum_c(const float *x, int64_t n) {
-    float s[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) s[j] += x[i + j];
-    float r = 0;
-    for (int j = 0; j < 8; j++) r += s[j];
-    for (; i < n; i++) r += x[i];
-    return r;
-}
-
-static void bw_worker(void *ctx, int ith, int nth) {
-    bw_ctx *b = ctx;
-    int64_t s, e;
-    rs_split_range(b->n, ith, nth, 1024, &s, &e);
-    float r;
-#ifdef BENCH_X86
-    if (rs_cpu()->avx2) r = sum_avx2(b->x + s, e - s);
-    else
-#endif
-        r = sum_c(b->x + s, e - s);
-    b->sink[ith & 255] = r;
-}
-
-static void bw_run(void *ctx) { rs_pool_run(((bw_ctx *)ctx)->pool, bw_worker, ctx); }
-
 /* ---------------------------------------------------------------- sgemm */
 typedef struct {
     int64_t M, N, K;
@@ -304,7 +252,7 @@ int bench_kernels_main(int argc, char **argv) {
     double bw[2] = {0, 0};
     {
         size_t bytes = (size_t)bw_mib << 20;
-        bw_ctx b;
+        bench_bw_job b;
         memset((void *)&b, 0, sizeof b);
         b.n = (int64_t)(bytes / sizeof(float));
         float *x = xalloc(bytes);
@@ -318,7 +266,7 @@ int bench_kernels_main(int argc, char **argv) {
             for (int t = 0; t < ntc; t++) {
                 b.pool = pools[t];
                 bench_use_cpu_time(cpu_time ? tcounts[t] : 0);
-                bench_stats st = bench_rate(bw_run, &b, 1, reps, (double)bytes, 1e9);
+                bench_stats st = bench_rate(bench_bw_run, &b, 1, reps, (double)bytes, 1e9);
                 bw[t] = st.med;
                 bench_add(&rep, "read bandwidth", bwname, cpu->avx2 ? "avx2 loads" : "c", tcounts[t], st, "GB/s", -1, "");
             }
