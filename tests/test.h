@@ -5,6 +5,7 @@
 #ifndef RSMOE_TEST_H
 #define RSMOE_TEST_H
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,5 +51,42 @@ static inline double test_nerr_f32(const float *a, const float *b, size_t n) {
         if (fabs((double)b[i]) > mb) mb = fabs((double)b[i]);
     }
     return md / (mb > 1e-30 ? mb : 1e-30);
+}
+/* max |a-b| / max |b| with a float and b a double reference (NaN in a counts as infinite) */
+static inline double test_nerr_f64ref(const float *a, const double *b, size_t n) {
+    double md = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md)) md = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    }
+    return md / (mb > 1e-30 ? mb : 1e-30);
+}
+
+/* dir/name read as little-endian doubles (malloc'd; *n = count), NULL if unreadable */
+static inline double *test_read_f64(const char *dir, const char *name, size_t *n) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    rewind(f);
+    double *d = malloc((size_t)(sz > 0 ? sz : 0) + 8);
+    *n = d ? fread(d, 8, (size_t)(sz > 0 ? sz : 0) / 8, f) : 0;
+    fclose(f);
+    return d;
+}
+
+/* whitespace-separated integers of dir/name into ids (at most cap); -1 if unreadable */
+static inline int test_read_ids(const char *dir, const char *name, int32_t *ids, int cap) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    int n = 0, v;
+    while (n < cap && fscanf(f, "%d", &v) == 1) ids[n++] = v;
+    fclose(f);
+    return n;
 }
 #endif

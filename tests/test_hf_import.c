@@ -24,40 +24,8 @@ static const char *k_question = "Is there a bridge?";
 
 static bool have_numpy(void) { return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0; }
 
-static double *read_f64(const char *dir, const char *name, size_t *n) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    rewind(f);
-    double *d = malloc((size_t)sz + 8);
-    *n = fread(d, 8, (size_t)sz / 8, f);
-    fclose(f);
-    return d;
-}
 
-static int read_ids(const char *dir, const char *name, int32_t *ids, int cap) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "r");
-    if (!f) return -1;
-    int n = 0, v;
-    while (n < cap && fscanf(f, "%d", &v) == 1) ids[n++] = v;
-    fclose(f);
-    return n;
-}
 
-static double nerr(const float *a, const double *b, size_t n) {
-    double md = 0, mb = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= md)) md = d;
-        if (fabs(b[i]) > mb) mb = fabs(b[i]);
-    }
-    return md / (mb > 0 ? mb : 1);
-}
 
 static void path(char *out, size_t cap, const char *sub) { snprintf(out, cap, "%s/%s", g_dir, sub); }
 
@@ -142,9 +110,9 @@ static void compare(const char *outdir, rsmoe_context *c, const rsmoe_result *r,
         {"enc.bin", d.enc}, {"qf.bin", d.qout}, {"prefix.bin", d.prefix}, {"gates.bin", d.gates}, {"soft.bin", d.soft}};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (llm_name && i >= 3) continue;
-        ref = read_f64(outdir, parts[i].file, &n);
+        ref = test_read_f64(outdir, parts[i].file, &n);
         if (!ref) { CHECK(0, "reference %s missing", parts[i].file); continue; }
-        double e = nerr(parts[i].got, ref, n);
+        double e = test_nerr_f64ref(parts[i].got, ref, n);
         CHECK(e <= 1e-4, "%s: normalised error %.3g", parts[i].file, e);
         free(ref);
     }
@@ -156,13 +124,13 @@ static void compare(const char *outdir, rsmoe_context *c, const rsmoe_result *r,
             snprintf(nm, sizeof nm, "logits_%d.bin", stream_expert[s]);
             snprintf(idn, sizeof idn, "ids_%d.txt", stream_expert[s]);
         }
-        ref = read_f64(outdir, nm, &n);
+        ref = test_read_f64(outdir, nm, &n);
         REQUIRE(ref && n == 260, "reference %s", nm);
-        double e = nerr(d.first_logits + (size_t)s * 260, ref, n);
+        double e = test_nerr_f64ref(d.first_logits + (size_t)s * 260, ref, n);
         CHECK(e <= 1e-4, "%s: normalised error %.3g", nm, e);
         free(ref);
         int32_t want[64];
-        int nw = read_ids(outdir, idn, want, 64);
+        int nw = test_read_ids(outdir, idn, want, 64);
         const rsmoe_aspect *a = &r->aspects[llm_name ? 0 : stream_expert[s]];
         REQUIRE(nw >= 0 && a->ids, "ids %s", idn);
         CHECK(a->n_tokens == nw, "%s: %d tokens, reference %d", idn, a->n_tokens, nw);
@@ -242,7 +210,7 @@ TEST(full_model_parity) {
         gp = greedy(true);
         if (rsmoe_answer(c, &im, k_question, &gp, &r) == RSMOE_OK) {
             size_t n;
-            double *gates = read_f64(out2, "gates.bin", &n);
+            double *gates = test_read_f64(out2, "gates.bin", &n);
             if (gates && n == 3) {
                 int top = 0;
                 for (int e = 1; e < 3; e++) if (gates[e] > gates[top]) top = e;
@@ -272,7 +240,7 @@ TEST(blip2_layout) {
     path(img, sizeof img, "img.rgb");
     path(out1, sizeof out1, "ref_caption");
     size_t n;
-    double *enc = read_f64(out1, "enc.bin", &n);
+    double *enc = test_read_f64(out1, "enc.bin", &n);
     if (!enc) SKIP("full_model_parity's reference is absent");
     rs_hf_params p = rs_hf_default_params();
     p.vision_dir = blip2;
@@ -297,7 +265,7 @@ TEST(blip2_layout) {
         if (rsmoe_caption(c, &im, &gp, &r) == RSMOE_OK) {
             rs_ctx_debug d;
             rs_ctx_get_debug(c, &d);
-            double e = nerr(d.enc, enc, n);
+            double e = test_nerr_f64ref(d.enc, enc, n);
             CHECK(e <= 1e-4, "image encoder from BLIP-2's layout: normalised error %.3g", e);
             CHECK(r.n_aspects == 3 && r.text, "captioned");
             rsmoe_result_free(&r);
@@ -346,7 +314,7 @@ TEST(llm_only_parity_and_types) {
              k_ids[2], k_ids[3], k_ids[4]);
     REQUIRE(system(cmd) == 0, "reference failed: %s", cmd);
     size_t n;
-    double *want = read_f64(g_dir, "llm_ref.bin", &n);
+    double *want = test_read_f64(g_dir, "llm_ref.bin", &n);
     REQUIRE(want && n == 260, "reference logits");
     static const struct { rs_dtype t; double tol; } types[] = {{RS_F32, 1e-4}, {RS_BF16, 3e-2}, {RS_Q8_0, 0.1}, {RS_F16, 3e-3}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
@@ -395,7 +363,7 @@ TEST(llm_only_parity_and_types) {
             continue;
         }
         CHECK(V == 260 && qt == types[i].t, "%s: vocab %d, attn_q type %s", rs_dtype_name(types[i].t), V, rs_dtype_name(qt));
-        double e = nerr(got, want, 260);
+        double e = test_nerr_f64ref(got, want, 260);
         CHECK(e <= types[i].tol, "%s: logits normalised error %.3g (tolerance %g)", rs_dtype_name(types[i].t), e, types[i].tol);
     }
     free(want);

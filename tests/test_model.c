@@ -18,41 +18,9 @@ static rsmoe_image g_image;
 static const char *k_instr = "Describe this remote sensing image.";
 static const char *k_question = "Is there a bridge?";
 
-static double *read_f64(const char *dir, const char *name, size_t *n) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    rewind(f);
-    double *d = malloc((size_t)sz + 8);
-    *n = fread(d, 8, (size_t)sz / 8, f);
-    fclose(f);
-    return d;
-}
 
-static int read_ids(const char *dir, const char *name, int32_t *ids, int cap) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "r");
-    if (!f) return -1;
-    int n = 0, v;
-    while (n < cap && fscanf(f, "%d", &v) == 1) ids[n++] = v;
-    fclose(f);
-    return n;
-}
 
 /* max |a - b| / max |b| */
-static double nerr(const float *a, const double *b, size_t n) {
-    double md = 0, mb = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= md)) md = d;
-        if (fabs(b[i]) > mb) mb = fabs(b[i]);
-    }
-    return md / (mb > 0 ? mb : 1);
-}
 
 static int run_ref(const char *outdir, const char *question) {
     char cmd[2048];
@@ -76,9 +44,9 @@ static void compare(const char *outdir, rsmoe_context *c, const rsmoe_result *r,
         {"enc.bin", d.enc}, {"qf.bin", d.qout}, {"prefix.bin", d.prefix}, {"gates.bin", d.gates}, {"soft.bin", d.soft}};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (llm_name && i >= 3) continue; /* no router on the LLM Block alone */
-        ref = read_f64(outdir, parts[i].file, &n);
+        ref = test_read_f64(outdir, parts[i].file, &n);
         if (!ref) { CHECK(0, "reference %s missing", parts[i].file); continue; }
-        double e = nerr(parts[i].got, ref, n);
+        double e = test_nerr_f64ref(parts[i].got, ref, n);
         CHECK(e <= 1e-4, "%s: normalised error %.3g", parts[i].file, e);
         free(ref);
     }
@@ -88,13 +56,13 @@ static void compare(const char *outdir, rsmoe_context *c, const rsmoe_result *r,
         char nm[64], idn[64];
         if (llm_name) { snprintf(nm, sizeof nm, "logits_%s.bin", llm_name); snprintf(idn, sizeof idn, "ids_%s.txt", llm_name); }
         else { snprintf(nm, sizeof nm, "logits_%d.bin", stream_expert[s]); snprintf(idn, sizeof idn, "ids_%d.txt", stream_expert[s]); }
-        ref = read_f64(outdir, nm, &n);
+        ref = test_read_f64(outdir, nm, &n);
         REQUIRE(ref && n == 260, "reference %s", nm);
-        double e = nerr(d.first_logits + (size_t)s * 260, ref, n);
+        double e = test_nerr_f64ref(d.first_logits + (size_t)s * 260, ref, n);
         CHECK(e <= 1e-4, "%s: normalised error %.3g", nm, e);
         free(ref);
         int32_t want[64];
-        int nw = read_ids(outdir, idn, want, 64);
+        int nw = test_read_ids(outdir, idn, want, 64);
         const rsmoe_aspect *a = &r->aspects[llm_name ? 0 : stream_expert[s]];
         REQUIRE(nw >= 0 && a->ids, "ids %s", idn);
         CHECK(a->n_tokens == nw, "%s: %d tokens, reference %d", idn, a->n_tokens, nw);
@@ -145,7 +113,7 @@ TEST(parity_caption_and_vqa) {
         p = greedy(true);
         REQUIRE(rsmoe_answer(c, &g_image, k_question, &p, &r) == RSMOE_OK, "answer: %s", rsmoe_last_error());
         size_t n;
-        double *gates = read_f64(out2, "gates.bin", &n);
+        double *gates = test_read_f64(out2, "gates.bin", &n);
         REQUIRE(gates && n == 3, "gates");
         int top = 0;
         for (int e = 1; e < 3; e++) if (gates[e] > gates[top]) top = e;

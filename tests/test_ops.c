@@ -60,16 +60,8 @@ static double *dcopy(const float *a, int64_t n) {
 }
 static double *dalloc(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
 
-/* max|a-b| / max|b| with a float, b double (NaN in a counts as infinite error) */
-static double nerr(const float *a, const double *b, int64_t n) {
-    double md = 0, mb = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= md)) md = isnan(d) ? INFINITY : d;
-        if (fabs(b[i]) > mb) mb = fabs(b[i]);
-    }
-    return md / (mb > 1e-30 ? mb : 1e-30);
-}
+/* nerr: tests/test.h's test_nerr_f64ref (max|a-b| / max|b|, NaN infinite) */
+static double nerr(const float *a, const double *b, int64_t n) { return test_nerr_f64ref(a, b, (size_t)(n > 0 ? n : 0)); }
 /* same for an accumulated gradient: (got - start) vs expected */
 static double nerr_acc(const float *got, const float *start, const double *b, int64_t n) {
     double md = 0, mb = 0;
