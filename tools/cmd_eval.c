@@ -1,6 +1,7 @@
 /* cmd_eval.c - `rsmoe eval`: caption (or answer) every image of a data set split, score with
  * the literature's metrics, write hypotheses and scores to files, resume an interrupted run. */
 #include "cli.h"
+#include "cli_scores.h"
 #include "core/core.h"
 #include "data/dataset.h"
 #include "eval/eval.h"
@@ -280,20 +281,11 @@ int cmd_eval(int argc, char **argv) {
             rs_score_result sr;
             if ((st = rs_score_captions(&cr, hyps, &so, &sr))) rc = cli_fail("scoring", st);
             else {
-                const char *names[7] = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR (no paraphrase)", "ROUGE-L", "CIDEr-D"};
-                double v[7] = {sr.bleu[0], sr.bleu[1], sr.bleu[2], sr.bleu[3], sr.meteor, sr.rouge_l, sr.cider};
-                for (int k = 0; k < 7; k++) {
-                    if (k == 4 && !sr.has_meteor) cJSON_AddNullToObject(jo, names[k]);
-                    else cJSON_AddNumberToObject(jo, names[k], v[k]);
-                }
+                cli_scores_json(jo, &sr);
                 if (!json) {
                     printf("%d of %d images of %s (%s), %s captions; scores x100:\n", n, n_units, data, split,
                            gp.style == RSMOE_STYLE_BRIEF ? "brief" : "detailed");
-                    printf("%8s %8s %8s %8s %22s %8s %8s\n", names[0], names[1], names[2], names[3], names[4], names[5], names[6]);
-                    printf("%8.2f %8.2f %8.2f %8.2f ", 100 * v[0], 100 * v[1], 100 * v[2], 100 * v[3]);
-                    if (sr.has_meteor) printf("%22.2f ", 100 * v[4]);
-                    else printf("%22s ", "-");
-                    printf("%8.2f %8.2f\n", 100 * v[5], 100 * v[6]);
+                    cli_scores_table(stdout, &sr);
                 }
                 rs_score_result_free(&sr);
             }

@@ -1,6 +1,7 @@
 /* cmd_score.c - `rsmoe score`: scores existing captions with the caption toolkit's metrics
  * (BLEU-1..4, METEOR (no paraphrase), ROUGE-L, CIDEr-D). Rules: docs/metrics.md. */
 #include "cli.h"
+#include "cli_scores.h"
 #include "core/core.h"
 #include "eval/eval.h"
 #include "eval/eval_internal.h"
@@ -419,8 +420,6 @@ int cmd_score(int argc, char **argv) {
         if (st) rc = cli_fail("score", st);
     }
     if (!rc) {
-        const char *names[7] = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR (no paraphrase)", "ROUGE-L", "CIDEr-D"};
-        double v[7] = {res.bleu[0], res.bleu[1], res.bleu[2], res.bleu[3], res.meteor, res.rouge_l, res.cider};
         if (json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "references", refs_path);
@@ -429,10 +428,7 @@ int cmd_score(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "images", (double)n);
             cJSON_AddNumberToObject(o, "images_missing", (double)missing);
             cJSON_AddNumberToObject(o, "empty_hypotheses", (double)h.n_empty);
-            for (int k = 0; k < 7; k++) {
-                if (k == 4 && !res.has_meteor) cJSON_AddNullToObject(o, names[k]);
-                else cJSON_AddNumberToObject(o, names[k], v[k]);
-            }
+            cli_scores_json(o, &res);
             cJSON_AddStringToObject(o, "scale", "raw: 0..1 (CIDEr-D 0..10); tables print x100");
             cJSON_AddNumberToObject(o, "seconds", rs_time_s() - t0);
             char *s = cJSON_Print(o);
@@ -442,11 +438,7 @@ int cmd_score(int argc, char **argv) {
         } else {
             printf("%s references %s%s%s: %zu images\n", kind, refs_path, !strcmp(kind, "Karpathy") ? ", split " : "",
                    !strcmp(kind, "Karpathy") ? split : "", n);
-            printf("%8s %8s %8s %8s %22s %8s %8s\n", names[0], names[1], names[2], names[3], names[4], names[5], names[6]);
-            printf("%8.2f %8.2f %8.2f %8.2f ", 100 * v[0], 100 * v[1], 100 * v[2], 100 * v[3]);
-            if (res.has_meteor) printf("%22.2f ", 100 * v[4]);
-            else printf("%22s ", "-");
-            printf("%8.2f %8.2f\n", 100 * v[5], 100 * v[6]);
+            cli_scores_table(stdout, &res);
             printf("time: %.3f s in all (reading %.3f s, tokenising + BLEU + ROUGE-L + CIDEr-D %.3f s, "
                    "METEOR %.3f s + WordNet load %.3f s)\n", rs_time_s() - t0, t_load, res.seconds_other,
                    res.seconds_meteor, t_wn);

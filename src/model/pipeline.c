@@ -336,11 +336,7 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
     progress(p, "router");
     if (moe) {
         if ((st = rs_llm_embed(&m->llm, c->ids, n_instr, c->instr_emb))) return st;
-        float *pool_in = c->router_scratch + 2 * D + m->moe.router_hidden; /* spare */
-        (void)pool_in;
-        float mean[1];
-        (void)mean;
-        float *ip = c->stream_emb; /* temporary: pooled instruction */
+        float *ip = c->stream_emb; /* temporary (overwritten below): the pooled instruction */
         memset(ip, 0, sizeof(float) * (size_t)D);
         for (int i = 0; i < n_instr; i++) rs_vec_acc(ip, c->instr_emb + (size_t)i * D, D);
         if (n_instr > 0) rs_vec_scale(ip, 1.0f / (float)n_instr, D);
