@@ -4,6 +4,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/quant.h"
+#include "model/common.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -167,10 +168,8 @@ rsmoe_status rs_llm_embed(const rs_llm_weights *w, const int32_t *ids, int n, fl
     return RSMOE_OK;
 }
 
-/* y[R, out] = x[R, in] · Wᵀ for a weight tensor of any dtype */
-static void lin(const rs_tensor *W, const float *x, float *y, int R, rs_pool *pool) {
-    rs_matmul_w(W->type, W->data, x, y, R, W->ne[1], W->ne[0], pool);
-}
+/* y[R, out] = x[R, in] · Wᵀ for a weight tensor of any dtype (model/common.h) */
+static void lin(const rs_tensor *W, const float *x, float *y, int R, rs_pool *pool) { rs_tlinear(W, NULL, x, y, R, pool); }
 
 /* y[rows] += scale · (x·Aᵀ)·Bᵀ for each run of rows sharing an adapter */
 static void lora_add(const rs_llm_batch *b, int layer, rs_lora_target t, const float *x, float *y,
