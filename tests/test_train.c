@@ -138,6 +138,40 @@ TEST(resume_is_bit_exact) {
     CHECK(same, "resumed model equals the uninterrupted one byte for byte");
 }
 
+/* feat_dropout changes the training (the inputs differ, so every step's loss does), and it is a
+ * function of the seed and the sample's position, so a resumed run repeats it exactly */
+TEST(feature_dropout_resumes_exactly) {
+    char a[200], b[200], z[200];
+    snprintf(a, sizeof a, "%s/da.gguf", g_dir);
+    snprintf(b, sizeof b, "%s/db.gguf", g_dir);
+    snprintf(z, sizeof z, "%s/dz.gguf", g_dir);
+    losses LA = {0}, LB = {0}, LZ = {0};
+    rs_train_config c = base_config("1", g_model, z, 6);
+    REQUIRE(rs_train_run(&c, on_log, &LZ) == RSMOE_OK, "no dropout: %s", rsmoe_last_error());
+    c = base_config("1", g_model, a, 6);
+    c.feat_dropout = 0.3f;
+    REQUIRE(rs_train_run(&c, on_log, &LA) == RSMOE_OK, "uninterrupted: %s", rsmoe_last_error());
+    int differ = 0;
+    for (int i = 0; i < 6; i++) differ += LA.loss[i] != LZ.loss[i];
+    CHECK(differ == 6, "dropout changes every step's loss (%d of 6 differ)", differ);
+    c = base_config("1", g_model, b, 6);
+    c.feat_dropout = 0.3f;
+    c.save_every = 3;
+    c.stop_at = 3;
+    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "first half: %s", rsmoe_last_error());
+    c.stop_at = 0;
+    c.resume = 1;
+    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "resumed: %s", rsmoe_last_error());
+    REQUIRE(LB.n == 6, "6 steps in all (%d)", LB.n);
+    for (int i = 0; i < 6; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
+    rs_train_config d = rs_train_default_config();
+    CHECK(rs_train_config_set(&d, "feat_dropout", "0.25") == RSMOE_OK && d.feat_dropout == 0.25f, "feat_dropout key");
+    d = base_config("1", g_model, z, 2);
+    d.feat_dropout = 1.0f;
+    CHECK(rs_train_run(&d, NULL, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "feat_dropout"),
+          "feat_dropout 1 refused: %s", rsmoe_last_error());
+}
+
 TEST(rsicd_50_steps) {
     const char *sh = test_shared_dir();
     if (!sh) SKIP("../shared (RSICD) is absent");
@@ -216,6 +250,7 @@ int main(void) {
     RUN(stages_lower_the_loss_and_chain);
     RUN(stage1_full_llm);
     RUN(resume_is_bit_exact);
+    RUN(feature_dropout_resumes_exactly);
     RUN(rsicd_50_steps);
     RUN(bad_configs);
     char cmd[200];

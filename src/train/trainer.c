@@ -65,7 +65,7 @@ rsmoe_status rs_train_config_set(rs_train_config *c, const char *key, const char
     STR(stage) STR(model) STR(out) STR(data) STR(images) STR(features) STR(val_features) STR(train_split) STR(val_split)
     INT(steps) INT(batch) INT(accum) INT(warmup) INT(log_every) INT(eval_every) INT(save_every) INT(val_batches)
     INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at) INT(train_llm)
-    FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss)
+    FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(feat_dropout)
     if (!strcmp(key, "seed")) { unsigned long long x = strtoull(v, &e, 10); if (!*v || *e) goto bad; c->seed = x; return RSMOE_OK; }
 #undef STR
 #undef INT
@@ -117,6 +117,8 @@ rsmoe_status rs_train_config_check(const rs_train_config *c) {
     if (!(c->lr > 0) || c->min_lr > c->lr || c->beta1 >= 1 || c->beta2 >= 1)
         return rs_error(RSMOE_ERR_INVALID_ARG, "train: need 0 < min_lr <= lr and betas < 1");
     if (!strcmp(c->out, c->model)) return rs_error(RSMOE_ERR_INVALID_ARG, "train: --out must differ from --model");
+    if (!(c->feat_dropout >= 0 && c->feat_dropout < 1))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "train: feat_dropout must be in [0, 1) (is %g)", (double)c->feat_dropout);
     return RSMOE_OK;
 }
 
@@ -293,7 +295,22 @@ typedef struct {
     const rs_lora_set *adapters[RS_MAX_EXPERTS];
     rs_lora_grad *lgrads[RS_MAX_EXPERTS];
     float *qsc, *ie; /* stage 2: frozen Q-Former scratch; instruction embeddings */
+    int64_t sample0; /* position of the micro-batch's first sample in the run (seeds feat_dropout) */
 } trainer;
+
+/* Dropout on one sample's cached encoder tokens: a pure function of the seed and the sample's
+ * position in the run, so that --resume repeats it exactly. */
+static void feature_dropout(float *x, size_t n, float p, uint64_t seed, int64_t pos) {
+    rs_rng r;
+    rs_rng_seed(&r, seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(pos + 1)) ^ 0xfeedULL);
+    float keep = 1.0f / (1.0f - p);
+    uint64_t thr = (uint64_t)((double)p * 4294967296.0);
+    for (size_t i = 0; i < n; i += 2) {
+        uint64_t u = rs_rng_u64(&r);
+        x[i] = (u & 0xffffffffu) < thr ? 0.0f : x[i] * keep;
+        if (i + 1 < n) x[i + 1] = (u >> 32) < thr ? 0.0f : x[i + 1] * keep;
+    }
+}
 
 static void trainer_free(trainer *t) {
     rs_llm_train_free(t->lt);
@@ -385,7 +402,14 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     if (t->stage == 1) {
         if ((st = rs_qformer_params_new(m->g, m->enc_width, D, &t->qfp))) return st;
         if ((st = rs_qformer_train_new(&t->qfp.c, B, t->n_instr, m->enc_tokens, &t->qft))) return st;
-        if ((st = add_group(&t->gs, "qformer", t->qfp.set.params, t->qfp.set.grads, t->qfp.set.total, true))) return st;
+        /* one group per tensor: weight decay on the matrices only (not on the LayerNorm
+         * vectors and biases, which decay would pull towards zero) */
+        for (int k = 0; k < t->qfp.set.n; k++) {
+            const rs_tparam *p = &t->qfp.set.p[k];
+            char nm[64];
+            snprintf(nm, sizeof nm, "qformer.%d", k);
+            if ((st = add_group(&t->gs, nm, p->param, p->grad, p->n, p->tensor.ndim > 1 && p->tensor.ne[1] > 1))) return st;
+        }
         t->n_lora = t->full ? 0 : 1;
     } else if (t->stage == 2) {
         if ((st = rs_router_params_new(m->g, &t->rp))) return st;
@@ -463,6 +487,8 @@ static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, 
     if (t->stage >= 1) {
         for (int b = 0; b < B; b++) {
             rs_features_get(d->feat, d->s[idx[b]].feat, t->img + per_img * b);
+            if (train && t->c->feat_dropout > 0)
+                feature_dropout(t->img + per_img * b, per_img, t->c->feat_dropout, t->c->seed, t->sample0 + b);
             memcpy(t->qids + (size_t)b * t->n_instr, t->instr, sizeof(int32_t) * (size_t)t->n_instr);
             t->qlen[b] = t->n_instr;
         }
@@ -868,6 +894,7 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
                 idx[b] = order_get(&ord, (step * c->accum + a) * (int64_t)c->batch + b);
             double l;
             int64_t n;
+            t->sample0 = (step * c->accum + a) * (int64_t)c->batch;
             if ((st = micro_batch(t, &train, idx, c->batch, true, 1.0f / (float)c->accum, &l, &n))) goto out;
             step_loss += l / c->accum;
             step_tok += n;

@@ -34,6 +34,9 @@ typedef struct {
                                * the visual prefix from the start */
     int stop_at;              /* stop after this step as an interruption would (0 = run to steps);
                                * with save_every dividing it, --resume continues from there */
+    float feat_dropout;       /* stages 1, 2: dropout on the cached image-encoder tokens (each value
+                               * zeroed with this probability, the rest scaled by 1/(1-p)) while
+                               * training: against memorising images by their exact features */
 } rs_train_config;
 
 rs_train_config rs_train_default_config(void);

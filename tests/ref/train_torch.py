@@ -28,7 +28,8 @@ What the run is (each point from docs/training.md unless noted):
   - LoRA init (PEFT): A ~ U(-1/sqrt(in), 1/sqrt(in)) drawn in float32 from the generator seeded
     with seed ^ 0x10e4, adapter by adapter, layer by layer, target by target (q k v o gate up
     down), B = 0;
-  - optimiser: torch.optim.AdamW (decoupled decay on every trained tensor), lr with linear
+  - optimiser: torch.optim.AdamW (decoupled decay on every trained tensor but the Q-Former's
+    vectors), lr with linear
     warm-up over `warmup` steps then cosine from lr to min_lr at `steps`, global gradient-norm
     clipping at `clip` (torch.nn.utils.clip_grad_norm_), gradients averaged over `accum`
     micro-batches.
@@ -321,8 +322,12 @@ class Run:
     def train(self):
         c = self.cfg
         f32 = lambda k: float(np.float32(c[k]))  # noqa: E731  (the C config holds floats)
-        opt = torch.optim.AdamW(self.params, lr=f32("lr"), betas=(f32("beta1"), f32("beta2")), eps=f32("eps"),
-                                weight_decay=f32("weight_decay"))
+        # weight decay on every trained tensor except the Q-Former's vectors (LayerNorm weights,
+        # biases: one row in the GGUF's layout), as the C trainer groups them
+        nodecay = {id(self.W[n]) for n in getattr(self, "qnames", []) if self.W[n].dim() < 2 or self.W[n].shape[0] < 2}
+        groups = [{"params": [p for p in self.params if id(p) not in nodecay], "weight_decay": f32("weight_decay")},
+                  {"params": [p for p in self.params if id(p) in nodecay], "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=f32("lr"), betas=(f32("beta1"), f32("beta2")), eps=f32("eps"))
         steps, B, accum, seed = int(c["steps"]), int(c["batch"]), int(c["accum"]), int(c["seed"])
         n = len(self.samples)
         perms = {}
