@@ -55,6 +55,15 @@ int cmd_init(int argc, char **argv) {
         } else if (!strcmp(a, "--tokenizer") && has) ip.tokenizer = argv[++i];
         else if (!strcmp(a, "--lora-random")) ip.lora_random_b = true;
         else if (!strcmp(a, "--encoder") && has) ip.encoder = argv[++i];
+        else if (!strcmp(a, "--experts") && has) {
+            char *e;
+            long k = strtol(argv[++i], &e, 10);
+            if (*e || k < 1 || k > RS_MAX_EXPERTS) {
+                fprintf(stderr, "rsmoe init: --experts takes 1..%d (got '%s')\n", RS_MAX_EXPERTS, argv[i]);
+                return 2;
+            }
+            ip.n_experts = (int)k;
+        }
         else { fprintf(stderr, "rsmoe init: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!preset || !out) { usage(stderr); return 2; }

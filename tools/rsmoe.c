@@ -19,6 +19,7 @@ int cmd_train(int argc, char **argv);
 int cmd_vqa(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
+int cmd_graft(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_questions(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
@@ -39,6 +40,7 @@ static const struct {
     {"features", cmd_features, "cache the frozen image encoder's visual tokens for a data set"},
     {"generate", cmd_generate, "generate text with an LLM-only model (llama2.c semantics)"},
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
+    {"graft", cmd_graft, "move trained tensors into a model of another layout (e.g. another number of experts)"},
     {"import", cmd_import, "convert checkpoints to GGUF: `import hf` (safetensors), `import tflite` (MobileNet), `import llama2c`"},
     {"info", cmd_info, "print a model's configuration, parameter counts and memory"},
     {"init", cmd_init, "create a model with seeded random weights from a preset"},

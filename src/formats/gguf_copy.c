@@ -1,6 +1,7 @@
 /* gguf_copy.c - see gguf_copy.h */
 #include "formats/gguf_copy.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,4 +43,34 @@ rsmoe_status rs_gguf_copy_kvs(const rs_gguf *g, rs_gguf_writer *w, bool (*skip)(
         if (st) return st;
     }
     return RSMOE_OK;
+}
+
+rsmoe_status rs_gguf_graft(const char *into, const char *from, const char *out, rs_graft_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    if (!strcmp(out, into) || !strcmp(out, from))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "graft: the output must be a new file (not %s)", out);
+    rs_gguf *gi = NULL, *gf = NULL;
+    rs_gguf_writer *w = NULL;
+    rsmoe_status st;
+    if ((st = rs_gguf_open(into, &gi)) || (st = rs_gguf_open(from, &gf))) goto done;
+    if (!(w = rs_gguf_writer_new())) { st = RSMOE_ERR_NOMEM; goto done; }
+    if ((st = rs_gguf_copy_kvs(gi, w, NULL))) goto done;
+    for (int64_t i = 0; i < rs_gguf_n_tensors(gi) && !st; i++) {
+        const rs_tensor *t = rs_gguf_tensor(gi, i), *f = rs_gguf_find_tensor(gf, t->name);
+        bool same = f && f->type == t->type && f->ndim == t->ndim;
+        for (int d = 0; same && d < 4; d++) same = f->ne[d] == t->ne[d];
+        if (same) rep->taken++;
+        else if (f) {
+            if (!rep->mismatched++) snprintf(rep->mismatch, sizeof rep->mismatch, "%s", t->name);
+        } else rep->absent++;
+        st = rs_gguf_writer_add_tensor(w, same ? f : t);
+    }
+    for (int64_t i = 0; i < rs_gguf_n_tensors(gf); i++)
+        if (!rs_gguf_find_tensor(gi, rs_gguf_tensor(gf, i)->name)) rep->unused++;
+    if (!st) st = rs_gguf_writer_write(w, out);
+done:
+    rs_gguf_writer_free(w);
+    rs_gguf_close(gi);
+    rs_gguf_close(gf);
+    return st;
 }

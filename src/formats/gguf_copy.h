@@ -5,4 +5,17 @@
 
 /* Copies every key/value of g into w, except keys for which skip(key) is true (skip may be NULL). */
 rsmoe_status rs_gguf_copy_kvs(const rs_gguf *g, rs_gguf_writer *w, bool (*skip)(const char *key));
+
+/* What rs_gguf_graft did: tensors taken from `from`, kept from `into` because `from` lacks
+ * them, kept because `from` has them with another type or shape (the first such name kept in
+ * `mismatch`), and tensors of `from` that `into` does not have (ignored). */
+typedef struct {
+    int taken, absent, mismatched, unused;
+    char mismatch[128];
+} rs_graft_report;
+/* Writes OUT = INTO's metadata and tensors, each tensor replaced by FROM's tensor of the same
+ * name when FROM has one of the same type and shape. For moving trained weights into a model
+ * of another layout (e.g. the stage-I weights into a model with another number of experts).
+ * Atomic (temporary file + rename); out must differ from both inputs. */
+rsmoe_status rs_gguf_graft(const char *into, const char *from, const char *out, rs_graft_report *rep);
 #endif

@@ -156,6 +156,14 @@ rsmoe_status rs_model_init_preset(const rs_preset *p, const rs_init_params *ip, 
     rs_tokenizer *tok = NULL;
     rs_cnn_encoder *cnn = NULL;
     builder bb = {0}, *b = &bb;
+    rs_preset pk;
+    if (ip->n_experts) {
+        if (ip->n_experts < 0 || ip->n_experts > RS_MAX_EXPERTS)
+            return rs_error(RSMOE_ERR_INVALID_ARG, "init: %d experts (1..%d allowed)", ip->n_experts, RS_MAX_EXPERTS);
+        pk = *p;
+        pk.moe.n_experts = ip->n_experts;
+        p = &pk;
+    }
     if (ip->encoder && (st = rs_cnn_load_gguf(ip->encoder, &cnn))) return st;
     if (ip->tokenizer) {
         if ((st = rs_tokenizer_load_gguf_file(ip->tokenizer, &tok))) { rs_cnn_free(cnn); return st; }
@@ -309,6 +317,10 @@ qformer:;
             "Describe the objects in this remote sensing image: what they are, how many, their colour and size.",
             "Describe the spatial relationships between the objects in this remote sensing image."};
         for (int e = 0; e < K; e++) { names[e] = dn[e % 3]; prompts[e] = dp[e % 3]; }
+        if (K == 1) { /* one expert for every aspect */
+            names[0] = "all";
+            prompts[0] = "Describe this remote sensing image.";
+        }
         if ((st = rs_gguf_writer_set_u32(w, "rsmoe.moe.expert_count", (uint32_t)K)) ||
             (st = rs_gguf_writer_set_u32(w, "rsmoe.moe.lora_rank", (uint32_t)r)) ||
             (st = rs_gguf_writer_set_f32(w, "rsmoe.moe.lora_alpha", mc->lora_alpha)) ||

@@ -92,6 +92,9 @@ typedef struct {
     const char *tokenizer;   /* GGUF holding a tokenizer, or NULL: byte-level BPE, no merges */
     const char *encoder;     /* GGUF of a CNN image encoder (`rsmoe import tflite`) replacing the
                               * preset's ViT, or NULL */
+    int n_experts;           /* 0: the preset's; else 1..RS_MAX_EXPERTS experts (ablations). The
+                              * experts' tensors are drawn last, so the other weights do not
+                              * depend on it */
 } rs_init_params;
 rs_init_params rs_init_default_params(void);
 /* Writes a model with seeded random weights; progress (may be NULL) gets fractions 0..1. */
