@@ -64,9 +64,61 @@ TGTI void q8_step2(const rs_qk_args *a, const int MR, const rs_block_q8_0 *wb0,
     }
 }
 
+/* Four weight rows at once. Their block dots are folded by two hadds into one vector (lanes
+ * 0-3 and 4-7 each hold rows n..n+3), so conversion, scale and FMA are paid once for four
+ * rows; the four scales are converted together (F16C). The four rows are contiguous in memory,
+ * so the group is one sequential stream: it is prefetched linearly, RS_QUANT_PF_LIN bytes
+ * ahead of the bytes consumed so far (measured on a 2-core EPYC, one thread, 143 MB of
+ * weights: 16-17 GB/s = 86-92 % of a plain streaming sum for K = 2048 and 8192, against
+ * 10-14 GB/s for two rows with per-row prefetch). */
+#ifndef RS_QUANT_PF_LIN
+#define RS_QUANT_PF_LIN 8192
+#endif
+TGTI __m256i q8_bdot(__m256i w, __m256i x, __m256i ones) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+}
+
+TGTI void q8_group4(const rs_qk_args *a, const int MR, int64_t n, int64_t nb) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const rs_block_q8_0 *w0 = (const rs_block_q8_0 *)(a->W + (size_t)n * a->wrow);
+    const rs_block_q8_0 *w1 = (const rs_block_q8_0 *)((const uint8_t *)w0 + a->wrow);
+    const rs_block_q8_0 *w2 = (const rs_block_q8_0 *)((const uint8_t *)w1 + a->wrow);
+    const rs_block_q8_0 *w3 = (const rs_block_q8_0 *)((const uint8_t *)w2 + a->wrow);
+    /* a K chunk of longer rows (kc < the row) is not one stream: prefetch row 0's next bytes then */
+    const bool whole = (size_t)nb * sizeof(rs_block_q8_0) == a->wrow;
+    const char *pf = (const char *)w0 + RS_QUANT_PF_LIN;
+    __m256 acc[RS_QK_MR];
+    for (int m = 0; m < MR; m++) acc[m] = _mm256_setzero_ps();
+    const size_t pf_step = whole ? 4 * sizeof(rs_block_q8_0) : sizeof(rs_block_q8_0);
+    for (int64_t b = 0; b < nb; b++, pf += pf_step) {
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
+        _mm_prefetch(pf + 128, _MM_HINT_T0);
+        const __m256i v0 = _mm256_loadu_si256((const __m256i *)w0[b].qs);
+        const __m256i v1 = _mm256_loadu_si256((const __m256i *)w1[b].qs);
+        const __m256i v2 = _mm256_loadu_si256((const __m256i *)w2[b].qs);
+        const __m256i v3 = _mm256_loadu_si256((const __m256i *)w3[b].qs);
+        const __m128 dw4 = _mm_cvtph_ps(_mm_setr_epi16((short)w0[b].d, (short)w1[b].d, (short)w2[b].d, (short)w3[b].d, 0, 0, 0, 0));
+        const __m256 dw = _mm256_set_m128(dw4, dw4);
+        for (int m = 0; m < MR; m++) {
+            const rs_block_q8_0 *xb = a->xq + m * a->xq_ld + b;
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(q8_bdot(v0, xv, ones), q8_bdot(v1, xv, ones)),
+                                                _mm256_hadd_epi32(q8_bdot(v2, xv, ones), q8_bdot(v3, xv, ones)));
+            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, _mm256_broadcast_ss(a->xd + m * a->xq_ld + b)), acc[m]);
+        }
+    }
+    for (int m = 0; m < MR; m++) {
+        const __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc[m]), _mm256_extractf128_ps(acc[m], 1));
+        float *p = a->y + m * a->ldy + n;
+        _mm_storeu_ps(p, a->accumulate ? _mm_add_ps(_mm_loadu_ps(p), r) : r);
+    }
+}
+
 TGTI void q8_rows(const rs_qk_args *a, const int MR, int64_t n0, int64_t n1) {
     const int64_t nb = a->kc / RS_QK8_0;
     int64_t n = n0;
+    for (; n + 4 <= n1; n += 4) q8_group4(a, MR, n, nb);
     for (; n + 2 <= n1; n += 2) {
         const rs_block_q8_0 *w0 = (const rs_block_q8_0 *)(a->W + (size_t)n * a->wrow);
         const rs_block_q8_0 *w1 = (const rs_block_q8_0 *)(a->W + (size_t)(n + 1) * a->wrow);
