@@ -172,6 +172,98 @@ TEST(feature_dropout_resumes_exactly) {
           "feat_dropout 1 refused: %s", rsmoe_last_error());
 }
 
+/* Questions mixed into the batches (vqa_data): the same question about three images with three
+ * different answers, so only a model that reads the image can learn them. Stage 1 learns them,
+ * stage 2 runs on them, and an interrupted mixed run resumes bit-exactly. */
+static char g_vqa[200];
+#ifndef VQA_LR
+#define VQA_LR 3e-3f
+#endif
+#ifndef VQA_STEPS
+#define VQA_STEPS 500
+#endif
+TEST(vqa_mixed_batches) {
+    char s1[200], s2[200], a[200], b[200];
+    snprintf(s1, sizeof s1, "%s/vq1.gguf", g_dir);
+    snprintf(s2, sizeof s2, "%s/vq2.gguf", g_dir);
+    snprintf(a, sizeof a, "%s/vqa_a.gguf", g_dir);
+    snprintf(b, sizeof b, "%s/vqa_b.gguf", g_dir);
+    losses L = {0};
+    rs_train_config c = base_config("1", g_model, s1, VQA_STEPS);
+    snprintf(c.vqa_data, sizeof c.vqa_data, "%s", g_vqa);
+    snprintf(c.vqa_images, sizeof c.vqa_images, "tests/data");
+    c.vqa_ratio = 0.5f;
+    c.train_llm = 1;
+    c.lr = VQA_LR;
+    c.min_lr = VQA_LR / 10;
+    REQUIRE(rs_train_run(&c, on_log, &L) == RSMOE_OK, "stage 1 with questions: %s", rsmoe_last_error());
+    CHECK(mean(L.loss + VQA_STEPS - 5, 5) < 0.5 * mean(L.loss, 5), "loss %.3f -> %.3f", mean(L.loss, 5), mean(L.loss + VQA_STEPS - 5, 5));
+    /* the trained model answers from the image */
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(s1, NULL, &st);
+    REQUIRE(m, "load: %s", rsmoe_last_error());
+    rsmoe_context_params cp = rsmoe_context_default_params();
+    cp.n_threads = 1;
+    rsmoe_context *ctx = rsmoe_context_new(m, &cp, &st);
+    REQUIRE(ctx, "context: %s", rsmoe_last_error());
+    static const char *const img[3] = {"tests/data/rgb37.png", "tests/data/rgb40.jpg", "tests/data/grey24.jpg"};
+    static const char *const ans[3] = {"houses", "sand", "river"};
+    int right = 0;
+    for (int i = 0; i < 3; i++) {
+        rsmoe_image im;
+        REQUIRE(rsmoe_image_load(img[i], &im) == RSMOE_OK, "image %s", img[i]);
+        rsmoe_generate_params gp = rsmoe_vqa_default_params();
+        gp.use_experts = false;
+        gp.beams = 1;
+        rsmoe_result r;
+        st = rsmoe_answer(ctx, &im, "what is the scene?", &gp, &r);
+        rsmoe_image_free(&im);
+        REQUIRE(st == RSMOE_OK, "answer: %s", rsmoe_last_error());
+        printf("  %s: \"%s\" (trained on \"%s\")\n", img[i], r.text, ans[i]);
+        right += !strcmp(r.text, ans[i]);
+        rsmoe_result_free(&r);
+    }
+    CHECK(right == 3, "%d of 3 answers right", right);
+    rsmoe_context_free(ctx);
+    rsmoe_model_free(m);
+    /* stage 2 on captions + questions */
+    losses L2 = {0};
+    rs_train_config c2 = base_config("2", s1, s2, 10);
+    c2.max_caption_tokens = 16;
+    snprintf(c2.vqa_data, sizeof c2.vqa_data, "%s", g_vqa);
+    snprintf(c2.vqa_images, sizeof c2.vqa_images, "tests/data");
+    REQUIRE(rs_train_run(&c2, on_log, &L2) == RSMOE_OK, "stage 2 with questions: %s", rsmoe_last_error());
+    CHECK(L2.n == 10 && isfinite(L2.loss[9]), "stage 2 ran (%d steps)", L2.n);
+    /* resume */
+    losses LA = {0}, LB = {0};
+    c = base_config("1", g_model, a, 6);
+    snprintf(c.vqa_data, sizeof c.vqa_data, "%s", g_vqa);
+    snprintf(c.vqa_images, sizeof c.vqa_images, "tests/data");
+    REQUIRE(rs_train_run(&c, on_log, &LA) == RSMOE_OK, "uninterrupted: %s", rsmoe_last_error());
+    snprintf(c.out, sizeof c.out, "%s", b);
+    c.save_every = 3;
+    c.stop_at = 3;
+    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "first half: %s", rsmoe_last_error());
+    c.stop_at = 0;
+    c.resume = 1;
+    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "resumed: %s", rsmoe_last_error());
+    REQUIRE(LB.n == 6, "6 steps (%d)", LB.n);
+    for (int i = 0; i < 6; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
+    /* refusals */
+    c = base_config("lm", g_model, a, 2);
+    snprintf(c.vqa_data, sizeof c.vqa_data, "%s", g_vqa);
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "vqa_data"), "stage lm: %s",
+          rsmoe_last_error());
+    c = base_config("1", g_model, a, 2);
+    snprintf(c.vqa_data, sizeof c.vqa_data, "%s/none.json", g_dir);
+    CHECK(rs_train_run(&c, NULL, NULL) != RSMOE_OK && strstr(rsmoe_last_error(), "none.json"), "missing file: %s", rsmoe_last_error());
+    c = base_config("1", g_model, a, 2);
+    snprintf(c.vqa_data, sizeof c.vqa_data, "%s", g_vqa);
+    c.vqa_ratio = 0;
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "vqa_ratio"), "ratio 0: %s",
+          rsmoe_last_error());
+}
+
 TEST(rsicd_50_steps) {
     const char *sh = test_shared_dir();
     if (!sh) SKIP("../shared (RSICD) is absent");
@@ -247,10 +339,23 @@ int main(void) {
     }
     rs_model_free(m);
     rs_dataset_free(&ds);
+    snprintf(g_vqa, sizeof g_vqa, "%s/vqa.json", g_dir);
+    f = fopen(g_vqa, "w");
+    fprintf(f, "{\"images\": [{\"id\": 0, \"filename\": \"rgb37.png\", \"split\": \"train\", \"active\": true, \"questions_ids\": [0]},"
+               "{\"id\": 1, \"filename\": \"rgb40.jpg\", \"split\": \"train\", \"active\": true, \"questions_ids\": [1]},"
+               "{\"id\": 2, \"filename\": \"grey24.jpg\", \"split\": \"train\", \"active\": true, \"questions_ids\": [2]}],"
+               "\"questions\": [{\"id\": 0, \"img_id\": 0, \"type\": \"scene\", \"question\": \"what is the scene?\", \"answers_ids\": [0], \"active\": true},"
+               "{\"id\": 1, \"img_id\": 1, \"type\": \"scene\", \"question\": \"what is the scene?\", \"answers_ids\": [1], \"active\": true},"
+               "{\"id\": 2, \"img_id\": 2, \"type\": \"scene\", \"question\": \"what is the scene?\", \"answers_ids\": [2], \"active\": true}],"
+               "\"answers\": [{\"id\": 0, \"question_id\": 0, \"answer\": \"houses\", \"active\": true},"
+               "{\"id\": 1, \"question_id\": 1, \"answer\": \"sand\", \"active\": true},"
+               "{\"id\": 2, \"question_id\": 2, \"answer\": \"river\", \"active\": true}]}");
+    fclose(f);
     RUN(stages_lower_the_loss_and_chain);
     RUN(stage1_full_llm);
     RUN(resume_is_bit_exact);
     RUN(feature_dropout_resumes_exactly);
+    RUN(vqa_mixed_batches);
     RUN(rsicd_50_steps);
     RUN(bad_configs);
     char cmd[200];

@@ -47,6 +47,7 @@ rs_train_config rs_train_default_config(void) {
     c.beta2 = 0.999f;
     c.eps = 1e-8f;
     c.gate_loss = 0.1f;
+    c.vqa_ratio = 0.25f;
     c.seed = 42;
     return c;
 }
@@ -63,9 +64,10 @@ rsmoe_status rs_train_config_set(rs_train_config *c, const char *key, const char
 #define INT(name) if (!strcmp(key, #name)) { long x = strtol(v, &e, 10); if (!*v || *e || x < 0 || x > 100000000) goto bad; c->name = (int)x; return RSMOE_OK; }
 #define FLT(name) if (!strcmp(key, #name)) { double x = strtod(v, &e); if (!*v || *e || !(x >= 0) || !isfinite(x)) goto bad; c->name = (float)x; return RSMOE_OK; }
     STR(stage) STR(model) STR(out) STR(data) STR(images) STR(features) STR(val_features) STR(train_split) STR(val_split)
+    STR(vqa_data) STR(vqa_images) STR(vqa_features) STR(vqa_split)
     INT(steps) INT(batch) INT(accum) INT(warmup) INT(log_every) INT(eval_every) INT(save_every) INT(val_batches)
     INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at) INT(train_llm)
-    FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(feat_dropout)
+    FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(feat_dropout) FLT(vqa_ratio)
     if (!strcmp(key, "seed")) { unsigned long long x = strtoull(v, &e, 10); if (!*v || *e) goto bad; c->seed = x; return RSMOE_OK; }
 #undef STR
 #undef INT
@@ -117,6 +119,8 @@ rsmoe_status rs_train_config_check(const rs_train_config *c) {
     if (!(c->lr > 0) || c->min_lr > c->lr || c->beta1 >= 1 || c->beta2 >= 1)
         return rs_error(RSMOE_ERR_INVALID_ARG, "train: need 0 < min_lr <= lr and betas < 1");
     if (!strcmp(c->out, c->model)) return rs_error(RSMOE_ERR_INVALID_ARG, "train: --out must differ from --model");
+    if (c->vqa_data[0] && !(c->vqa_ratio > 0 && c->vqa_ratio <= 1))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "train: vqa_ratio must be in (0, 1] (is %g)", (double)c->vqa_ratio);
     if (!(c->feat_dropout >= 0 && c->feat_dropout < 1))
         return rs_error(RSMOE_ERR_INVALID_ARG, "train: feat_dropout must be in [0, 1) (is %g)", (double)c->feat_dropout);
     return RSMOE_OK;
@@ -166,9 +170,15 @@ static void free_groups(groups *gs) {
 typedef struct {
     int item;       /* data-set item (image) */
     int feat;       /* feature-cache index, -1 for stage lm */
-    int expert;     /* stage 2: the caption's dominant aspect */
-    int32_t *ids;   /* caption tokens (no BOS/EOS) */
+    const rs_features *fc; /* the cache feat indexes */
+    int expert;     /* stage 2: the caption's dominant aspect; the expert of a question's type */
+    int32_t *ids;   /* target tokens (no BOS/EOS): the caption, or the answer */
     int n;
+    /* questions only (NULL for captions, which use the model's caption instruction and the
+     * expert prompts): the Q-Former text and the LLM prompt (BOS + question + vqa_suffix) */
+    int32_t *qids, *pids;
+    int nq, np;
+    const float *route; /* stage 2: routing target over the experts */
 } sample;
 
 typedef struct {
@@ -176,11 +186,11 @@ typedef struct {
     rs_features *feat;
     sample *s;
     int n;
-    float (*route)[RS_MAX_EXPERTS]; /* per item: share of its captions per aspect */
+    float (*route)[RS_MAX_EXPERTS]; /* per item (captions) or per question: routing target */
 } dataset_t;
 
 static void free_data(dataset_t *d) {
-    for (int i = 0; i < d->n; i++) free(d->s[i].ids);
+    for (int i = 0; i < d->n; i++) { free(d->s[i].ids); free(d->s[i].qids); free(d->s[i].pids); }
     free(d->s);
     free(d->route);
     rs_features_close(d->feat);
@@ -223,6 +233,8 @@ static rsmoe_status load_data(const rs_train_config *c, const rs_model *m, const
             sample *s = &d->s[d->n];
             s->item = i;
             s->feat = fi;
+            s->fc = d->feat;
+            s->route = d->route[i];
             s->expert = (int)rs_aspect_dominant(it->captions[k]);
             if (m->moe.n_experts > 0) s->expert %= m->moe.n_experts;
             s->ids = malloc(sizeof(int32_t) * (size_t)n);
@@ -242,6 +254,84 @@ static rsmoe_status load_data(const rs_train_config *c, const rs_model *m, const
                         split, features);
     }
     if (d->n == 0) { free_data(d); return rs_error(RSMOE_ERR_FORMAT, "%s: no caption in split '%s'", c->data, split); }
+    return RSMOE_OK;
+}
+
+/* The expert a question trains in stage 2 (a routing target; the model's own router picks at
+ * inference): what is there and how many -> objects, where / relative to what ->
+ * relationships, the rest (scene, rural/urban, land use) -> theme; modulo the experts. */
+static int vqa_expert(const rs_ds_qa *q, int K) {
+    const char *t = q->type ? q->type : "";
+    int e = strstr(t, "count") || strstr(t, "presence") || strstr(t, "number") || strstr(t, "color") || strstr(t, "object") ? 1
+            : strstr(t, "comp") || strstr(t, "relation") || strstr(t, "position") || strstr(t, "location") ? 2
+            : 0;
+    return K > 0 ? e % K : 0;
+}
+
+/* The questions of vqa_data (split vqa_split, else train_split) as samples: the question is the
+ * Q-Former's text, "question vqa_suffix" the LLM prompt, the answer the target. */
+static rsmoe_status load_vqa(const rs_train_config *c, const rs_model *m, dataset_t *d, int *max_q, int *max_head) {
+    memset(d, 0, sizeof *d);
+    char root[1200];
+    if (c->vqa_images[0]) snprintf(root, sizeof root, "%s", c->vqa_images);
+    else {
+        const char *slash = strrchr(c->vqa_data, '/');
+        snprintf(root, sizeof root, "%.*simages", slash ? (int)(slash - c->vqa_data + 1) : 0, c->vqa_data);
+    }
+    rs_dataset_opts o = {.image_root = root, .split = c->vqa_split[0] ? c->vqa_split : c->train_split};
+    rsmoe_status st = rs_dataset_load(c->vqa_data, RS_DS_AUTO, &o, &d->ds);
+    if (st) return st;
+    const char *fp = c->vqa_features[0] ? c->vqa_features : c->features;
+    if ((st = rs_features_open(fp, m, &d->feat))) { free_data(d); return st; }
+    int nqa = d->ds.nqa;
+    d->s = calloc((size_t)(nqa > 0 ? nqa : 1), sizeof(sample));
+    d->route = calloc((size_t)(nqa > 0 ? nqa : 1), sizeof *d->route);
+    if (!d->s || !d->route) { free_data(d); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
+    int32_t q[256], p[256], a[256];
+    int no_feat = 0, too_long = 0;
+    *max_q = *max_head = 0;
+    for (int i = 0; i < nqa; i++) {
+        const rs_ds_qa *qa = &d->ds.qa[i];
+        const rs_ds_item *it = &d->ds.items[qa->item];
+        int fi = rs_features_find(d->feat, it->filename);
+        if (fi < 0) { no_feat++; continue; }
+        char prompt[2048];
+        snprintf(prompt, sizeof prompt, "%s %s", qa->question, m->vqa_suffix);
+        int nq = 0, np = 0, na = 0;
+        if (rs_tokenizer_encode(m->tok, qa->question, false, q, 256, &nq) || rs_tokenizer_encode(m->tok, prompt, true, p, 256, &np) ||
+            rs_tokenizer_encode(m->tok, qa->answer, false, a, 256, &na) || nq == 0 || na == 0 || nq > m->qf.c.max_pos) {
+            too_long++;
+            continue;
+        }
+        if (na > c->max_caption_tokens) na = c->max_caption_tokens;
+        sample *s = &d->s[d->n];
+        s->item = qa->item;
+        s->feat = fi;
+        s->fc = d->feat;
+        s->expert = vqa_expert(qa, m->moe.n_experts);
+        d->route[d->n][s->expert] = 1.0f;
+        s->route = d->route[d->n];
+        s->ids = malloc(sizeof(int32_t) * (size_t)na);
+        s->qids = malloc(sizeof(int32_t) * (size_t)nq);
+        s->pids = malloc(sizeof(int32_t) * (size_t)np);
+        if (!s->ids || !s->qids || !s->pids) { d->n++; free_data(d); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
+        memcpy(s->ids, a, sizeof(int32_t) * (size_t)na);
+        memcpy(s->qids, q, sizeof(int32_t) * (size_t)nq);
+        memcpy(s->pids, p, sizeof(int32_t) * (size_t)np);
+        s->n = na;
+        s->nq = nq;
+        s->np = np;
+        if (nq > *max_q) *max_q = nq;
+        if (np + na > *max_head) *max_head = np + na;
+        d->n++;
+    }
+    if (d->n == 0) {
+        int n = d->ds.nqa;
+        free_data(d);
+        return rs_error(RSMOE_ERR_FORMAT, "%s: no usable question in split '%s' (%d questions; %d without features in %s, "
+                        "%d empty or longer than the Q-Former's %d positions)", c->vqa_data, o.split, n, no_feat, fp, too_long,
+                        m->qf.c.max_pos);
+    }
     return RSMOE_OK;
 }
 
@@ -287,6 +377,8 @@ typedef struct {
     groups gs;
     int32_t instr[256], prompt[RS_MAX_EXPERTS][256];
     int n_instr, n_prompt[RS_MAX_EXPERTS];
+    int max_q;       /* longest Q-Former text: the caption instruction or a question */
+    int vqa_max_q;   /* longest question (0: no questions); set before trainer_init */
     int max_T;
     /* batch buffers */
     float *img, *prefix, *d_prefix, *emb, *d_emb, *instr_pool, *gates, *soft, *d_soft, *route_t, *d_logits;
@@ -378,6 +470,7 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     t->lw = m->llm;
     /* instruction and prompts */
     if ((st = rs_tokenizer_encode(m->tok, m->instr_caption, false, t->instr, 256, &t->n_instr))) return st;
+    t->max_q = t->n_instr > t->vqa_max_q ? t->n_instr : t->vqa_max_q;
     for (int e = 0; e < (t->stage == 2 ? t->K : 1); e++) {
         const char *p = t->stage == 2 ? m->moe.prompts[e] : m->instr_caption;
         if ((st = rs_tokenizer_encode(m->tok, p, true, t->prompt[e], 256, &t->n_prompt[e]))) return st;
@@ -401,7 +494,7 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     }
     if (t->stage == 1) {
         if ((st = rs_qformer_params_new(m->g, m->enc_width, D, &t->qfp))) return st;
-        if ((st = rs_qformer_train_new(&t->qfp.c, B, t->n_instr, m->enc_tokens, &t->qft))) return st;
+        if ((st = rs_qformer_train_new(&t->qfp.c, B, t->max_q, m->enc_tokens, &t->qft))) return st;
         /* one group per tensor: weight decay on the matrices only (not on the LayerNorm
          * vectors and biases, which decay would pull towards zero) */
         for (int k = 0; k < t->qfp.set.n; k++) {
@@ -447,12 +540,12 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     t->d_logits = malloc(sizeof(float) * (size_t)B * (t->K + 1));
     t->targets = malloc(sizeof(int32_t) * BT);
     t->len = malloc(sizeof(int32_t) * (size_t)B);
-    t->qids = malloc(sizeof(int32_t) * (size_t)B * (t->n_instr + 1));
+    t->qids = malloc(sizeof(int32_t) * (size_t)B * (t->max_q + 1));
     t->qlen = malloc(sizeof(int32_t) * (size_t)B);
     t->tok_ids = malloc(sizeof(int32_t) * BT);
     t->adapter = malloc(sizeof(int) * (size_t)B);
     if (t->stage == 2) {
-        t->qsc = malloc(sizeof(float) * rs_qformer_scratch_floats(&m->qf.c, m->enc_tokens, t->n_instr, rs_pool_size(t->pool)));
+        t->qsc = malloc(sizeof(float) * rs_qformer_scratch_floats(&m->qf.c, m->enc_tokens, t->max_q, rs_pool_size(t->pool)));
         t->ie = malloc(sizeof(float) * 256 * (size_t)D);
         if (!t->qsc || !t->ie) return rs_error(RSMOE_ERR_NOMEM, "train: out of memory");
     }
@@ -462,15 +555,28 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     return RSMOE_OK;
 }
 
-/* rows of a sample before its caption: prefix (+ soft prompts) + BOS/prompt tokens */
-static int head_rows(const trainer *t, int expert) {
+/* a sample's Q-Former text and LLM prompt (BOS + prompt tokens) */
+static const int32_t *sample_text(const trainer *t, const sample *s, int *n) {
+    *n = s->qids ? s->nq : t->n_instr;
+    return s->qids ? s->qids : t->instr;
+}
+static const int32_t *sample_prompt(const trainer *t, const sample *s, int *n) {
+    int k = t->stage == 2 ? s->expert : 0;
+    *n = s->pids ? s->np : t->n_prompt[k];
+    return s->pids ? s->pids : t->prompt[k];
+}
+
+/* rows of a sample before its target: prefix (+ soft prompts) + BOS/prompt tokens */
+static int head_rows(const trainer *t, const sample *s) {
     if (t->stage == 0) return rs_tokenizer_bos(t->m->tok) >= 0 ? 1 : 0;
-    return t->Q + t->M + t->n_prompt[t->stage == 2 ? expert : 0];
+    int np;
+    sample_prompt(t, s, &np);
+    return t->Q + t->M + np;
 }
 
 /* One micro-batch: forward + backward; returns the loss and the scored tokens. train=false:
  * forward only (validation). */
-static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, int B, bool train, float loss_scale,
+static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool train, float loss_scale,
                                 double *loss_out, int64_t *n_scored) {
     const rs_model *m = t->m;
     int D = t->D, Q = t->Q, M = t->M, T = 0;
@@ -478,28 +584,36 @@ static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, 
     size_t per_img = (size_t)m->enc_tokens * m->enc_width;
     int eos = rs_tokenizer_eos(m->tok), bos = rs_tokenizer_bos(m->tok);
     for (int b = 0; b < B; b++) {
-        const sample *s = &d->s[idx[b]];
-        int rows = head_rows(t, s->expert) + s->n + (eos >= 0 ? 1 : 0);
+        const sample *s = S[b];
+        int rows = head_rows(t, s) + s->n + (eos >= 0 ? 1 : 0);
         if (rows > T) T = rows;
     }
     if (T > t->max_T) return rs_error(RSMOE_ERR_INTERNAL, "train: sequence of %d rows over the %d planned", T, t->max_T);
     /* visual prefix */
+    int n_text = 0;
     if (t->stage >= 1) {
         for (int b = 0; b < B; b++) {
-            rs_features_get(d->feat, d->s[idx[b]].feat, t->img + per_img * b);
+            int nq;
+            sample_text(t, S[b], &nq);
+            if (nq > n_text) n_text = nq;
+        }
+        for (int b = 0; b < B; b++) {
+            rs_features_get(S[b]->fc, S[b]->feat, t->img + per_img * b);
             if (train && t->c->feat_dropout > 0)
                 feature_dropout(t->img + per_img * b, per_img, t->c->feat_dropout, t->c->seed, t->sample0 + b);
-            memcpy(t->qids + (size_t)b * t->n_instr, t->instr, sizeof(int32_t) * (size_t)t->n_instr);
-            t->qlen[b] = t->n_instr;
+            int nq;
+            const int32_t *q = sample_text(t, S[b], &nq);
+            memcpy(t->qids + (size_t)b * n_text, q, sizeof(int32_t) * (size_t)nq);
+            t->qlen[b] = nq;
         }
         if (t->stage == 1) {
-            rs_qformer_batch qb = {.B = B, .n_text = t->n_instr, .n_img = m->enc_tokens, .img = t->img, .ids = t->qids, .len = t->qlen};
+            rs_qformer_batch qb = {.B = B, .n_text = n_text, .n_img = m->enc_tokens, .img = t->img, .ids = t->qids, .len = t->qlen};
             if ((st = rs_qformer_train_forward(t->qft, &t->qfp, &qb, t->prefix, NULL, t->pool))) return st;
         } else {
             /* frozen Q-Former: the inference forward, one image at a time */
             float *qsc = t->qsc;
             for (int b = 0; b < B; b++)
-                if ((st = rs_qformer_forward(&m->qf, t->img + per_img * b, m->enc_tokens, t->instr, t->n_instr,
+                if ((st = rs_qformer_forward(&m->qf, t->img + per_img * b, m->enc_tokens, t->qids + (size_t)b * n_text, t->qlen[b],
                                              t->prefix + (size_t)b * Q * D, NULL, qsc, t->pool)))
                     return st;
         }
@@ -507,19 +621,20 @@ static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, 
     if (t->stage == 2) {
         /* router: pooled instruction embedding, gates, soft prompts */
         float *ie = t->ie;
-        if ((st = rs_llm_embed(&t->lw, t->instr, t->n_instr, ie))) return st;
         for (int b = 0; b < B; b++) {
+            int nq = t->qlen[b];
+            if ((st = rs_llm_embed(&t->lw, t->qids + (size_t)b * n_text, nq, ie))) return st;
             float *p = t->instr_pool + (size_t)b * D;
             memset(p, 0, sizeof(float) * D);
-            for (int i = 0; i < t->n_instr; i++) rs_vec_acc(p, ie + (size_t)i * D, D);
-            rs_vec_scale(p, 1.0f / (float)(t->n_instr ? t->n_instr : 1), D);
+            for (int i = 0; i < nq; i++) rs_vec_acc(p, ie + (size_t)i * D, D);
+            rs_vec_scale(p, 1.0f / (float)(nq ? nq : 1), D);
         }
         if ((st = rs_router_train_forward(t->rt, &t->rp, B, t->instr_pool, t->prefix, Q, t->gates, M > 0 ? t->soft : NULL, t->pool))) return st;
     }
     /* sequences */
     memset(t->emb, 0, sizeof(float) * (size_t)B * T * D);
     for (int b = 0; b < B; b++) {
-        const sample *s = &d->s[idx[b]];
+        const sample *s = S[b];
         float *e = t->emb + (size_t)b * T * D;
         int32_t *tg = t->targets + (size_t)b * T, *ids = t->tok_ids + (size_t)b * T;
         for (int i = 0; i < T; i++) { tg[i] = RS_IGNORE_INDEX; ids[i] = -1; }
@@ -531,8 +646,8 @@ static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, 
                 memcpy(e + (size_t)r * D, t->soft + ((size_t)b * t->K + s->expert) * M * D, sizeof(float) * (size_t)M * D);
                 r += M;
             }
-            const int32_t *pp = t->prompt[t->stage == 2 ? s->expert : 0];
-            int np = t->n_prompt[t->stage == 2 ? s->expert : 0];
+            int np;
+            const int32_t *pp = sample_prompt(t, s, &np);
             for (int i = 0; i < np; i++) ids[r + i] = pp[i];
             r += np;
         } else if (bos >= 0) {
@@ -557,7 +672,7 @@ static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, 
     double gate_loss = 0;
     if (t->stage == 2) {
         for (int b = 0; b < B; b++)
-            for (int k = 0; k < t->K; k++) t->route_t[b * t->K + k] = d->route[d->s[idx[b]].item][k];
+            for (int k = 0; k < t->K; k++) t->route_t[b * t->K + k] = S[b]->route[k];
         float gl = 0;
         if ((st = rs_router_route_ce(rs_router_train_logits(t->rt), t->route_t, B, t->K, t->c->gate_loss * loss_scale, &gl, t->d_logits)))
             return st;
@@ -585,7 +700,7 @@ static rsmoe_status micro_batch(trainer *t, const dataset_t *d, const int *idx, 
         memset(t->d_soft, 0, sizeof(float) * (size_t)B * t->K * M * D);
         for (int b = 0; b < B; b++)
             if (M > 0)
-                memcpy(t->d_soft + ((size_t)b * t->K + d->s[idx[b]].expert) * M * D, t->d_emb + ((size_t)b * T + Q) * D,
+                memcpy(t->d_soft + ((size_t)b * t->K + S[b]->expert) * M * D, t->d_emb + ((size_t)b * T + Q) * D,
                        sizeof(float) * (size_t)M * D);
         if ((st = rs_router_train_backward(t->rt, &t->rp, NULL, t->d_logits, M > 0 ? t->d_soft : NULL, NULL, NULL, t->pool)))
             return st;
@@ -761,15 +876,16 @@ static rsmoe_status load_state(trainer *t, const char *path, int64_t *step) {
 
 /* ------------------------------------------------------------------ validation */
 static rsmoe_status val_loss(trainer *t, const dataset_t *v, double *out) {
-    int B = t->c->batch, idx[1024];
+    int B = t->c->batch;
+    const sample *S[1024];
     double sum = 0;
     int64_t toks = 0;
     for (int k = 0; k < t->c->val_batches; k++) {
         /* fixed samples spread over the whole split (data sets are often ordered by class) */
-        for (int b = 0; b < B; b++) idx[b] = (int)(((uint64_t)(k * B + b) * 2654435761u + 17) % (uint64_t)v->n);
+        for (int b = 0; b < B; b++) S[b] = &v->s[(int)(((uint64_t)(k * B + b) * 2654435761u + 17) % (uint64_t)v->n)];
         double l;
         int64_t n;
-        rsmoe_status st = micro_batch(t, v, idx, B, false, 1.0f, &l, &n);
+        rsmoe_status st = micro_batch(t, S, B, false, 1.0f, &l, &n);
         if (st) return st;
         sum += l * (double)n;
         toks += n;
@@ -839,8 +955,8 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     if (st) return st;
     trainer tr, *t = &tr;
     memset(t, 0, sizeof *t);
-    dataset_t train = {0}, val = {0};
-    order_t ord = {0};
+    dataset_t train = {0}, val = {0}, vqa = {0};
+    order_t ord = {0}, vord = {0};
     char state_path[1100], tmp_path[1100];
     snprintf(state_path, sizeof state_path, "%s.state", c->out);
     snprintf(tmp_path, sizeof tmp_path, "%s.val.gguf", c->out);
@@ -851,6 +967,15 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
      * also need the feature cache of that split */
     bool have_val = c->val_split[0] && (!feats || c->val_features[0]);
     if (have_val && (st = load_data(c, t->m, c->val_split, c->val_features, feats, 0, &val))) goto out;
+    /* questions mixed into the batches: vqa_ratio of each micro-batch (at least one sample) */
+    int Bv = 0, vqa_head = 0;
+    if (c->vqa_data[0]) {
+        if (!feats) { st = rs_error(RSMOE_ERR_INVALID_ARG, "train: stage lm reads captions only (vqa_data is for stages 1 and 2)"); goto out; }
+        if ((st = load_vqa(c, t->m, &vqa, &t->vqa_max_q, &vqa_head))) goto out;
+        Bv = (int)lround((double)c->batch * c->vqa_ratio);
+        if (Bv < 1) Bv = 1;
+        if (Bv > c->batch) Bv = c->batch;
+    }
     /* longest sequence: head + caption + EOS */
     int max_T = 0;
     {
@@ -863,6 +988,7 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
             if (n > np) np = n;
         }
         max_T = (st_ ? Q + Mx + np : 1) + c->max_caption_tokens + 1;
+        if (Bv && Q + Mx + vqa_head + 1 > max_T) max_T = Q + Mx + vqa_head + 1;
         if (max_T > t->m->llm.c.max_seq) {
             st = rs_error(RSMOE_ERR_INVALID_ARG, "train: sequences of %d positions exceed the LLM's context %d (lower max_caption_tokens)",
                           max_T, t->m->llm.c.max_seq);
@@ -876,6 +1002,13 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     ord.epoch = -1;
     ord.perm = malloc(sizeof(int) * (size_t)train.n);
     if (!ord.perm) { st = RSMOE_ERR_NOMEM; goto out; }
+    if (Bv) {
+        vord.n = vqa.n;
+        vord.seed = c->seed ^ 0x5eedf00dULL;
+        vord.epoch = -1;
+        vord.perm = malloc(sizeof(int) * (size_t)vqa.n);
+        if (!vord.perm) { st = RSMOE_ERR_NOMEM; goto out; }
+    }
     int64_t step0 = 0;
     if (c->resume) {
         if (access(state_path, F_OK) != 0) { st = rs_error(RSMOE_ERR_IO, "train: --resume but %s does not exist", state_path); goto out; }
@@ -883,19 +1016,22 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     }
     double t0 = rs_time_s(), tok_acc = 0, loss_acc = 0, t_log = t0;
     int n_acc = 0;
-    int idx[1024];
+    const sample *S[1024];
+    const int Bc = c->batch - Bv; /* captions per micro-batch */
     for (int64_t step = step0; step < c->steps; step++) {
         if (c->stop_at > 0 && step >= c->stop_at) break;
         zero_grads(t);
         double step_loss = 0;
         int64_t step_tok = 0;
         for (int a = 0; a < c->accum; a++) {
-            for (int b = 0; b < c->batch; b++)
-                idx[b] = order_get(&ord, (step * c->accum + a) * (int64_t)c->batch + b);
+            /* captions, then questions; each list in its own seeded order */
+            int64_t mb = step * c->accum + a;
+            for (int b = 0; b < Bc; b++) S[b] = &train.s[order_get(&ord, mb * (int64_t)Bc + b)];
+            for (int b = 0; b < Bv; b++) S[Bc + b] = &vqa.s[order_get(&vord, mb * (int64_t)Bv + b)];
             double l;
             int64_t n;
-            t->sample0 = (step * c->accum + a) * (int64_t)c->batch;
-            if ((st = micro_batch(t, &train, idx, c->batch, true, 1.0f / (float)c->accum, &l, &n))) goto out;
+            t->sample0 = mb * (int64_t)c->batch;
+            if ((st = micro_batch(t, S, c->batch, true, 1.0f / (float)c->accum, &l, &n))) goto out;
             step_loss += l / c->accum;
             step_tok += n;
         }
@@ -932,8 +1068,10 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     }
 out:
     free(ord.perm);
+    free(vord.perm);
     free_data(&train);
     free_data(&val);
+    free_data(&vqa);
     trainer_free(t);
     return st;
 }

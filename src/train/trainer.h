@@ -34,6 +34,12 @@ typedef struct {
                                * the visual prefix from the start */
     int stop_at;              /* stop after this step as an interruption would (0 = run to steps);
                                * with save_every dividing it, --resume continues from there */
+    char vqa_data[1024];      /* stages 1, 2: a VQA data set whose questions are mixed into every
+                               * micro-batch ("" = captions only) */
+    char vqa_images[1024];    /* its image root ("" = images/ beside it) */
+    char vqa_features[1024];  /* its feature cache ("" = features: e.g. questions on the same images) */
+    char vqa_split[32];       /* its split ("" = train_split) */
+    float vqa_ratio;          /* share of each micro-batch that is questions (default 0.25; at least one) */
     float feat_dropout;       /* stages 1, 2: dropout on the cached image-encoder tokens (each value
                                * zeroed with this probability, the rest scaled by 1/(1-p)) while
                                * training: against memorising images by their exact features */
