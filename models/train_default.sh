@@ -37,12 +37,18 @@ step "stage 1 (Q-Former + every LLM weight: the LLM is trained from scratch here
 [ -f "$WORK/s1.done" ] || { $B train --stage 1 --train-llm 1 --model "$WORK/init.gguf" --out "$WORK/s1.gguf" $COMMON \
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --steps $S1_STEPS --batch 16 --lr 5e-4 \
     --min-lr 5e-5 --warmup 200 --eval-every 2000 --save-every 500 --max-caption-tokens 40 $R && touch "$WORK/s1.done"; }
-step "stage 2"
-[ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON --features "$WORK/feat-train.gguf" \
-    --val-features "$WORK/feat-val.gguf" --steps $S2_STEPS --batch 16 --lr 2e-4 --min-lr 5e-5 --warmup 50 --eval-every 1000 \
-    --save-every 250 --max-caption-tokens 40 $R && touch "$WORK/s2.done"; }
+step "questions derived from the training captions (scene, presence, count; weak labels)"
+[ -f "$WORK/q-train.json" ] || $B questions --data "$DATA" --split train -o "$WORK/q-train.json"
+step "stage 2 (experts + router; a quarter of each batch is questions; one thread, as the shipped model was made)"
+[ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON --threads 1 \
+    --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --vqa-data "$WORK/q-train.json" --vqa-ratio 0.25 \
+    --steps $S2_STEPS --batch 16 --lr 2e-4 --min-lr 5e-5 --warmup 50 --eval-every 1000 --save-every 250 \
+    --max-caption-tokens 40 $R && touch "$WORK/s2.done"; }
 step "half-precision copy (the CNN encoder stays f32)"
 $B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16
 step "evaluation on RSICD test (brief, greedy)"
 $B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --out "$WORK/eval-test"
+step "questions derived from the test captions, answered (first 1,500)"
+[ -f "$WORK/q-test.json" ] || $B questions --data "$DATA" --split test -o "$WORK/q-test.json"
+$B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$WORK/q-test.json" --images "$IMG" --split test --limit 1500 --threads $T --out "$WORK/vqa-test"
 step "done"

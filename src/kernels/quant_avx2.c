@@ -1,8 +1,9 @@
 /* quant_avx2.c - AVX2 + FMA + F16C variants of the q8_0 / f16 / bf16 weight kernels and of
  * the q8_0 quantiser. Compiled for that target by function attributes, so they exist in
  * any x86-64 build and quant.c picks them at run time (rs_cpu()).
- * Kernel shape: one weight row at a time against mr <= 4 activation rows, so each weight
- * block is loaded once for all rows (decode of several sequences / experts at once). */
+ * Kernel shape: four (then two, then one) weight rows at a time against mr <= 4 activation
+ * rows, so each weight block is loaded once for all rows (decode of several sequences /
+ * experts at once); q8_group4 explains the four-row pass and its linear prefetch. */
 #define RS_QUANT_INTERNAL
 #include "kernels/quant.h"
 

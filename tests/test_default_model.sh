@@ -1,0 +1,25 @@
+#!/bin/sh
+# The shipped default model (models/rsmoe-rsicd.gguf) as the README's first command runs it:
+# it loads, and its captions of the two bundled RSICD test images name what is in them.
+# usage: sh tests/test_default_model.sh BUILD_DIR
+B=${1:-build}/rsmoe
+[ -x "$B" ] || B=build/rsmoe
+M=models/rsmoe-rsicd.gguf
+pass=0; fail=0
+check() { # NAME COND-RESULT DETAIL
+  if [ "$2" -eq 0 ]; then pass=$((pass+1)); echo "ok $1"; else fail=$((fail+1)); echo "FAIL $1: $3"; fi
+}
+out=$("$B" info "$M" 2>&1); rc=$?
+echo "$out" | grep -q "CNN mobilenet" && echo "$out" | grep -q "3 experts"; check "info describes the model (MobileNet encoder, 3 experts)" $((rc | $?)) "$out"
+bridge=$("$B" caption -m "$M" examples/bridge_58.jpg --aspects --threads 1 2>&1); rc=$?
+echo "$bridge" | sed 's/^/  /'
+echo "$bridge" | grep -q "theme" && echo "$bridge" | grep -q "objects" && echo "$bridge" | grep -q "relationships"
+check "caption --aspects prints the three experts" $((rc | $?)) "$bridge"
+first=$(echo "$bridge" | head -n 1)
+echo "$first" | grep -qi "bridge"; check "the bridge image's caption says bridge" $? "$first"
+airport=$("$B" caption -m "$M" examples/airport_61.jpg --brief --threads 1 2>&1); rc=$?
+echo "  $airport"
+echo "$airport" | grep -qiE "airport|plane|runway"; check "the airport image's caption names the airport" $((rc | $?)) "$airport"
+[ "$first" != "$airport" ]; check "different images get different captions" $? "$first / $airport"
+echo "$pass passed, $fail failed, 0 skipped"
+[ "$fail" -eq 0 ]
