@@ -16,7 +16,7 @@ DATA=$SHARED/data/rsicd/dataset_rsicd.json
 IMG=$SHARED/data/rsicd/images
 T=${THREADS:-2}
 S1_STEPS=${S1_STEPS:-10000}
-S2_STEPS=${S2_STEPS:-1000}
+S2_STEPS=${S2_STEPS:-3000}
 mkdir -p "$WORK"
 start=$(date +%s)
 step() { echo "== $(date +%H:%M:%S) (+$(( $(date +%s) - start ))s) $*"; }
@@ -39,10 +39,10 @@ step "stage 1 (Q-Former + every LLM weight: the LLM is trained from scratch here
     --min-lr 5e-5 --warmup 200 --eval-every 2000 --save-every 500 --max-caption-tokens 40 $R && touch "$WORK/s1.done"; }
 step "questions derived from the training captions (scene, presence, count; weak labels)"
 [ -f "$WORK/q-train.json" ] || $B questions --data "$DATA" --split train -o "$WORK/q-train.json"
-step "stage 2 (experts + router; a quarter of each batch is questions; one thread, as the shipped model was made)"
+step "stage 2 (experts + router; half of each batch is questions; one thread, as the shipped model was made)"
 [ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON --threads 1 \
-    --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --vqa-data "$WORK/q-train.json" --vqa-ratio 0.25 \
-    --steps $S2_STEPS --batch 16 --lr 2e-4 --min-lr 5e-5 --warmup 50 --eval-every 1000 --save-every 250 \
+    --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --vqa-data "$WORK/q-train.json" --vqa-ratio 0.5 \
+    --steps $S2_STEPS --batch 16 --lr 2e-4 --min-lr 5e-5 --warmup 50 --eval-every 3000 --save-every 250 \
     --max-caption-tokens 40 $R && touch "$WORK/s2.done"; }
 step "half-precision copy (the CNN encoder stays f32)"
 $B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16

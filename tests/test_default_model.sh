@@ -1,6 +1,7 @@
 #!/bin/sh
 # The shipped default model (models/rsmoe-rsicd.gguf) as the README's first command runs it:
-# it loads, and its captions of the two bundled RSICD test images name what is in them.
+# it loads, its captions of the two bundled RSICD test images name what is in them, and it
+# answers that the bridge image has a bridge.
 # usage: sh tests/test_default_model.sh BUILD_DIR
 B=${1:-build}/rsmoe
 [ -x "$B" ] || B=build/rsmoe
@@ -21,5 +22,8 @@ airport=$("$B" caption -m "$M" examples/airport_61.jpg --brief --threads 1 2>&1)
 echo "  $airport"
 echo "$airport" | grep -qiE "airport|plane|runway"; check "the airport image's caption names the airport" $((rc | $?)) "$airport"
 [ "$first" != "$airport" ]; check "different images get different captions" $? "$first / $airport"
+ans=$("$B" vqa -m "$M" examples/bridge_58.jpg "Is there a bridge?" --threads 1 2>&1); rc=$?
+echo "  Is there a bridge? $ans"
+[ "$ans" = "yes" ]; check "vqa: the bridge image has a bridge" $((rc | $?)) "$ans"
 echo "$pass passed, $fail failed, 0 skipped"
 [ "$fail" -eq 0 ]
