@@ -138,6 +138,16 @@ TEST(resume_is_bit_exact) {
     CHECK(same, "resumed model equals the uninterrupted one byte for byte");
 }
 
+/* c interrupted after step 3 (checkpoint every 3) and resumed: its 6 losses in *L */
+static void run_interrupted(rs_train_config c, losses *L) {
+    c.save_every = 3;
+    c.stop_at = 3;
+    REQUIRE(rs_train_run(&c, on_log, L) == RSMOE_OK, "first half: %s", rsmoe_last_error());
+    c.stop_at = 0;
+    c.resume = 1;
+    REQUIRE(rs_train_run(&c, on_log, L) == RSMOE_OK, "resumed: %s", rsmoe_last_error());
+}
+
 /* feat_dropout changes the training (the inputs differ, so every step's loss does), and it is a
  * function of the seed and the sample's position, so a resumed run repeats it exactly */
 TEST(feature_dropout_resumes_exactly) {
@@ -156,12 +166,7 @@ TEST(feature_dropout_resumes_exactly) {
     CHECK(differ == 6, "dropout changes every step's loss (%d of 6 differ)", differ);
     c = base_config("1", g_model, b, 6);
     c.feat_dropout = 0.3f;
-    c.save_every = 3;
-    c.stop_at = 3;
-    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "first half: %s", rsmoe_last_error());
-    c.stop_at = 0;
-    c.resume = 1;
-    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "resumed: %s", rsmoe_last_error());
+    run_interrupted(c, &LB);
     REQUIRE(LB.n == 6, "6 steps in all (%d)", LB.n);
     for (int i = 0; i < 6; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
     rs_train_config d = rs_train_default_config();
@@ -241,12 +246,7 @@ TEST(vqa_mixed_batches) {
     snprintf(c.vqa_images, sizeof c.vqa_images, "tests/data");
     REQUIRE(rs_train_run(&c, on_log, &LA) == RSMOE_OK, "uninterrupted: %s", rsmoe_last_error());
     snprintf(c.out, sizeof c.out, "%s", b);
-    c.save_every = 3;
-    c.stop_at = 3;
-    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "first half: %s", rsmoe_last_error());
-    c.stop_at = 0;
-    c.resume = 1;
-    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "resumed: %s", rsmoe_last_error());
+    run_interrupted(c, &LB);
     REQUIRE(LB.n == 6, "6 steps (%d)", LB.n);
     for (int i = 0; i < 6; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
     /* refusals */

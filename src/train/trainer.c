@@ -198,15 +198,20 @@ static void free_data(dataset_t *d) {
     memset(d, 0, sizeof *d);
 }
 
+/* the image folder: the one given, else images/ beside the data set file */
+static void image_root(const char *given, const char *data, char *root, size_t cap) {
+    if (given[0]) snprintf(root, cap, "%s", given);
+    else {
+        const char *slash = strrchr(data, '/');
+        snprintf(root, cap, "%.*simages", slash ? (int)(slash - data + 1) : 0, data);
+    }
+}
+
 static rsmoe_status load_data(const rs_train_config *c, const rs_model *m, const char *split, const char *features, bool need_feat,
                               int limit, dataset_t *d) {
     memset(d, 0, sizeof *d);
     char root[1200];
-    if (c->images[0]) snprintf(root, sizeof root, "%s", c->images);
-    else {
-        const char *slash = strrchr(c->data, '/');
-        snprintf(root, sizeof root, "%.*simages", slash ? (int)(slash - c->data + 1) : 0, c->data);
-    }
+    image_root(c->images, c->data, root, sizeof root);
     rs_dataset_opts o = {.image_root = root, .split = split};
     rsmoe_status st = rs_dataset_load(c->data, RS_DS_AUTO, &o, &d->ds);
     if (st) return st;
@@ -273,11 +278,7 @@ static int vqa_expert(const rs_ds_qa *q, int K) {
 static rsmoe_status load_vqa(const rs_train_config *c, const rs_model *m, dataset_t *d, int *max_q, int *max_head) {
     memset(d, 0, sizeof *d);
     char root[1200];
-    if (c->vqa_images[0]) snprintf(root, sizeof root, "%s", c->vqa_images);
-    else {
-        const char *slash = strrchr(c->vqa_data, '/');
-        snprintf(root, sizeof root, "%.*simages", slash ? (int)(slash - c->vqa_data + 1) : 0, c->vqa_data);
-    }
+    image_root(c->vqa_images, c->vqa_data, root, sizeof root);
     rs_dataset_opts o = {.image_root = root, .split = c->vqa_split[0] ? c->vqa_split : c->train_split};
     rsmoe_status st = rs_dataset_load(c->vqa_data, RS_DS_AUTO, &o, &d->ds);
     if (st) return st;
