@@ -128,6 +128,25 @@ TEST(errors) {
     CHECK(!strcmp(rsmoe_status_str(RSMOE_ERR_FORMAT), "bad file format"), "status name");
 }
 
+TEST(read_file) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/rsmoe_test_core_%d.txt", (int)getpid());
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f, "temp file");
+    fputs("abc\ndef", f);
+    fclose(f);
+    rsmoe_status st;
+    size_t len = 0;
+    char *b = rs_read_file(path, 100, &len, &st);
+    CHECK(b && st == RSMOE_OK && len == 7 && !strcmp(b, "abc\ndef"), "content and length (%zu)", len);
+    free(b);
+    b = rs_read_file(path, 6, &len, &st);
+    CHECK(!b && st == RSMOE_ERR_FORMAT && strstr(rsmoe_last_error(), "at most 6"), "over the limit: %s", rsmoe_last_error());
+    unlink(path);
+    b = rs_read_file(path, 100, NULL, &st);
+    CHECK(!b && st == RSMOE_ERR_IO && strstr(rsmoe_last_error(), path), "missing file named: %s", rsmoe_last_error());
+}
+
 int main(void) {
     RUN(f16_roundtrip_exact);
     RUN(bf16_rounding);
@@ -137,5 +156,6 @@ int main(void) {
     RUN(split_range_covers);
     RUN(rng_reproducible_and_normal);
     RUN(errors);
+    RUN(read_file);
     return test_summary();
 }

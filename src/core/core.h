@@ -114,4 +114,10 @@ const rs_cpu_features *rs_cpu(void);              /* detected once (cpuid + xget
 double rs_time_s(void);                            /* monotonic seconds */
 size_t rs_peak_rss_bytes(void);                    /* from getrusage */
 
+/* ---------------------------------------------------------------- files */
+/* A whole file in memory, NUL-terminated (len excludes the NUL; len may be NULL). NULL with
+ * *st set when it cannot be opened or read (RSMOE_ERR_IO), is over max bytes
+ * (RSMOE_ERR_FORMAT) or memory runs out. Free with free(). */
+char *rs_read_file(const char *path, size_t max, size_t *len, rsmoe_status *st);
+
 #endif

@@ -9,7 +9,6 @@
 #include "model/llm.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,37 +22,10 @@ rs_hf_params rs_hf_default_params(void) {
 }
 
 /* ------------------------------------------------------------------ small helpers */
-static char *slurp_n(const char *path, size_t max, size_t *len, rsmoe_status *st) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { *st = rs_error(RSMOE_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || (size_t)n > max) {
-        fclose(f);
-        *st = rs_error(RSMOE_ERR_FORMAT, "%s: %ld bytes (at most %zu)", path, n, max);
-        return NULL;
-    }
-    char *b = malloc((size_t)n + 1);
-    if (!b) { fclose(f); *st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); return NULL; }
-    size_t got = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    if (got != (size_t)n) { free(b); *st = rs_error(RSMOE_ERR_IO, "%s: read error", path); return NULL; }
-    b[n] = 0;
-    *len = (size_t)n;
-    *st = RSMOE_OK;
-    return b;
-}
-
-static char *slurp(const char *path, size_t max, rsmoe_status *st) {
-    size_t len;
-    return slurp_n(path, max, &len, st);
-}
-
 static cJSON *load_json(const char *path, bool required, rsmoe_status *st) {
     *st = RSMOE_OK;
     if (!required && access(path, R_OK)) return NULL;
-    char *txt = slurp(path, (size_t)512 << 20, st);
+    char *txt = rs_read_file(path, (size_t)512 << 20, NULL, st);
     if (!txt) return NULL;
     cJSON *j = cJSON_Parse(txt);
     free(txt);
@@ -505,7 +477,7 @@ rsmoe_status rs_hf_spm_load(const char *path, rs_tokenizer **out) {
     *out = NULL;
     rsmoe_status st;
     size_t len = 0;
-    uint8_t *buf = (uint8_t *)slurp_n(path, (size_t)64 << 20, &len, &st);
+    uint8_t *buf = (uint8_t *)rs_read_file(path, (size_t)64 << 20, &len, &st);
     if (!buf) return st;
     int cap = 0, n = 0;
     char **toks = NULL;
@@ -729,7 +701,7 @@ rsmoe_status rs_hf_tokenizer_load(const char *dir, rs_tokenizer **out) {
 /* BERT vocab.txt -> WordPiece tokenizer (phantom-space form) */
 static rsmoe_status load_bert_vocab(const char *path, rs_tokenizer **out) {
     rsmoe_status st;
-    char *txt = slurp(path, (size_t)64 << 20, &st);
+    char *txt = rs_read_file(path, (size_t)64 << 20, NULL, &st);
     if (!txt) return st;
     int n = 0, cap = 0;
     char **toks = NULL;

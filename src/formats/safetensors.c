@@ -228,34 +228,9 @@ static rsmoe_status build_index(rs_safetensors *s) {
     return RSMOE_OK;
 }
 
-static char *read_text(const char *path, size_t max, rsmoe_status *st) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { *st = rs_error(RSMOE_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || (size_t)n > max) {
-        fclose(f);
-        *st = rs_error(RSMOE_ERR_FORMAT, "%s: %ld bytes (at most %zu)", path, n, max);
-        return NULL;
-    }
-    char *b = malloc((size_t)n + 1);
-    if (!b) { fclose(f); *st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); return NULL; }
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        fclose(f);
-        *st = rs_error(RSMOE_ERR_IO, "%s: read error", path);
-        return NULL;
-    }
-    b[n] = 0;
-    fclose(f);
-    *st = RSMOE_OK;
-    return b;
-}
-
 static rsmoe_status open_index(rs_safetensors *s, const char *path) {
     rsmoe_status st;
-    char *txt = read_text(path, (size_t)256 << 20, &st);
+    char *txt = rs_read_file(path, (size_t)256 << 20, NULL, &st);
     if (!txt) return st;
     cJSON *root = cJSON_Parse(txt);
     free(txt);
