@@ -9,6 +9,7 @@
 #include "model/model.h"
 #include "rsmoe.h"
 #include "test.h"
+#include "train_fixture.h"
 #include "train/features.h"
 #include "train/trainer.h"
 
@@ -24,25 +25,7 @@ static void on_log(const rs_train_event *e, void *ud) {
 }
 
 static rs_train_config base_config(const char *stage, const char *model, const char *out, int steps) {
-    rs_train_config c = rs_train_default_config();
-    snprintf(c.stage, sizeof c.stage, "%s", stage);
-    snprintf(c.model, sizeof c.model, "%s", model);
-    snprintf(c.out, sizeof c.out, "%s", out);
-    snprintf(c.data, sizeof c.data, "%s", g_data);
-    snprintf(c.images, sizeof c.images, "tests/data");
-    snprintf(c.features, sizeof c.features, "%s", g_feat);
-    c.steps = steps;
-    c.batch = 4;
-    c.log_every = 1;
-    c.eval_every = 0;
-    c.save_every = 0;
-    c.val_images = 0;
-    c.warmup = 2;
-    c.lr = 1e-2f;
-    c.min_lr = 1e-3f;
-    c.threads = 1;
-    c.val_split[0] = 0; /* the fixture has no validation split */
-    return c;
+    return fixture_config(stage, model, out, g_data, g_feat, steps);
 }
 
 static double mean(const double *x, int n) {
@@ -329,16 +312,7 @@ int main(void) {
                "{\"filename\": \"rgb40.jpg\", \"split\": \"train\", \"sentences\": [{\"raw\": \"it is a piece of bareland.\"}, {\"raw\": \"two white tanks are near a road.\"}]},"
                "{\"filename\": \"grey24.jpg\", \"split\": \"train\", \"sentences\": [{\"raw\": \"a bridge is over a river.\"}, {\"raw\": \"green trees are around a pond.\"}]}]}");
     fclose(f);
-    rs_dataset ds;
-    rs_dataset_opts o = {.image_root = "tests/data", .split = "train"};
-    rs_model *m;
-    if (rs_dataset_load(g_data, RS_DS_AUTO, &o, &ds) || rs_model_load(g_model, &m) ||
-        rs_features_build(m, &ds, g_feat, NULL, NULL, NULL, NULL, NULL)) {
-        fprintf(stderr, "setup: %s\n", rsmoe_last_error());
-        return 1;
-    }
-    rs_model_free(m);
-    rs_dataset_free(&ds);
+    if (!fixture_features(g_data, g_model, g_feat)) return 1;
     snprintf(g_vqa, sizeof g_vqa, "%s/vqa.json", g_dir);
     f = fopen(g_vqa, "w");
     fprintf(f, "{\"images\": [{\"id\": 0, \"filename\": \"rgb37.png\", \"split\": \"train\", \"active\": true, \"questions_ids\": [0]},"

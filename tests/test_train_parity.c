@@ -22,6 +22,7 @@
 #include "model/model.h"
 #include "rsmoe.h"
 #include "test.h"
+#include "train_fixture.h"
 #include "train/features.h"
 #include "train/trainer.h"
 
@@ -58,27 +59,9 @@ static bool have_torch(void) {
 }
 
 static rs_train_config config(const char *stage, const char *model, const char *out) {
-    rs_train_config c = rs_train_default_config();
-    snprintf(c.stage, sizeof c.stage, "%s", stage);
-    snprintf(c.model, sizeof c.model, "%s", model);
-    snprintf(c.out, sizeof c.out, "%s", out);
-    snprintf(c.data, sizeof c.data, "%s", g_data);
-    snprintf(c.images, sizeof c.images, "tests/data");
-    snprintf(c.features, sizeof c.features, "%s", g_feat);
-    c.steps = STEPS;
-    c.batch = 4;
-    c.accum = 1;
-    c.log_every = 1;
-    c.eval_every = 0;
-    c.save_every = 0;
-    c.val_images = 0;
-    c.val_split[0] = 0;
-    c.warmup = 2;
-    c.lr = 1e-2f;
-    c.min_lr = 1e-3f;
+    rs_train_config c = fixture_config(stage, model, out, g_data, g_feat, STEPS);
     c.weight_decay = 0.5f;
     c.clip = 0.8f; /* clips steps 1-3 of stage I by different factors, not 4-5 (norms ~1.33 1.31 0.97 0.79 0.73) */
-    c.threads = 1;
     c.seed = 1234;
     return c;
 }
@@ -260,16 +243,7 @@ int main(void) {
                 i ? ", " : "", k_items[i].file, k_items[i].cap[0], k_items[i].cap[1]);
     fprintf(f, "]}");
     fclose(f);
-    rs_dataset ds;
-    rs_dataset_opts o = {.image_root = "tests/data", .split = "train"};
-    rs_model *m;
-    if (rs_dataset_load(g_data, RS_DS_AUTO, &o, &ds) || rs_model_load(g_model, &m) ||
-        rs_features_build(m, &ds, g_feat, NULL, NULL, NULL, NULL, NULL)) {
-        fprintf(stderr, "setup: %s\n", rsmoe_last_error());
-        return 1;
-    }
-    rs_model_free(m);
-    rs_dataset_free(&ds);
+    if (!fixture_features(g_data, g_model, g_feat)) return 1;
     RUN(hand_labels_match_the_aspect_rules);
     RUN(stage1_matches_torch);
     RUN(stage1_accumulation_matches_torch);
