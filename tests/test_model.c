@@ -7,8 +7,8 @@
 #include "formats/tflite.h"
 #include "model/encoder_cnn.h"
 #include "model/model.h"
-#include "model/pipeline_debug.h"
 #include "rsmoe.h"
+#include "ref_compare.h"
 #include "test.h"
 
 #include <sys/stat.h>
@@ -17,10 +17,6 @@ static char g_dir[256], g_model[300], g_img[300];
 static rsmoe_image g_image;
 static const char *k_instr = "Describe this remote sensing image.";
 static const char *k_question = "Is there a bridge?";
-
-
-
-/* max |a - b| / max |b| */
 
 static int run_ref(const char *outdir, const char *question) {
     char cmd[2048];
@@ -32,52 +28,6 @@ static int run_ref(const char *outdir, const char *question) {
 
 static bool have_numpy(void) {
     return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
-}
-
-static void compare(const char *outdir, rsmoe_context *c, const rsmoe_result *r, bool experts_ran_all, const int *stream_expert,
-                    int n_streams, const char *llm_name) {
-    rs_ctx_debug d;
-    rs_ctx_get_debug(c, &d);
-    size_t n;
-    double *ref;
-    struct { const char *file; const float *got; } parts[] = {
-        {"enc.bin", d.enc}, {"qf.bin", d.qout}, {"prefix.bin", d.prefix}, {"gates.bin", d.gates}, {"soft.bin", d.soft}};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        if (llm_name && i >= 3) continue; /* no router on the LLM Block alone */
-        ref = test_read_f64(outdir, parts[i].file, &n);
-        if (!ref) { CHECK(0, "reference %s missing", parts[i].file); continue; }
-        double e = test_nerr_f64ref(parts[i].got, ref, n);
-        CHECK(e <= 1e-4, "%s: normalised error %.3g", parts[i].file, e);
-        free(ref);
-    }
-    REQUIRE(d.first_logits && d.n_streams == n_streams, "first-step logits kept (%d streams)", d.n_streams);
-    (void)experts_ran_all;
-    for (int s = 0; s < n_streams; s++) {
-        char nm[64], idn[64];
-        if (llm_name) { snprintf(nm, sizeof nm, "logits_%s.bin", llm_name); snprintf(idn, sizeof idn, "ids_%s.txt", llm_name); }
-        else { snprintf(nm, sizeof nm, "logits_%d.bin", stream_expert[s]); snprintf(idn, sizeof idn, "ids_%d.txt", stream_expert[s]); }
-        ref = test_read_f64(outdir, nm, &n);
-        REQUIRE(ref && n == 260, "reference %s", nm);
-        double e = test_nerr_f64ref(d.first_logits + (size_t)s * 260, ref, n);
-        CHECK(e <= 1e-4, "%s: normalised error %.3g", nm, e);
-        free(ref);
-        int32_t want[64];
-        int nw = test_read_ids(outdir, idn, want, 64);
-        const rsmoe_aspect *a = &r->aspects[llm_name ? 0 : stream_expert[s]];
-        REQUIRE(nw >= 0 && a->ids, "ids %s", idn);
-        CHECK(a->n_tokens == nw, "%s: %d tokens, reference %d", idn, a->n_tokens, nw);
-        for (int i = 0; i < nw && i < a->n_tokens; i++)
-            CHECK(a->ids[i] == want[i], "%s: token %d is %d, reference %d", idn, i, a->ids[i], want[i]);
-    }
-}
-
-static rsmoe_generate_params greedy(bool vqa) {
-    rsmoe_generate_params p = vqa ? rsmoe_vqa_default_params() : rsmoe_caption_default_params();
-    p.beams = 1;
-    p.max_len = 8;
-    p.min_len = 1;
-    p.repetition_penalty = 1.0f;
-    return p;
 }
 
 TEST(parity_caption_and_vqa) {
@@ -101,13 +51,13 @@ TEST(parity_caption_and_vqa) {
         rsmoe_result r;
         REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption: %s", rsmoe_last_error());
         int all[3] = {0, 1, 2};
-        compare(out1, c, &r, true, all, 3, NULL);
+        ref_compare(out1, c, &r, all, 3, NULL);
         CHECK(r.n_aspects == 3 && r.chosen == -1, "3 aspects joined");
         rsmoe_result_free(&r);
         /* the LLM Block alone */
         p.use_experts = false;
         REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption (no experts): %s", rsmoe_last_error());
-        compare(out1, c, &r, false, NULL, 1, "llm");
+        ref_compare(out1, c, &r, NULL, 1, "llm");
         rsmoe_result_free(&r);
         /* a question: the top-gated expert */
         p = greedy(true);
@@ -120,7 +70,7 @@ TEST(parity_caption_and_vqa) {
         free(gates);
         CHECK(r.chosen == top, "router picked expert %d, reference top gate %d", r.chosen, top);
         int one[1] = {top};
-        compare(out2, c, &r, false, one, 1, NULL);
+        ref_compare(out2, c, &r, one, 1, NULL);
         rsmoe_result_free(&r);
         rsmoe_context_free(c);
     }
