@@ -26,36 +26,16 @@ llm_train.h. OUT gets
   (lr, weight decay from cfg) on the LoRA parameters.
 """
 import math
-import struct
+import os
 import sys
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from records import read, write  # noqa: E402
+
 TARGETS = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
 LAYER_W = ["attn_norm"] + TARGETS[:4] + ["ffn_norm"] + TARGETS[4:]
-
-
-def read(path):
-    recs = {}
-    with open(path, "rb") as f:
-        while True:
-            h = f.read(40)
-            if len(h) < 40:
-                break
-            name = h[:32].split(b"\0")[0].decode()
-            (n,) = struct.unpack("<q", h[32:])
-            recs[name] = torch.tensor(struct.unpack("<%dd" % n, f.read(8 * n)), dtype=torch.float64)
-    return recs
-
-
-def write(path, recs):
-    with open(path, "wb") as f:
-        for name, t in recs:
-            t = t.detach().to(torch.float64).reshape(-1)
-            assert len(name) < 32, name
-            f.write(name.encode().ljust(32, b"\0"))
-            f.write(struct.pack("<q", t.numel()))
-            f.write(struct.pack("<%dd" % t.numel(), *t.tolist()))
 
 
 def main():

@@ -14,11 +14,14 @@ The shapes are fixed here and repeated in the C test. Where PyTorch 1.13 has no 
 code follows the HF transformers / Meta llama reference formulations written in torch.
 """
 import math
-import struct
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from records import write  # noqa: E402
 
 torch.manual_seed(1234)
 recs = []
@@ -204,9 +207,5 @@ put("clip.a_out", pa.grad)
 put("clip.b_out", pb.grad)
 
 out = sys.argv[1] if len(sys.argv) > 1 else __file__.replace("ops_torch.py", "ops_torch.bin")
-with open(out, "wb") as fh:
-    for name, t in recs:
-        fh.write(name.encode().ljust(32, b"\0"))
-        fh.write(struct.pack("<q", t.numel()))
-        fh.write(struct.pack("<%dd" % t.numel(), *t.tolist()))
+write(out, recs)
 print("wrote %d records to %s" % (len(recs), out))

@@ -29,7 +29,6 @@ differentiated with autograd. OUT gets
 """
 import math
 import os
-import struct
 import sys
 
 import torch
@@ -37,29 +36,7 @@ import torch.nn.functional as Fn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_np import GGUF  # noqa: E402
-
-
-def read(path):
-    recs = {}
-    with open(path, "rb") as f:
-        while True:
-            h = f.read(40)
-            if len(h) < 40:
-                break
-            name = h[:32].split(b"\0")[0].decode()
-            (n,) = struct.unpack("<q", h[32:])
-            recs[name] = torch.tensor(struct.unpack("<%dd" % n, f.read(8 * n)), dtype=torch.float64)
-    return recs
-
-
-def write(path, recs):
-    with open(path, "wb") as f:
-        for name, t in recs:
-            t = t.detach().to(torch.float64).reshape(-1)
-            assert len(name) < 32, name
-            f.write(name.encode().ljust(32, b"\0"))
-            f.write(struct.pack("<q", t.numel()))
-            f.write(struct.pack("<%dd" % t.numel(), *t.tolist()))
+from records import read, write  # noqa: E402
 
 
 def mha(q, k, v, heads):
