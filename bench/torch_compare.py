@@ -47,6 +47,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 from gguf_np import GGUF  # noqa: E402
+from bytelevel import bytes_to_unicode  # noqa: E402
 
 RSMOE = os.path.join(REPO, "build", "rsmoe")
 DEFAULT_INSTR = "Describe this remote sensing image."
@@ -284,18 +285,6 @@ def build_dump(workdir):
 
 
 # ====================================================================== the torch implementation
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
 def build_torch(torch):
     """the torch model classes (torch is imported by the caller, after the thread settings)"""
     nn, F = torch.nn, torch.nn.functional

@@ -20,6 +20,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bytelevel import bytes_to_unicode  # noqa: E402
+
 VIS = dict(W=32, L=2, H=4, MLP=64, P=8, IMG=32)
 QF = dict(W=24, L=3, H=3, F=40, NQ=4, FREQ=2, POS=64)
 LLM = dict(D=64, L=2, H=4, KV=2, HD=16, F=96, V=260, CTX=160)
@@ -124,18 +127,6 @@ def llm_tensors(rng):
               (p + "input_layernorm.weight", 1 + r(D, s=0.1), "F32"), (p + "post_attention_layernorm.weight", 1 + r(D, s=0.1), "F32")]
     t += [("model.norm.weight", 1 + r(D, s=0.1), "F32"), ("lm_head.weight", r(V, D, s=0.5), "F32")]
     return t
-
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 def llm_config(model_type="llama"):

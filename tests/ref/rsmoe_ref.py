@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_np import GGUF  # noqa: E402
+from bytelevel import bytes_to_unicode  # noqa: E402
 
 _erf = np.vectorize(math.erf)
 
@@ -229,18 +230,6 @@ class Model:
             ids.append(nxt)
             emb = np.vstack([emb, emb_table[nxt][None, :]])
         return first, ids
-
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 def main():
