@@ -247,11 +247,9 @@ if [ $rc -eq 0 ] && grep -q "stopped after" "$T/server.log"; then ok sigterm_cle
 else bad sigterm_clean_exit "exit $rc: $(tail -n 30 "$T/server.log")"; fi
 
 # ---- a busy server (no queue): 503 + Retry-After; a slow request past --timeout-s: 504
-start_server "$T/server2.log" --queue 0 --timeout-s 0.25 --max-dim 5000
-SRV2=$LASTPID
-if [ -z "$PORT" ]; then bad start_busy_server "$(cat "$T/server2.log")"
-else
-  B2="http://127.0.0.1:$PORT"
+# a slow caption request to server 2 in the background ($slow its pid, the answer in
+# $T/slow_code and $T/slow_body); waits until /healthz counts it running ($running = 1)
+start_slow() {
   curl -s --max-time 120 -o "$T/slow_body" -w '%{http_code}' -H 'Content-Type: image/png' --data-binary "@$T/slow.png" "$B2/v1/caption" >"$T/slow_code" &
   slow=$!
   i=0; running=0
@@ -261,6 +259,13 @@ else
     [ "$running" = "1" ] && break
     sleep 0.02; i=$((i + 1))
   done
+}
+start_server "$T/server2.log" --queue 0 --timeout-s 0.25 --max-dim 5000
+SRV2=$LASTPID
+if [ -z "$PORT" ]; then bad start_busy_server "$(cat "$T/server2.log")"
+else
+  B2="http://127.0.0.1:$PORT"
+  start_slow
   if [ "$running" = "1" ]; then
     if req busy_503 503 -F "image=@$T/img.png" -F max_len=2 "$B2/v1/caption"; then
       err_body busy_503 503
@@ -273,15 +278,7 @@ else
   else bad timeout_504 "HTTP $code: $(head -c 300 "$T/slow_body")"; fi
   req after_timeout_ok 200 -F "image=@$T/img.png" -F beams=1 -F max_len=2 "$B2/v1/caption"
   # SIGINT while a request runs: the client gets 503 (shutting down), the server exits 0
-  curl -s --max-time 120 -o "$T/slow_body" -w '%{http_code}' -H 'Content-Type: image/png' --data-binary "@$T/slow.png" "$B2/v1/caption" >"$T/slow_code" &
-  slow=$!
-  i=0; running=0
-  while [ $i -lt 200 ]; do
-    curl -s --max-time 5 "$B2/healthz" >"$T/h2" 2>/dev/null
-    running=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["running"])' "$T/h2" 2>/dev/null)
-    [ "$running" = "1" ] && break
-    sleep 0.02; i=$((i + 1))
-  done
+  start_slow
   kill -INT "$SRV2"; wait "$SRV2"; rc=$?; SRV2=""
   wait $slow
   code=$(cat "$T/slow_code")
