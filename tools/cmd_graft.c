@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f, "usage: rsmoe graft --into MODEL.gguf --from TRAINED.gguf -o OUT.gguf\n\n"
@@ -28,15 +29,23 @@ int cmd_graft(int argc, char **argv) {
         else { fprintf(stderr, "rsmoe graft: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!into || !from || !out) { usage(stderr); return 2; }
+    /* the model must be one before anything is written */
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(into, NULL, &st);
+    if (!m) return cli_fail("graft: --into must be an RS-MoE model", st);
+    rsmoe_model_free(m);
     rs_graft_report r;
-    rsmoe_status st = rs_gguf_graft(into, from, out, &r);
+    st = rs_gguf_graft(into, from, out, &r);
     if (st) return cli_fail("graft", st);
     printf("%s: %d tensors from %s, %d kept from %s (absent from the other)", out, r.taken, from, r.absent, into);
     if (r.mismatched) printf(", %d kept because their type or shape differ (first: %s)", r.mismatched, r.mismatch);
     if (r.unused) printf("; %d tensors of %s not in the model", r.unused, from);
     printf("\n");
-    rsmoe_model *m = rsmoe_model_load(out, NULL, &st);
-    if (!m) return cli_fail("graft: the result does not load as a model", st);
+    if (!(m = rsmoe_model_load(out, NULL, &st))) {
+        int rc = cli_fail("graft: the result does not load as a model (removed)", st);
+        unlink(out);
+        return rc;
+    }
     rsmoe_model_free(m);
     return 0;
 }
