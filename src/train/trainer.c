@@ -262,14 +262,12 @@ static rsmoe_status load_data(const rs_train_config *c, const rs_model *m, const
     return RSMOE_OK;
 }
 
-/* The expert a question trains in stage 2 (a routing target; the model's own router picks at
- * inference): what is there and how many -> objects, where / relative to what ->
- * relationships, the rest (scene, rural/urban, land use) -> theme; modulo the experts. */
+/* The expert a question trains in stage 2 (its routing target; the model's own router picks
+ * at inference): the aspect of its type (rs_aspect_for_qtype, method.md §3), theme for a type
+ * it does not know; modulo the experts. */
 static int vqa_expert(const rs_ds_qa *q, int K) {
-    const char *t = q->type ? q->type : "";
-    int e = strstr(t, "count") || strstr(t, "presence") || strstr(t, "number") || strstr(t, "color") || strstr(t, "object") ? 1
-            : strstr(t, "comp") || strstr(t, "relation") || strstr(t, "position") || strstr(t, "location") ? 2
-            : 0;
+    int e = rs_aspect_for_qtype(q->type);
+    if (e < 0) e = RS_ASPECT_THEME;
     return K > 0 ? e % K : 0;
 }
 
