@@ -229,6 +229,13 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
+void rs_model_question(const rs_model *m, const char *question, int *text_len, char *prompt, size_t cap) {
+    size_t ql = strlen(question);
+    while (ql && (question[ql - 1] == ' ' || question[ql - 1] == '\n')) ql--;
+    *text_len = (int)ql;
+    snprintf(prompt, cap, "%.*s %s", (int)ql, question, m->vqa_suffix);
+}
+
 uint64_t rs_model_encoder_hash(const rs_model *m) {
     uint64_t h = 1469598103934665603ull;
     const char *prefix = m->vision_kind == RS_VISION_CNN ? "cnn." : "v.";

@@ -53,6 +53,11 @@ typedef struct {
 rsmoe_status rs_model_load(const char *path, rs_model **out);
 void rs_model_free(rs_model *m);
 
+/* A question as the model reads it, the same in inference and training: its text without
+ * trailing spaces / newlines (the Q-Former's instruction; *text_len its length, 0 for an empty
+ * question) and the LLM prompt "question vqa_suffix" written to prompt (cap bytes). */
+void rs_model_question(const rs_model *m, const char *question, int *text_len, char *prompt, size_t cap);
+
 /* ---------------------------------------------------------------- image encoder */
 /* Scratch of one image-encoder run (ViT or CNN), sized once. */
 typedef struct {

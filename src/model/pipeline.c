@@ -316,12 +316,12 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
 
     /* 2. Q-Former on the global instruction */
     progress(p, "qformer");
-    char instr[1024];
+    char instr[1024], qprompt[1400];
     if (question) {
-        size_t ql = strlen(question);
-        while (ql && (question[ql - 1] == ' ' || question[ql - 1] == '\n')) ql--;
+        int ql;
+        rs_model_question(m, question, &ql, qprompt, sizeof qprompt);
         if (!ql) return rs_error(RSMOE_ERR_INVALID_ARG, "empty question");
-        snprintf(instr, sizeof instr, "%.*s", (int)ql, question);
+        snprintf(instr, sizeof instr, "%.*s", ql, question);
     } else {
         snprintf(instr, sizeof instr, "%s", p->instruction ? p->instruction : m->instr_caption);
     }
@@ -364,10 +364,7 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
     int32_t pids[MAX_PROMPT + 2];
     for (int i = 0; i < n_run; i++) {
         int e = run_ids[i];
-        char prompt[1400];
-        if (question) snprintf(prompt, sizeof prompt, "%s %s", instr, m->vqa_suffix);
-        else if (moe) snprintf(prompt, sizeof prompt, "%s", m->moe.prompts[e]);
-        else snprintf(prompt, sizeof prompt, "%s", instr);
+        const char *prompt = question ? qprompt : moe ? m->moe.prompts[e] : instr;
         int np;
         if ((st = tokens_of(tok, prompt, true, pids, MAX_PROMPT, &np))) return st;
         float *dst = c->stream_emb + (size_t)i * stream_rows * D;

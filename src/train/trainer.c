@@ -294,10 +294,12 @@ static rsmoe_status load_vqa(const rs_train_config *c, const rs_model *m, datase
         const rs_ds_item *it = &d->ds.items[qa->item];
         int fi = rs_features_find(d->feat, it->filename);
         if (fi < 0) { no_feat++; continue; }
-        char prompt[2048];
-        snprintf(prompt, sizeof prompt, "%s %s", qa->question, m->vqa_suffix);
+        char prompt[2048], text[1024];
+        int ql;
+        rs_model_question(m, qa->question, &ql, prompt, sizeof prompt);
+        snprintf(text, sizeof text, "%.*s", ql, qa->question);
         int nq = 0, np = 0, na = 0;
-        if (rs_tokenizer_encode(m->tok, qa->question, false, q, 256, &nq) || rs_tokenizer_encode(m->tok, prompt, true, p, 256, &np) ||
+        if (rs_tokenizer_encode(m->tok, text, false, q, 256, &nq) || rs_tokenizer_encode(m->tok, prompt, true, p, 256, &np) ||
             rs_tokenizer_encode(m->tok, qa->answer, false, a, 256, &na) || nq == 0 || na == 0 || nq > m->qf.c.max_pos) {
             too_long++;
             continue;
