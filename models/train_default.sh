@@ -4,7 +4,8 @@
 # encoder, feature caches, stage I (Q-Former + the LLM, trained from scratch together: a text-only
 # "lm" stage first made the Q-Former collapse to an image-independent prefix; a peak learning rate
 # above ~1e-3 makes the model ignore the image: see models/README.md), stage II, then the test
-# evaluation. Reproducible: every step is seeded (results depend on THREADS, default 2).
+# evaluation. Reproducible: every step is seeded; both training stages run on one thread (their
+# results depend on the thread count), THREADS (default 2) only for features and evaluation.
 #   usage: sh models/train_default.sh [SHARED_DIR] [WORK_DIR]
 # SHARED_DIR holds data/rsicd (the RSICD release) and data/weights (mobilenet_v2_1.0_224_quant.tflite);
 # the result is WORK_DIR/rsmoe-rsicd.gguf and WORK_DIR/eval-test.scores.json.
@@ -15,7 +16,8 @@ B=${RSMOE:-./build/rsmoe}
 DATA=$SHARED/data/rsicd/dataset_rsicd.json
 IMG=$SHARED/data/rsicd/images
 T=${THREADS:-2}
-S1_STEPS=${S1_STEPS:-10000}
+S1_STEPS=${S1_STEPS:-6000}
+FEAT_DROPOUT=${FEAT_DROPOUT:-0.2}
 S2_STEPS=${S2_STEPS:-3000}
 mkdir -p "$WORK"
 start=$(date +%s)
@@ -33,12 +35,14 @@ step "features"
 [ -f "$WORK/feat-val.gguf" ] || $B features -m "$WORK/init.gguf" --data "$DATA" --images "$IMG" --split val --threads $T -o "$WORK/feat-val.gguf"
 COMMON="--data $DATA --images $IMG --threads $T --seed 42 --log-every 50 --val-batches 8 --val-images 100"
 R=""; [ -n "${RESUME:-}" ] && R="--resume"
-step "stage 1 (Q-Former + every LLM weight: the LLM is trained from scratch here)"
-[ -f "$WORK/s1.done" ] || { $B train --stage 1 --train-llm 1 --model "$WORK/init.gguf" --out "$WORK/s1.gguf" $COMMON \
-    --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --steps $S1_STEPS --batch 16 --lr 5e-4 \
-    --min-lr 5e-5 --warmup 200 --eval-every 2000 --save-every 500 --max-caption-tokens 40 $R && touch "$WORK/s1.done"; }
 step "questions derived from the training captions (scene, presence, count; weak labels)"
 [ -f "$WORK/q-train.json" ] || $B questions --data "$DATA" --split train -o "$WORK/q-train.json"
+[ -f "$WORK/qs-train.json" ] || $B questions --data "$DATA" --split train --types scene -o "$WORK/qs-train.json"
+step "stage 1 (Q-Former + every LLM weight: the LLM is trained from scratch here; a fifth of each batch asks the scene)"
+[ -f "$WORK/s1.done" ] || { $B train --stage 1 --train-llm 1 --model "$WORK/init.gguf" --out "$WORK/s1.gguf" $COMMON --threads 1 \
+    --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --steps $S1_STEPS --batch 16 --lr 5e-4 \
+    --min-lr 5e-5 --warmup 200 --eval-every 2000 --save-every 500 --max-caption-tokens 40 \
+    --vqa-data "$WORK/qs-train.json" --vqa-ratio 0.2 --feat-dropout $FEAT_DROPOUT $R && touch "$WORK/s1.done"; }
 step "stage 2 (experts + router; half of each batch is questions; one thread, as the shipped model was made)"
 [ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON --threads 1 \
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --vqa-data "$WORK/q-train.json" --vqa-ratio 0.5 \
@@ -46,6 +50,10 @@ step "stage 2 (experts + router; half of each batch is questions; one thread, as
     --max-caption-tokens 40 $R && touch "$WORK/s2.done"; }
 step "half-precision copy (the CNN encoder stays f32)"
 $B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16
+step "evaluation on RSICD val (brief, greedy; the runs are compared here, never on test)"
+$B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$DATA" --images "$IMG" --split val --beams 1 --max-len 40 --threads $T --out "$WORK/eval-val"
+[ -f "$WORK/q-val.json" ] || $B questions --data "$DATA" --split val -o "$WORK/q-val.json"
+$B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$WORK/q-val.json" --images "$IMG" --split val --limit 1500 --threads $T --out "$WORK/vqa-val"
 step "evaluation on RSICD test (brief, greedy)"
 $B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --out "$WORK/eval-test"
 step "questions derived from the test captions, answered (first 1,500)"
