@@ -1,7 +1,7 @@
 #!/bin/sh
 # The shipped default model (models/rsmoe-rsicd.gguf) as the README's first command runs it:
 # it loads, its captions of the two bundled RSICD test images name what is in them, and it
-# answers that the bridge image has a bridge.
+# answers that the bridge image has a bridge and names both images' scenes.
 # usage: sh tests/test_default_model.sh BUILD_DIR
 B=${1:-build}/rsmoe
 [ -x "$B" ] || B=build/rsmoe
@@ -25,5 +25,10 @@ echo "$airport" | grep -qiE "airport|plane|runway"; check "the airport image's c
 ans=$("$B" vqa -m "$M" examples/bridge_58.jpg "Is there a bridge?" --threads 1 2>&1); rc=$?
 echo "  Is there a bridge? $ans"
 [ "$ans" = "yes" ]; check "vqa: the bridge image has a bridge" $((rc | $?)) "$ans"
+for im in bridge airport; do
+  sc=$("$B" vqa -m "$M" examples/${im}_*.jpg "What is the scene?" --threads 1 2>&1); rc=$?
+  echo "  What is the scene? ($im) $sc"
+  [ "$sc" = "$im" ]; check "vqa: the $im image's scene is $im" $((rc | $?)) "$sc"
+done
 echo "$pass passed, $fail failed, 0 skipped"
 [ "$fail" -eq 0 ]
