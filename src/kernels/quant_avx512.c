@@ -128,9 +128,8 @@ T512 void RS_Q512(rs_qk_q8_avx512)(const rs_qk_args *a, int mr, int64_t n0, int6
 }
 
 /* VNNI, four weight rows at once, for two to four activation rows (batched decode of several
- * experts / sequences). The
- * activations enter dpbusd as unsigned bytes x + 128 (one xor per block pair, shared by the
- * four rows), and dpbusd's accumulator starts at -128 * sum(w) (one dpbusd per weight block,
+ * experts / sequences). The activations enter dpbusd as unsigned bytes x + 128 (one xor per
+ * block pair, shared by the four rows), and dpbusd's accumulator starts at -128 * sum(w) (one dpbusd per weight block,
  * shared by every activation row), so each (activation row, weight row, block pair) costs one
  * dpbusd + convert + scale + FMA, without the per-pair sign fix-up of q8_step; still exact in
  * int32. Each row keeps its own float accumulator, reduced once at the end. The four rows are
