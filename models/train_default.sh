@@ -3,8 +3,9 @@
 # BPE vocabulary on the training captions, MobileNetV2 (TFLite, ImageNet) as the frozen image
 # encoder, feature caches, stage I (Q-Former + the LLM, trained from scratch together: a text-only
 # "lm" stage first made the Q-Former collapse to an image-independent prefix; a peak learning rate
-# above ~1e-3 makes the model ignore the image: see models/README.md), stage II, then the test
-# evaluation. Reproducible: every step is seeded; both training stages run on one thread (their
+# above ~1e-3 makes the model ignore the image: see models/README.md; a fifth of each stage-I
+# batch asks "What is the scene?"), stage II, then the evaluation on val (where runs are compared)
+# and on test. Reproducible: every step is seeded; both training stages run on one thread (their
 # results depend on the thread count), THREADS (default 2) only for features and evaluation.
 #   usage: sh models/train_default.sh [SHARED_DIR] [WORK_DIR]
 # SHARED_DIR holds data/rsicd (the RSICD release) and data/weights (mobilenet_v2_1.0_224_quant.tflite);
@@ -33,18 +34,18 @@ step "init"
 step "features"
 [ -f "$WORK/feat-train.gguf" ] || $B features -m "$WORK/init.gguf" --data "$DATA" --images "$IMG" --split train --threads $T -o "$WORK/feat-train.gguf"
 [ -f "$WORK/feat-val.gguf" ] || $B features -m "$WORK/init.gguf" --data "$DATA" --images "$IMG" --split val --threads $T -o "$WORK/feat-val.gguf"
-COMMON="--data $DATA --images $IMG --threads $T --seed 42 --log-every 50 --val-batches 8 --val-images 100"
+COMMON="--data $DATA --images $IMG --threads 1 --seed 42 --log-every 50 --val-batches 8 --val-images 100"
 R=""; [ -n "${RESUME:-}" ] && R="--resume"
 step "questions derived from the training captions (scene, presence, count; weak labels)"
 [ -f "$WORK/q-train.json" ] || $B questions --data "$DATA" --split train -o "$WORK/q-train.json"
 [ -f "$WORK/qs-train.json" ] || $B questions --data "$DATA" --split train --types scene -o "$WORK/qs-train.json"
 step "stage 1 (Q-Former + every LLM weight: the LLM is trained from scratch here; a fifth of each batch asks the scene)"
-[ -f "$WORK/s1.done" ] || { $B train --stage 1 --train-llm 1 --model "$WORK/init.gguf" --out "$WORK/s1.gguf" $COMMON --threads 1 \
+[ -f "$WORK/s1.done" ] || { $B train --stage 1 --train-llm 1 --model "$WORK/init.gguf" --out "$WORK/s1.gguf" $COMMON \
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --steps $S1_STEPS --batch 16 --lr 5e-4 \
     --min-lr 5e-5 --warmup 200 --eval-every 2000 --save-every 500 --max-caption-tokens 40 \
     --vqa-data "$WORK/qs-train.json" --vqa-ratio 0.2 --feat-dropout $FEAT_DROPOUT $R && touch "$WORK/s1.done"; }
-step "stage 2 (experts + router; half of each batch is questions; one thread, as the shipped model was made)"
-[ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON --threads 1 \
+step "stage 2 (experts + router; half of each batch is questions)"
+[ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON \
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --vqa-data "$WORK/q-train.json" --vqa-ratio 0.5 \
     --steps $S2_STEPS --batch 16 --lr 2e-4 --min-lr 5e-5 --warmup 50 --eval-every 3000 --save-every 250 \
     --max-caption-tokens 40 $R && touch "$WORK/s2.done"; }
