@@ -7,6 +7,7 @@
 #include "../tools/cli.h"
 #include "data/image.h"
 #include "kernels/ops.h"
+#include "model/encoder_cnn.h"
 #include "model/model.h"
 #include "rsmoe.h"
 
@@ -16,14 +17,16 @@
 typedef struct {
     const rs_model *m;
     rs_pool *pool;
-    float *chw, *enc, *vsc, *qsc, *prefix;
+    rs_image img;      /* random pixels at the encoder's input size */
+    rs_enc_scratch es; /* ViT or CNN scratch */
+    float *enc, *qsc, *prefix;
     int32_t ids[32];
-    int n_ids, side;
+    int n_ids;
 } enc_ctx;
 
-static void run_vit(void *p) {
+static void run_encoder(void *p) {
     enc_ctx *c = p;
-    rs_vit_forward(&c->m->vit, c->chw, c->side, c->enc, c->vsc, c->pool);
+    rs_model_encode(c->m, &c->img, c->enc, &c->es, c->pool);
 }
 static void run_qf(void *p) {
     enc_ctx *c = p;
@@ -122,17 +125,19 @@ int bench_infer_main(int argc, char **argv) {
     bench_report_init(&rep, title, hdr);
     const rs_llm_config *lc = &m->llm.c;
     int K = m->moe.n_experts > 0 ? m->moe.n_experts : 1;
-    int side = m->vit.c.image_size, prefill = m->qf.c.n_query + m->moe.n_soft + 24;
+    /* the encoder's native input (a CNN's fixed size, a ViT's trained size) */
+    int side_w = m->vision_kind == RS_VISION_CNN ? m->cnn->in_w : m->vit.c.image_size;
+    int side_h = m->vision_kind == RS_VISION_CNN ? m->cnn->in_h : m->vit.c.image_size;
+    int prefill = m->qf.c.n_query + m->moe.n_soft + 24;
     if (prefill + steps + 1 > lc->max_seq) steps = lc->max_seq - prefill - 1;
     size_t wbytes = rs_llm_weight_bytes(&m->llm);
     int rc = 0;
     for (int ti = 0; ti < nthr; ti++) {
         int nt = thr[ti];
         rs_pool *pool = rs_pool_new(nt);
-        enc_ctx ec = {.m = m, .pool = pool, .side = side};
-        ec.chw = malloc(sizeof(float) * 3 * (size_t)side * side);
+        enc_ctx ec = {.m = m, .pool = pool};
+        if (rs_image_alloc(&ec.img, side_w, side_h, 3) || rs_enc_scratch_init(m, nt, &ec.es)) rc = 1;
         ec.enc = malloc(sizeof(float) * (size_t)m->enc_tokens * m->enc_width);
-        ec.vsc = malloc(sizeof(float) * rs_vit_scratch_floats(&m->vit.c, side, nt));
         ec.qsc = malloc(sizeof(float) * rs_qformer_scratch_floats(&m->qf.c, m->enc_tokens, 32, nt));
         ec.prefix = malloc(sizeof(float) * (size_t)m->qf.c.n_query * lc->dim);
         llm_ctx lx = {.m = m, .pool = pool};
@@ -144,7 +149,7 @@ int bench_infer_main(int argc, char **argv) {
         lx.adapter = malloc(sizeof(int) * rows_max);
         lx.lrows = malloc(sizeof(int) * rows_max);
         for (int e = 0; e < m->moe.n_experts; e++) lx.ad[e] = &m->experts[e];
-        if (!pool || !ec.chw || !ec.enc || !ec.vsc || !ec.qsc || !ec.prefix || !lx.emb || !lx.logits || !lx.slot || !lx.pos ||
+        if (rc || !pool || !ec.img.data || !ec.enc || !ec.qsc || !ec.prefix || !lx.emb || !lx.logits || !lx.slot || !lx.pos ||
             !lx.adapter || !lx.lrows) {
             fprintf(stderr, "rsmoe bench infer: out of memory\n");
             rc = 1;
@@ -155,17 +160,18 @@ int bench_infer_main(int argc, char **argv) {
         if (!rc) {
             rs_rng rng;
             rs_rng_seed(&rng, 1);
-            rs_rng_fill_uniform(&rng, ec.chw, 3 * (size_t)side * side, -1.8f, 2.1f);
+            for (size_t i = 0; i < 3 * (size_t)side_w * side_h; i++) ec.img.data[i] = (uint8_t)(rs_rng_u64(&rng) & 255);
             rs_rng_fill_normal(&rng, lx.emb, rows_max * lc->dim, 0, 1);
             for (int i = 0; i < 12; i++) ec.ids[i] = 4 + i;
             ec.n_ids = 12;
             char name[64];
             double t[128];
-            bench_time(run_vit, &ec, 1, reps, t);
+            bench_time(run_encoder, &ec, 1, reps, t);
             bench_stats s = bench_stats_of(t, reps);
             for (int k = 0; k < 3; k++) ((double *)&s)[k] *= 1e3;
             s.mean *= 1e3; s.sd *= 1e3;
-            snprintf(name, sizeof name, "%dx%d px, %d tokens", side, side, m->enc_tokens);
+            snprintf(name, sizeof name, "%s %dx%d px, %d tokens", m->vision_kind == RS_VISION_CNN ? "CNN" : "ViT",
+                     side_w, side_h, m->enc_tokens);
             bench_add(&rep, "image encoder", name, "ms/image", nt, s, "ms", -1, "");
             bench_time(run_qf, &ec, 1, reps, t);
             s = bench_stats_of(t, reps);
@@ -209,8 +215,8 @@ int bench_infer_main(int argc, char **argv) {
             cp.n_ctx = prefill + 256 + cap_len;
             rsmoe_context *ctx = rsmoe_context_new(pm, &cp, &st);
             if (ctx) {
-                rsmoe_image img = {.width = side, .height = side, .data = malloc(3 * (size_t)side * side)};
-                for (size_t i = 0; img.data && i < 3 * (size_t)side * side; i++) img.data[i] = (uint8_t)(rs_rng_u64(&rng) & 255);
+                rsmoe_image img = {.width = side_w, .height = side_h, .data = malloc(3 * (size_t)side_w * side_h)};
+                for (size_t i = 0; img.data && i < 3 * (size_t)side_w * side_h; i++) img.data[i] = (uint8_t)(rs_rng_u64(&rng) & 255);
                 cap_ctx cc = {.ctx = ctx, .img = &img, .gp = rsmoe_caption_default_params()};
                 cc.gp.beams = 1;
                 cc.gp.max_len = cc.gp.min_len = cap_len;
@@ -225,7 +231,7 @@ int bench_infer_main(int argc, char **argv) {
             }
         }
         rs_llm_state_free(lx.s);
-        free(ec.chw); free(ec.enc); free(ec.vsc); free(ec.qsc); free(ec.prefix);
+        rs_image_free(&ec.img); rs_enc_scratch_free(&ec.es); free(ec.enc); free(ec.qsc); free(ec.prefix);
         free(lx.emb); free(lx.logits); free(lx.slot); free(lx.pos); free(lx.adapter); free(lx.lrows);
         rs_pool_free(pool);
         if (rc) break;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The shipped default model (models/rsmoe-rsicd.gguf) as the README's first command runs it:
 # it loads, its captions of the two bundled RSICD test images name what is in them, and it
-# answers that the bridge image has a bridge and names both images' scenes.
+# answers that the bridge image has a bridge and names both images' scenes; `rsmoe bench infer`
+# runs on it.
 # usage: sh tests/test_default_model.sh BUILD_DIR
 B=${1:-build}/rsmoe
 [ -x "$B" ] || B=build/rsmoe
@@ -30,5 +31,11 @@ for im in bridge airport; do
   echo "  What is the scene? ($im) $sc"
   [ "$sc" = "$im" ]; check "vqa: the $im image's scene is $im" $((rc | $?)) "$sc"
 done
+# rsmoe bench infer on a CNN-encoder model (it once read the ViT's configuration and died of a
+# division by zero): every part is timed and the encoder row says CNN
+bj=$("$B" bench infer -m "$M" --threads 1 --reps 1 --steps 4 --caption-len 4 --json 2>&1); rc=$?
+echo "$bj" | grep -q '"section": "image encoder", "case": "CNN 224x224' && echo "$bj" | grep -q '"section": "decode"' &&
+  echo "$bj" | grep -q '"section": "caption"'
+check "bench infer times the CNN encoder, decode and a caption" $((rc | $?)) "$(echo "$bj" | tail -c 400)"
 echo "$pass passed, $fail failed, 0 skipped"
 [ "$fail" -eq 0 ]
