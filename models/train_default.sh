@@ -20,6 +20,9 @@ T=${THREADS:-2}
 S1_STEPS=${S1_STEPS:-6000}
 FEAT_DROPOUT=${FEAT_DROPOUT:-0.2}
 S2_STEPS=${S2_STEPS:-3000}
+# other views of the training images (flips, rotations: `rsmoe features --view`), each a feature
+# cache of its own, mixed into both training stages (--aug-features); "" = none
+VIEWS=${VIEWS-}
 mkdir -p "$WORK"
 start=$(date +%s)
 step() { echo "== $(date +%H:%M:%S) (+$(( $(date +%s) - start ))s) $*"; }
@@ -33,6 +36,12 @@ step "init"
 [ -f "$WORK/init.gguf" ] || $B init --preset tiny --encoder "$WORK/mnv2.gguf" --tokenizer "$WORK/tok.gguf" --seed 42 -o "$WORK/init.gguf"
 step "features"
 [ -f "$WORK/feat-train.gguf" ] || $B features -m "$WORK/init.gguf" --data "$DATA" --images "$IMG" --split train --threads $T -o "$WORK/feat-train.gguf"
+AUG=""
+for v in $VIEWS; do
+  [ -f "$WORK/feat-train-$v.gguf" ] || $B features -m "$WORK/init.gguf" --data "$DATA" --images "$IMG" --split train --view $v --threads $T -o "$WORK/feat-train-$v.gguf"
+  AUG="${AUG:+$AUG,}$WORK/feat-train-$v.gguf"
+done
+AUGOPT=""; [ -n "$AUG" ] && AUGOPT="--aug-features $AUG"
 [ -f "$WORK/feat-val.gguf" ] || $B features -m "$WORK/init.gguf" --data "$DATA" --images "$IMG" --split val --threads $T -o "$WORK/feat-val.gguf"
 COMMON="--data $DATA --images $IMG --threads 1 --seed 42 --log-every 50 --val-batches 8 --val-images 100"
 R=""; [ -n "${RESUME:-}" ] && R="--resume"
@@ -43,12 +52,12 @@ step "stage 1 (Q-Former + every LLM weight: the LLM is trained from scratch here
 [ -f "$WORK/s1.done" ] || { $B train --stage 1 --train-llm 1 --model "$WORK/init.gguf" --out "$WORK/s1.gguf" $COMMON \
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --steps $S1_STEPS --batch 16 --lr 5e-4 \
     --min-lr 5e-5 --warmup 200 --eval-every 2000 --save-every 500 --max-caption-tokens 40 \
-    --vqa-data "$WORK/qs-train.json" --vqa-ratio 0.2 --feat-dropout $FEAT_DROPOUT $R && touch "$WORK/s1.done"; }
+    --vqa-data "$WORK/qs-train.json" --vqa-ratio 0.2 --feat-dropout $FEAT_DROPOUT $AUGOPT $R && touch "$WORK/s1.done"; }
 step "stage 2 (experts + router; half of each batch is questions)"
 [ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON \
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --vqa-data "$WORK/q-train.json" --vqa-ratio 0.5 \
     --steps $S2_STEPS --batch 16 --lr 2e-4 --min-lr 5e-5 --warmup 50 --eval-every 3000 --save-every 250 \
-    --max-caption-tokens 40 $R && touch "$WORK/s2.done"; }
+    --max-caption-tokens 40 $AUGOPT $R && touch "$WORK/s2.done"; }
 step "half-precision copy (the CNN encoder stays f32)"
 $B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16
 step "evaluation on RSICD val (brief, greedy; the runs are compared here, never on test)"

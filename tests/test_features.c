@@ -38,7 +38,7 @@ TEST(cache_roundtrip_and_staleness) {
     REQUIRE(rs_model_load(m1, &m) == RSMOE_OK, "load");
     int nbad = 0;
     rs_features_progress fin;
-    REQUIRE(rs_features_build(m, &ds, cache, NULL, NULL, on_bad, &nbad, &fin) == RSMOE_OK, "build: %s", rsmoe_last_error());
+    REQUIRE(rs_features_build(m, &ds, cache, 0, NULL, NULL, on_bad, &nbad, &fin) == RSMOE_OK, "build: %s", rsmoe_last_error());
     CHECK(nbad == 1 && fin.failed == 1 && fin.done == 3, "the truncated image is skipped and reported (%d)", nbad);
     rs_features *fc;
     REQUIRE(rs_features_open(cache, m, &fc) == RSMOE_OK, "open: %s", rsmoe_last_error());
@@ -56,6 +56,32 @@ TEST(cache_roundtrip_and_staleness) {
     REQUIRE(rs_model_encode(m, &img, want, &es, NULL) == RSMOE_OK, "encode");
     double e = test_nerr_f32(got, want, n);
     CHECK(e <= 1e-3, "cached tokens equal the encoder's to f16 precision (err %.3g)", e);
+    CHECK(rs_features_view(fc) == 0, "view id recorded");
+    /* a rotated view: the entries are the encoder's tokens of the rotated image */
+    char cache90[220];
+    snprintf(cache90, sizeof cache90, "%s/cache-rot90.gguf", g_dir);
+    nbad = 0;
+    REQUIRE(rs_features_build(m, &ds, cache90, 5, NULL, NULL, on_bad, &nbad, &fin) == RSMOE_OK, "build rot90: %s",
+            rsmoe_last_error());
+    rs_features *f90;
+    REQUIRE(rs_features_open(cache90, m, &f90) == RSMOE_OK, "open rot90: %s", rsmoe_last_error());
+    CHECK(rs_features_view(f90) == 5 && rs_features_count(f90) == 2, "view rot90 recorded, 2 entries");
+    int j = rs_features_find(f90, "rgb37.png");
+    REQUIRE(j >= 0, "lookup rot90");
+    float *got90 = malloc(sizeof(float) * n), *want90 = malloc(sizeof(float) * n);
+    rs_features_get(f90, j, got90);
+    rs_image rot;
+    REQUIRE(rs_image_dihedral(&img, 5, &rot) == RSMOE_OK, "rotate");
+    REQUIRE(rs_model_encode(m, &rot, want90, &es, NULL) == RSMOE_OK, "encode rotated");
+    e = test_nerr_f32(got90, want90, n);
+    CHECK(e <= 1e-3, "rot90 cache holds the rotated image's tokens (err %.3g)", e);
+    e = test_nerr_f32(got90, want, n);
+    CHECK(e > 1e-2, "and they differ from the unrotated image's (err %.3g)", e);
+    CHECK(rs_features_build(m, &ds, cache90, 8, NULL, NULL, on_bad, &nbad, &fin) == RSMOE_ERR_INVALID_ARG, "view 8 refused");
+    rs_image_free(&rot);
+    free(got90);
+    free(want90);
+    rs_features_close(f90);
     rs_enc_scratch_free(&es);
     rs_image_free(&img);
     rs_features_close(fc);

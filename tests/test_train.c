@@ -4,6 +4,8 @@
  *    uninterrupted run), and the exported model loads and captions;
  *  - 50 steps (stage lm) on the captions of 200 RSICD images lower the loss by 40% (skipped
  *    without ../shared);
+ *  - other image views (aug_features) change the training, resume exactly, and a cache of the
+ *    same view or of other images is refused;
  *  - bad configurations give clear errors. */
 #include "data/dataset.h"
 #include "model/model.h"
@@ -158,6 +160,55 @@ TEST(feature_dropout_resumes_exactly) {
     d.feat_dropout = 1.0f;
     CHECK(rs_train_run(&d, NULL, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "feat_dropout"),
           "feat_dropout 1 refused: %s", rsmoe_last_error());
+}
+
+/* aug_features: the training samples' image tokens come from the base cache or from a cache of
+ * the same images in another view (here rot90), picked by the seed and the sample's position:
+ * the losses change, a resumed run repeats them exactly; a cache of the base's own view, or of
+ * other images, is refused with a message. */
+TEST(aug_views_resume_exactly) {
+    char a[200], b[200], z[200], rot[200], hf[200], same[200], other[200], odata[200];
+    snprintf(a, sizeof a, "%s/va.gguf", g_dir);
+    snprintf(b, sizeof b, "%s/vb.gguf", g_dir);
+    snprintf(z, sizeof z, "%s/vz.gguf", g_dir);
+    snprintf(rot, sizeof rot, "%s/feat-rot90.gguf", g_dir);
+    snprintf(hf, sizeof hf, "%s/feat-hflip.gguf", g_dir);
+    snprintf(same, sizeof same, "%s/feat-id.gguf", g_dir);
+    snprintf(other, sizeof other, "%s/feat-other.gguf", g_dir);
+    snprintf(odata, sizeof odata, "%s/other.json", g_dir);
+    REQUIRE(fixture_features_view(g_data, g_model, rot, 5) && fixture_features_view(g_data, g_model, hf, 1) &&
+            fixture_features_view(g_data, g_model, same, 0), "aug caches");
+    FILE *f = fopen(odata, "w");
+    fprintf(f, "{\"images\": [{\"filename\": \"rgb40.jpg\", \"split\": \"train\", \"sentences\": [{\"raw\": \"a\"}]},"
+               "{\"filename\": \"rgb37.png\", \"split\": \"train\", \"sentences\": [{\"raw\": \"b\"}]}]}");
+    fclose(f);
+    REQUIRE(fixture_features_view(odata, g_model, other, 1), "cache of other images");
+    losses LA = {0}, LB = {0}, LZ = {0};
+    rs_train_config c = base_config("1", g_model, z, 6);
+    REQUIRE(rs_train_run(&c, on_log, &LZ) == RSMOE_OK, "no views: %s", rsmoe_last_error());
+    c = base_config("1", g_model, a, 6);
+    snprintf(c.aug_features, sizeof c.aug_features, "%s,%s", rot, hf);
+    REQUIRE(rs_train_run(&c, on_log, &LA) == RSMOE_OK, "uninterrupted: %s", rsmoe_last_error());
+    int differ = 0;
+    for (int i = 0; i < 6; i++) differ += LA.loss[i] != LZ.loss[i];
+    CHECK(differ >= 4, "other views change the steps' losses (%d of 6 differ)", differ);
+    c = base_config("1", g_model, b, 6);
+    snprintf(c.aug_features, sizeof c.aug_features, "%s,%s", rot, hf);
+    run_interrupted(c, &LB);
+    REQUIRE(LB.n == 6, "6 steps in all (%d)", LB.n);
+    for (int i = 0; i < 6; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
+    rs_train_config d = base_config("1", g_model, z, 2);
+    snprintf(d.aug_features, sizeof d.aug_features, "%s", same);
+    CHECK(rs_train_run(&d, NULL, NULL) == RSMOE_ERR_FORMAT && strstr(rsmoe_last_error(), "same view"),
+          "a cache of the base's view refused: %s", rsmoe_last_error());
+    snprintf(d.aug_features, sizeof d.aug_features, "%s", other);
+    CHECK(rs_train_run(&d, NULL, NULL) == RSMOE_ERR_FORMAT && strstr(rsmoe_last_error(), "same order"),
+          "a cache of other images refused: %s", rsmoe_last_error());
+    snprintf(d.aug_features, sizeof d.aug_features, "%s/missing.gguf", g_dir);
+    CHECK(rs_train_run(&d, NULL, NULL) == RSMOE_ERR_IO, "a missing cache refused: %s", rsmoe_last_error());
+    d = rs_train_default_config();
+    CHECK(rs_train_config_set(&d, "aug_features", "x.gguf,y.gguf") == RSMOE_OK && !strcmp(d.aug_features, "x.gguf,y.gguf"),
+          "aug_features key");
 }
 
 /* Questions mixed into the batches (vqa_data): the same question about three images with three
@@ -329,6 +380,7 @@ int main(void) {
     RUN(stage1_full_llm);
     RUN(resume_is_bit_exact);
     RUN(feature_dropout_resumes_exactly);
+    RUN(aug_views_resume_exactly);
     RUN(vqa_mixed_batches);
     RUN(rsicd_50_steps);
     RUN(bad_configs);

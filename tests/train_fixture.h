@@ -34,18 +34,21 @@ static inline rs_train_config fixture_config(const char *stage, const char *mode
     return c;
 }
 
-/* the feature cache FEAT of DATA's train split (images in tests/data) under MODEL's encoder;
- * false (the error printed) when it cannot be made */
-static inline bool fixture_features(const char *data, const char *model, const char *feat) {
+/* the feature cache FEAT of DATA's train split (images in tests/data) under MODEL's encoder,
+ * the images in view VIEW (rs_image_dihedral); false (the error printed) when it cannot be made */
+static inline bool fixture_features_view(const char *data, const char *model, const char *feat, int view) {
     rs_dataset ds = {0};
     rs_dataset_opts o = {.image_root = "tests/data", .split = "train"};
     rs_model *m = NULL;
     bool ok = rs_dataset_load(data, RS_DS_AUTO, &o, &ds) == RSMOE_OK;
-    if (ok && rs_model_load(model, &m) == RSMOE_OK) ok = rs_features_build(m, &ds, feat, NULL, NULL, NULL, NULL, NULL) == RSMOE_OK;
+    if (ok && rs_model_load(model, &m) == RSMOE_OK) ok = rs_features_build(m, &ds, feat, view, NULL, NULL, NULL, NULL, NULL) == RSMOE_OK;
     else ok = false;
     if (!ok) fprintf(stderr, "setup: %s\n", rsmoe_last_error());
     rs_model_free(m);
     rs_dataset_free(&ds);
     return ok;
+}
+static inline bool fixture_features(const char *data, const char *model, const char *feat) {
+    return fixture_features_view(data, model, feat, 0);
 }
 #endif

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "core/core.h"
 #include "data/dataset.h"
+#include "data/image.h"
 #include "train/features.h"
 
 #include <stdio.h>
@@ -10,13 +11,16 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: rsmoe features -m MODEL.gguf --data DATASET.json -o CACHE.gguf [--images DIR] [--split S]\n"
-               "                      [--threads N]\n\n"
+               "                      [--view V] [--threads N]\n\n"
                "Runs the model's frozen image encoder once over a data set and stores the visual tokens (f16)\n"
                "in one memory-mapped file keyed by image file name, with the encoder's fingerprint (a cache made\n"
                "by another encoder is refused by training and evaluation). Unreadable images are skipped and\n"
                "listed. Prints progress and the throughput (images/s) at the end.\n"
                "  --images DIR  image folder (default: images/ beside the data set file)\n"
-               "  --split S     only this split (default: all)\n");
+               "  --split S     only this split (default: all)\n"
+               "  --view V      flip or rotate every image first: id (default), hflip, vflip, rot180,\n"
+               "                transpose, rot90, rot270, antitranspose (or 0-7); caches of other views\n"
+               "                are training augmentations (rsmoe train --aug-features)\n");
 }
 
 static void on_progress(const rs_features_progress *p, void *ud) {
@@ -35,7 +39,7 @@ static void on_bad(const char *path, const char *msg, void *ud) {
 
 int cmd_features(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *out = NULL, *images = NULL, *split = NULL;
-    int threads = rs_default_threads();
+    int threads = rs_default_threads(), view = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -45,6 +49,10 @@ int cmd_features(int argc, char **argv) {
         else if (!strcmp(a, "-o") && has) out = argv[++i];
         else if (!strcmp(a, "--images") && has) images = argv[++i];
         else if (!strcmp(a, "--split") && has) split = argv[++i];
+        else if (!strcmp(a, "--view") && has) {
+            view = rs_image_view_parse(argv[++i]);
+            if (view < 0) { fprintf(stderr, "rsmoe features: unknown --view '%s' (id, hflip, vflip, rot180, transpose, rot90, rot270, antitranspose)\n", argv[i]); return 2; }
+        }
         else if (!strcmp(a, "--threads") && has) { threads = atoi(argv[++i]); if (threads < 1) { fprintf(stderr, "rsmoe features: bad --threads\n"); return 2; } }
         else { fprintf(stderr, "rsmoe features: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
@@ -63,8 +71,9 @@ int cmd_features(int argc, char **argv) {
     if ((st = rs_dataset_load(data, RS_DS_AUTO, &o, &ds))) { rs_model_free(m); return cli_fail(data, st); }
     rs_pool *pool = rs_pool_new(threads);
     rs_features_progress fin;
-    fprintf(stderr, "encoding %d images of %s with %s's encoder (%d tokens x %d)\n", ds.nitems, data, model, m->enc_tokens, m->enc_width);
-    st = rs_features_build(m, &ds, out, pool, on_progress, on_bad, NULL, &fin);
+    fprintf(stderr, "encoding %d images of %s with %s's encoder (%d tokens x %d)%s%s\n", ds.nitems, data, model, m->enc_tokens,
+            m->enc_width, view ? ", view " : "", view ? rs_image_view_name(view) : "");
+    st = rs_features_build(m, &ds, out, view, pool, on_progress, on_bad, NULL, &fin);
     fprintf(stderr, "\n");
     int rc = 0;
     if (st) rc = cli_fail("features", st);

@@ -44,6 +44,40 @@ rsmoe_status rs_image_alloc(rs_image *img, int w, int h, int c) {
     return RSMOE_OK;
 }
 
+static const char *const k_view_names[RS_IMAGE_VIEWS] = {"id", "hflip", "vflip", "rot180",
+                                                        "transpose", "rot90", "rot270", "antitranspose"};
+
+const char *rs_image_view_name(int view) {
+    return view >= 0 && view < RS_IMAGE_VIEWS ? k_view_names[view] : NULL;
+}
+
+int rs_image_view_parse(const char *name) {
+    if (!name) return -1;
+    for (int v = 0; v < RS_IMAGE_VIEWS; v++)
+        if (!strcmp(name, k_view_names[v])) return v;
+    if (name[0] >= '0' && name[0] < '0' + RS_IMAGE_VIEWS && !name[1]) return name[0] - '0';
+    return -1;
+}
+
+rsmoe_status rs_image_dihedral(const rs_image *in, int view, rs_image *out) {
+    memset(out, 0, sizeof *out);
+    if (!in || !in->data || in->w < 1 || in->h < 1 || in->c < 1)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "image view: empty image");
+    if (view < 0 || view >= RS_IMAGE_VIEWS)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "image view: %d is not one of 0..7", view);
+    const bool tr = view & 4;
+    const int W = tr ? in->h : in->w, H = tr ? in->w : in->h, C = in->c;
+    rsmoe_status st = rs_image_alloc(out, W, H, C);
+    if (st) return st;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            int sx = view & 1 ? W - 1 - x : x, sy = view & 2 ? H - 1 - y : y;
+            int ix = tr ? sy : sx, iy = tr ? sx : sy;
+            memcpy(out->data + ((size_t)y * W + x) * C, in->data + ((size_t)iy * in->w + ix) * C, (size_t)C);
+        }
+    return RSMOE_OK;
+}
+
 void rs_image_free(rs_image *img) {
     if (!img) return;
     free(img->data);

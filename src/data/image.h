@@ -61,6 +61,19 @@ rsmoe_status rs_image_decode(const void *buf, size_t n, const char *name,
 rsmoe_status rs_image_alloc(rs_image *img, int w, int h, int c);
 void rs_image_free(rs_image *img);
 
+/* The eight symmetries of the square (the dihedral group; remote-sensing scenes have no
+ * preferred orientation, so they serve as training views): view bit 2 transposes (x <-> y),
+ * then bit 0 mirrors left-right and bit 1 top-bottom. 0 identity, 1 hflip, 2 vflip, 3 rot180,
+ * 4 transpose, 5 rot90 (clockwise), 6 rot270, 7 anti-transpose. Allocates *out (its width and
+ * height swap for views 4-7). */
+#define RS_IMAGE_VIEWS 8
+rsmoe_status rs_image_dihedral(const rs_image *in, int view, rs_image *out);
+/* "id", "hflip", "vflip", "rot180", "transpose", "rot90", "rot270", "antitranspose"; NULL
+ * for a view outside 0..7 */
+const char *rs_image_view_name(int view);
+/* the view of a name above (or of its number "0".."7"), -1 if none */
+int rs_image_view_parse(const char *name);
+
 /* Resize exactly as PIL's Image.resize((W, H), Image.BICUBIC) on an 8-bit image
  * ("L", "RGB", any band count): separable, horizontal pass then vertical, cubic
  * convolution a = -0.5 with the support widened by the downscale factor, 22-bit

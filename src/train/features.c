@@ -1,19 +1,21 @@
 /* features.c - see features.h */
 #include "train/features.h"
 
+#include "data/image.h"
 #include "formats/gguf.h"
 #include "kernels/quant.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-rsmoe_status rs_features_build(const rs_model *m, const rs_dataset *ds, const char *out_path, rs_pool *pool,
+rsmoe_status rs_features_build(const rs_model *m, const rs_dataset *ds, const char *out_path, int view, rs_pool *pool,
                                void (*progress)(const rs_features_progress *, void *),
                                void (*bad)(const char *path, const char *msg, void *), void *ud,
                                rs_features_progress *final) {
     int N = ds->nitems, T = m->enc_tokens, W = m->enc_width;
     rs_features_progress pr = {.total = N};
     if (N < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "feature cache: the data set has no images");
+    if (!rs_image_view_name(view)) return rs_error(RSMOE_ERR_INVALID_ARG, "feature cache: view %d is not one of 0..7", view);
     size_t per = (size_t)T * W;
     uint16_t *data = malloc(sizeof(uint16_t) * per * (size_t)N);
     float *tok = malloc(sizeof(float) * per);
@@ -30,6 +32,12 @@ rsmoe_status rs_features_build(const rs_model *m, const rs_dataset *ds, const ch
         rs_image img;
         rsmoe_status s2 = rs_image_load(it->path, NULL, &img);
         if (!s2 && img.c != 3) { rs_image_free(&img); s2 = rs_error(RSMOE_ERR_UNSUPPORTED, "%s: not an RGB image", it->path); }
+        if (!s2 && view) {
+            rs_image v;
+            s2 = rs_image_dihedral(&img, view, &v);
+            rs_image_free(&img);
+            img = v;
+        }
         if (!s2) {
             s2 = rs_model_encode(m, &img, tok, &es, pool);
             rs_image_free(&img);
@@ -55,6 +63,7 @@ rsmoe_status rs_features_build(const rs_model *m, const rs_dataset *ds, const ch
         (st = rs_gguf_writer_set_u64(w, "rsmoe.features.encoder_hash", rs_model_encoder_hash(m))) ||
         (st = rs_gguf_writer_set_u32(w, "rsmoe.features.tokens", (uint32_t)T)) ||
         (st = rs_gguf_writer_set_u32(w, "rsmoe.features.width", (uint32_t)W)) ||
+        (st = rs_gguf_writer_set_u32(w, "rsmoe.features.view", (uint32_t)view)) ||
         (st = rs_gguf_writer_set_str(w, "rsmoe.features.model", m->path)) ||
         (st = rs_gguf_writer_set_arr_str(w, "rsmoe.features.images", names, NULL, n)) ||
         (st = rs_gguf_writer_add_tensor(w, &t)) || (st = rs_gguf_writer_write(w, out_path)))
@@ -73,7 +82,7 @@ struct rs_features {
     rs_gguf *g;
     const rs_tensor *t;
     int64_t kv_names;
-    int n, tokens, width;
+    int n, tokens, width, view;
     /* sorted index of names for lookup */
     int *order;
 };
@@ -112,6 +121,10 @@ rsmoe_status rs_features_open(const char *path, const rs_model *m, rs_features *
                       "(rebuild it with `rsmoe features`)", path, m->path);
         goto fail;
     }
+    uint32_t view = 0;
+    if (rs_gguf_find_key(f->g, "rsmoe.features.view") >= 0 && (st = rs_gguf_get_u32(f->g, "rsmoe.features.view", &view))) goto fail;
+    if (view >= RS_IMAGE_VIEWS) { st = rs_error(RSMOE_ERR_FORMAT, "%s: feature cache of an unknown image view %u", path, view); goto fail; }
+    f->view = (int)view;
     f->n = (int)f->t->ne[2];
     f->tokens = (int)T;
     f->width = (int)W;
@@ -137,6 +150,7 @@ void rs_features_close(rs_features *f) {
 int rs_features_count(const rs_features *f) { return f->n; }
 int rs_features_tokens(const rs_features *f) { return f->tokens; }
 int rs_features_width(const rs_features *f) { return f->width; }
+int rs_features_view(const rs_features *f) { return f->view; }
 
 const char *rs_features_name(const rs_features *f, int i) {
     size_t l;

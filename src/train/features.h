@@ -4,7 +4,9 @@
  *
  * File: general.architecture = "rsmoe-features"; rsmoe.features.encoder_hash (u64),
  * rsmoe.features.tokens, rsmoe.features.width (u32), rsmoe.features.images (string array,
- * the data set's file names); tensor "features" f16, ne = {width, tokens, n_images}. */
+ * the data set's file names), rsmoe.features.view (u32, the image view encoded: 0 the image as
+ * it is, 1..7 a flip or rotation, see rs_image_dihedral; absent = 0); tensor "features" f16,
+ * ne = {width, tokens, n_images}. */
 #ifndef RSMOE_TRAIN_FEATURES_H
 #define RSMOE_TRAIN_FEATURES_H
 #include "data/dataset.h"
@@ -16,9 +18,10 @@ typedef struct {
 } rs_features_progress;
 
 /* Encodes every item of ds (bad images are skipped, reported through bad(), and left out of
- * the cache) and writes the cache atomically. progress (may be NULL) is called after each
- * image. */
-rsmoe_status rs_features_build(const rs_model *m, const rs_dataset *ds, const char *out_path, rs_pool *pool,
+ * the cache) and writes the cache atomically. view (0..7) flips or rotates every image before
+ * it is encoded (rs_image_dihedral; 0 = as it is): caches of other views are training
+ * augmentations. progress (may be NULL) is called after each image. */
+rsmoe_status rs_features_build(const rs_model *m, const rs_dataset *ds, const char *out_path, int view, rs_pool *pool,
                                void (*progress)(const rs_features_progress *, void *),
                                void (*bad)(const char *path, const char *msg, void *), void *ud,
                                rs_features_progress *final);
@@ -31,6 +34,7 @@ void rs_features_close(rs_features *f);
 int rs_features_count(const rs_features *f);
 int rs_features_tokens(const rs_features *f);
 int rs_features_width(const rs_features *f);
+int rs_features_view(const rs_features *f); /* the view its images were encoded in (0..7) */
 /* index of an image file name (as in the data set), -1 if absent */
 int rs_features_find(const rs_features *f, const char *filename);
 const char *rs_features_name(const rs_features *f, int i);

@@ -64,7 +64,7 @@ rsmoe_status rs_train_config_set(rs_train_config *c, const char *key, const char
 #define INT(name) if (!strcmp(key, #name)) { long x = strtol(v, &e, 10); if (!*v || *e || x < 0 || x > 100000000) goto bad; c->name = (int)x; return RSMOE_OK; }
 #define FLT(name) if (!strcmp(key, #name)) { double x = strtod(v, &e); if (!*v || *e || !(x >= 0) || !isfinite(x)) goto bad; c->name = (float)x; return RSMOE_OK; }
     STR(stage) STR(model) STR(out) STR(data) STR(images) STR(features) STR(val_features) STR(train_split) STR(val_split)
-    STR(vqa_data) STR(vqa_images) STR(vqa_features) STR(vqa_split)
+    STR(vqa_data) STR(vqa_images) STR(vqa_features) STR(vqa_split) STR(aug_features)
     INT(steps) INT(batch) INT(accum) INT(warmup) INT(log_every) INT(eval_every) INT(save_every) INT(val_batches)
     INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at) INT(train_llm)
     FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(feat_dropout) FLT(vqa_ratio)
@@ -123,6 +123,8 @@ rsmoe_status rs_train_config_check(const rs_train_config *c) {
         return rs_error(RSMOE_ERR_INVALID_ARG, "train: vqa_ratio must be in (0, 1] (is %g)", (double)c->vqa_ratio);
     if (!(c->feat_dropout >= 0 && c->feat_dropout < 1))
         return rs_error(RSMOE_ERR_INVALID_ARG, "train: feat_dropout must be in [0, 1) (is %g)", (double)c->feat_dropout);
+    if (c->aug_features[0] && !strcmp(c->stage, "lm"))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "train: aug_features is for stages 1 and 2 (stage lm reads no image)");
     return RSMOE_OK;
 }
 
@@ -167,10 +169,13 @@ static void free_groups(groups *gs) {
 }
 
 /* ------------------------------------------------------------------ samples */
+#define RS_MAX_AUG 15 /* caches of other views (aug_features) */
 typedef struct {
     int item;       /* data-set item (image) */
     int feat;       /* feature-cache index, -1 for stage lm */
     const rs_features *fc; /* the cache feat indexes */
+    rs_features *const *aug; /* the same images in other views (index feat in each too) */
+    int n_aug;
     int expert;     /* stage 2: the caption's dominant aspect; the expert of a question's type */
     int32_t *ids;   /* target tokens (no BOS/EOS): the caption, or the answer */
     int n;
@@ -184,6 +189,8 @@ typedef struct {
 typedef struct {
     rs_dataset ds;
     rs_features *feat;
+    rs_features *aug[RS_MAX_AUG]; /* other views of feat's images, in feat's order */
+    int n_aug;
     sample *s;
     int n;
     float (*route)[RS_MAX_EXPERTS]; /* per item (captions) or per question: routing target */
@@ -194,6 +201,7 @@ static void free_data(dataset_t *d) {
     free(d->s);
     free(d->route);
     rs_features_close(d->feat);
+    for (int i = 0; i < d->n_aug; i++) rs_features_close(d->aug[i]);
     rs_dataset_free(&d->ds);
     memset(d, 0, sizeof *d);
 }
@@ -207,8 +215,34 @@ static void image_root(const char *given, const char *data, char *root, size_t c
     }
 }
 
+/* Opens the caches of aug_features (comma-separated) into d->aug: each must come from the
+ * model's encoder and hold d->feat's images in the same order (built from the same data set
+ * and split with another --view). */
+static rsmoe_status open_aug(const rs_train_config *c, const rs_model *m, const char *base, dataset_t *d) {
+    char list[sizeof c->aug_features];
+    snprintf(list, sizeof list, "%s", c->aug_features);
+    for (char *save = NULL, *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        if (!*p) continue;
+        if (d->n_aug == RS_MAX_AUG)
+            return rs_error(RSMOE_ERR_INVALID_ARG, "train: at most %d aug_features caches", RS_MAX_AUG);
+        rsmoe_status st = rs_features_open(p, m, &d->aug[d->n_aug]);
+        if (st) return st;
+        const rs_features *a = d->aug[d->n_aug++];
+        int n = rs_features_count(d->feat);
+        bool same = rs_features_count(a) == n;
+        for (int i = 0; same && i < n; i++) same = !strcmp(rs_features_name(a, i), rs_features_name(d->feat, i));
+        if (!same)
+            return rs_error(RSMOE_ERR_FORMAT, "%s: not the images of %s in the same order (build both from the same data "
+                            "set and split, with another --view)", p, base);
+        if (rs_features_view(a) == rs_features_view(d->feat))
+            return rs_error(RSMOE_ERR_FORMAT, "%s: the same view (%s) as %s: an augmentation cache holds another view", p,
+                            rs_image_view_name(rs_features_view(a)), base);
+    }
+    return RSMOE_OK;
+}
+
 static rsmoe_status load_data(const rs_train_config *c, const rs_model *m, const char *split, const char *features, bool need_feat,
-                              int limit, dataset_t *d) {
+                              bool aug, int limit, dataset_t *d) {
     memset(d, 0, sizeof *d);
     char root[1200];
     image_root(c->images, c->data, root, sizeof root);
@@ -216,6 +250,7 @@ static rsmoe_status load_data(const rs_train_config *c, const rs_model *m, const
     rsmoe_status st = rs_dataset_load(c->data, RS_DS_AUTO, &o, &d->ds);
     if (st) return st;
     if (need_feat && (st = rs_features_open(features, m, &d->feat))) { free_data(d); return st; }
+    if (need_feat && aug && (st = open_aug(c, m, features, d))) { free_data(d); return st; }
     int64_t ncap = rs_dataset_ncaptions(&d->ds);
     d->s = calloc((size_t)(ncap > 0 ? ncap : 1), sizeof(sample));
     d->route = calloc((size_t)(d->ds.nitems > 0 ? d->ds.nitems : 1), sizeof *d->route);
@@ -239,6 +274,8 @@ static rsmoe_status load_data(const rs_train_config *c, const rs_model *m, const
             s->item = i;
             s->feat = fi;
             s->fc = d->feat;
+            s->aug = d->aug;
+            s->n_aug = d->n_aug;
             s->route = d->route[i];
             s->expert = (int)rs_aspect_dominant(it->captions[k]);
             if (m->moe.n_experts > 0) s->expert %= m->moe.n_experts;
@@ -282,6 +319,8 @@ static rsmoe_status load_vqa(const rs_train_config *c, const rs_model *m, datase
     if (st) return st;
     const char *fp = c->vqa_features[0] ? c->vqa_features : c->features;
     if ((st = rs_features_open(fp, m, &d->feat))) { free_data(d); return st; }
+    /* questions on the training images (no cache of their own) get the same other views */
+    if (!c->vqa_features[0] && (st = open_aug(c, m, fp, d))) { free_data(d); return st; }
     int nqa = d->ds.nqa;
     d->s = calloc((size_t)(nqa > 0 ? nqa : 1), sizeof(sample));
     d->route = calloc((size_t)(nqa > 0 ? nqa : 1), sizeof *d->route);
@@ -309,6 +348,8 @@ static rsmoe_status load_vqa(const rs_train_config *c, const rs_model *m, datase
         s->item = qa->item;
         s->feat = fi;
         s->fc = d->feat;
+        s->aug = d->aug;
+        s->n_aug = d->n_aug;
         s->expert = vqa_expert(qa, m->moe.n_experts);
         d->route[d->n][s->expert] = 1.0f;
         s->route = d->route[d->n];
@@ -403,6 +444,17 @@ static void feature_dropout(float *x, size_t n, float p, uint64_t seed, int64_t 
         x[i] = (u & 0xffffffffu) < thr ? 0.0f : x[i] * keep;
         if (i + 1 < n) x[i + 1] = (u >> 32) < thr ? 0.0f : x[i + 1] * keep;
     }
+}
+
+/* The cache a training sample's image tokens come from: its own or one of the other views,
+ * uniformly, as a function of the seed and the sample's position in the run (so a resumed run
+ * picks the same) */
+static const rs_features *sample_view(const sample *s, uint64_t seed, int64_t pos) {
+    if (s->n_aug < 1) return s->fc;
+    uint64_t h = (seed ^ 0x5bd1e9955bd1e995ULL) + 0x9e3779b97f4a7c15ULL * (uint64_t)(pos + 1);
+    h ^= h >> 31; h *= 0xbf58476d1ce4e5b9ULL; h ^= h >> 27; h *= 0x94d049bb133111ebULL; h ^= h >> 31;
+    int v = (int)(h % (uint64_t)(s->n_aug + 1));
+    return v == 0 ? s->fc : s->aug[v - 1];
 }
 
 static void trainer_free(trainer *t) {
@@ -599,7 +651,7 @@ static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool 
             if (nq > n_text) n_text = nq;
         }
         for (int b = 0; b < B; b++) {
-            rs_features_get(S[b]->fc, S[b]->feat, t->img + per_img * b);
+            rs_features_get(train ? sample_view(S[b], t->c->seed, t->sample0 + b) : S[b]->fc, S[b]->feat, t->img + per_img * b);
             if (train && t->c->feat_dropout > 0)
                 feature_dropout(t->img + per_img * b, per_img, t->c->feat_dropout, t->c->seed, t->sample0 + b);
             int nq;
@@ -963,11 +1015,11 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     snprintf(tmp_path, sizeof tmp_path, "%s.val.gguf", c->out);
     if ((st = rs_model_load(c->model, &t->m))) return st;
     bool feats = strcmp(c->stage, "lm") != 0;
-    if ((st = load_data(c, t->m, c->train_split, c->features, feats, c->limit, &train))) goto out;
+    if ((st = load_data(c, t->m, c->train_split, c->features, feats, true, c->limit, &train))) goto out;
     /* validation: stage lm reads the captions of val_split (none when it is ""); stages 1 and 2
      * also need the feature cache of that split */
     bool have_val = c->val_split[0] && (!feats || c->val_features[0]);
-    if (have_val && (st = load_data(c, t->m, c->val_split, c->val_features, feats, 0, &val))) goto out;
+    if (have_val && (st = load_data(c, t->m, c->val_split, c->val_features, feats, false, 0, &val))) goto out;
     /* questions mixed into the batches: vqa_ratio of each micro-batch (at least one sample) */
     int Bv = 0, vqa_head = 0;
     if (c->vqa_data[0]) {

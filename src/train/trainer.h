@@ -40,6 +40,10 @@ typedef struct {
     char vqa_features[1024];  /* its feature cache ("" = features: e.g. questions on the same images) */
     char vqa_split[32];       /* its split ("" = train_split) */
     float vqa_ratio;          /* share of each micro-batch that is questions (default 0.25; at least one) */
+    char aug_features[4096];  /* stages 1, 2: comma-separated feature caches of the same training images
+                               * in other views (`rsmoe features --view`); each training sample's
+                               * image tokens come from one of features + these, picked by the seed
+                               * and the sample's position ("" = none) */
     float feat_dropout;       /* stages 1, 2: dropout on the cached image-encoder tokens (each value
                                * zeroed with this probability, the rest scaled by 1/(1-p)) while
                                * training: against memorising images by their exact features */
