@@ -37,5 +37,12 @@ bj=$("$B" bench infer -m "$M" --threads 1 --reps 1 --steps 4 --caption-len 4 --j
 echo "$bj" | grep -q '"section": "image encoder", "case": "CNN 224x224' && echo "$bj" | grep -q '"section": "decode"' &&
   echo "$bj" | grep -q '"section": "caption"'
 check "bench infer times the CNN encoder, decode and a caption" $((rc | $?)) "$(echo "$bj" | tail -c 400)"
+# bench/caption_latency.sh: a median for every phase of the JSON timings and the wall time
+lat=$(RSMOE="$B" sh bench/caption_latency.sh -n 2 -t 1 2>&1); rc=$?
+echo "$lat" | sed 's/^/  /'
+echo "$lat" | grep -q "^2 runs, 1 thread" && echo "$lat" | grep -qE "^  encode +[0-9]+\.[0-9]" &&
+  echo "$lat" | grep -qE "^  decode +[0-9]+\.[0-9]" && echo "$lat" | grep -qE "^  total +[0-9]+\.[0-9]" &&
+  echo "$lat" | grep -qE "^  wall +[0-9]+\.[0-9]"
+check "caption_latency.sh reports each phase and the wall time" $((rc | $?)) "$lat"
 echo "$pass passed, $fail failed, 0 skipped"
 [ "$fail" -eq 0 ]
