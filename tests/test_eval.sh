@@ -6,12 +6,9 @@
 B=${1:-build}/rsmoe
 T=$(mktemp -d /tmp/rsmoe_test_eval.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok $1"; pass=$((pass+1)); }
-no() { echo "FAILED $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+. tests/lib.sh
 
-"$B" init --preset test -o "$T/m.gguf" --lora-random >/dev/null 2>&1 || { echo "FAILED init"; echo "0 passed, 1 failed"; exit 1; }
+"$B" init --preset test -o "$T/m.gguf" --lora-random >/dev/null 2>&1 || { no "init"; finish; exit 1; }
 cat > "$T/ds.json" <<'JSON'
 {"images": [
  {"filename": "rgb37.png", "split": "test", "sentences": [{"raw": "many buildings are in a dense residential area."}, {"raw": "two courts are near a road."}]},
@@ -42,5 +39,4 @@ c2=$(sed -n 's/.*"BLEU-4":[[:space:]]*\([-0-9.e]*\).*/\1/p' "$T/s.json" | head -
 check "BLEU-4 equals rsmoe score ($c1 vs $c2)" '[ -n "$c1" ] && [ "$c1" = "$c2" ]'
 "$B" eval -m "$T/m.gguf" --data /nonexistent.json >/dev/null 2>"$T/e5"; rc=$?
 check "missing data set: clear error" '[ $rc -ne 0 ] && grep -q nonexistent "$T/e5"'
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

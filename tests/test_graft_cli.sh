@@ -6,16 +6,13 @@
 B=${1:-build}/rsmoe
 T=$(mktemp -d /tmp/rsmoe_test_graft.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok $1"; pass=$((pass+1)); }
-no() { echo "FAILED $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+. tests/lib.sh
 
 "$B" init --preset test --seed 1 -o "$T/a.gguf" >/dev/null 2>&1 &&
 "$B" init --preset test --seed 2 --experts 1 -o "$T/b.gguf" >/dev/null 2>&1 ||
-  { echo "FAILED init"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+  { no "init"; finish; exit 1; }
 "$B" tokenizer train --data tests/data/ds/karpathy.json --split "" --vocab 260 -o "$T/tok.gguf" >/dev/null 2>&1 ||
-  { echo "FAILED tokenizer train"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+  { no "tokenizer train"; finish; exit 1; }
 echo "not a model" > "$T/text.gguf"
 
 "$B" graft --into "$T/text.gguf" --from "$T/a.gguf" -o "$T/o1.gguf" >"$T/out1" 2>&1; rc=$?
@@ -32,5 +29,4 @@ check "missing -o: usage, exit 2" '[ $rc -eq 2 ] && grep -q "usage: rsmoe graft"
 "$B" graft --into "$T/b.gguf" --from "$T/a.gguf" -o "$T/o5.gguf" >"$T/out5" 2>&1; rc=$?
 check "a good graft succeeds and reports what it took" '[ $rc -eq 0 ] && grep -q "tensors from" "$T/out5"'
 check "its output loads as a 1-expert model" '"$B" info "$T/o5.gguf" 2>&1 | grep -q "1 expert"'
-echo "$pass passed, $fail failed, 0 skipped"
-[ "$fail" -eq 0 ]
+finish
