@@ -215,8 +215,8 @@ int bench_infer_main(int argc, char **argv) {
             cp.n_ctx = prefill + 256 + cap_len;
             rsmoe_context *ctx = rsmoe_context_new(pm, &cp, &st);
             if (ctx) {
-                rsmoe_image img = {.width = side_w, .height = side_h, .data = malloc(3 * (size_t)side_w * side_h)};
-                for (size_t i = 0; img.data && i < 3 * (size_t)side_w * side_h; i++) img.data[i] = (uint8_t)(rs_rng_u64(&rng) & 255);
+                /* the encoder's random image, through the public API */
+                rsmoe_image img = {.width = side_w, .height = side_h, .data = ec.img.data};
                 cap_ctx cc = {.ctx = ctx, .img = &img, .gp = rsmoe_caption_default_params()};
                 cc.gp.beams = 1;
                 cc.gp.max_len = cc.gp.min_len = cap_len;
@@ -226,7 +226,6 @@ int bench_infer_main(int argc, char **argv) {
                 s.mean *= 1e3; s.sd *= 1e3;
                 snprintf(name, sizeof name, "greedy, %d experts x %d tokens", K, cap_len);
                 bench_add(&rep, "caption", name, "end to end", nt, s, "ms", -1, "");
-                free(img.data);
                 rsmoe_context_free(ctx);
             }
         }
