@@ -39,4 +39,9 @@ c2=$(sed -n 's/.*"BLEU-4":[[:space:]]*\([-0-9.e]*\).*/\1/p' "$T/s.json" | head -
 check "BLEU-4 equals rsmoe score ($c1 vs $c2)" '[ -n "$c1" ] && [ "$c1" = "$c2" ]'
 "$B" eval -m "$T/m.gguf" --data /nonexistent.json >/dev/null 2>"$T/e5"; rc=$?
 check "missing data set: clear error" '[ $rc -ne 0 ] && grep -q nonexistent "$T/e5"'
+# the feature cache of a flipped view, and a view that does not exist refused before any work
+"$B" features -m "$T/m.gguf" --data "$T/ds.json" --images tests/data --view hflip --threads 1 -o "$T/f-hflip.gguf" >"$T/fo" 2>&1; rc=$?
+check "features --view hflip writes a cache" '[ $rc -eq 0 ] && [ -s "$T/f-hflip.gguf" ] && grep -q "view hflip" "$T/fo"'
+"$B" features -m "$T/m.gguf" --data "$T/ds.json" --images tests/data --view rot45 -o "$T/f-bad.gguf" >/dev/null 2>"$T/fe"; rc=$?
+check "features --view rot45: clear error, no file" '[ $rc -eq 2 ] && grep -q "unknown --view" "$T/fe" && [ ! -e "$T/f-bad.gguf" ]'
 finish
