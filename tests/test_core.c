@@ -2,6 +2,7 @@
 #include "core/core.h"
 #include "test.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 TEST(f16_roundtrip_exact) {
@@ -88,6 +89,44 @@ TEST(pool_runs_every_share_once) {
     }
 }
 
+typedef struct { atomic_int hits[8]; pthread_t who[8]; } pool_who_ctx;
+static void pool_who_fn(void *c, int ith, int nth) {
+    (void)nth;
+    pool_who_ctx *pc = c;
+    atomic_fetch_add(&pc->hits[ith], 1);
+    pc->who[ith] = pthread_self();
+}
+
+/* a worker that has not woken when the caller finishes its share is not waited for: the
+ * caller claims and runs that share, and the late worker skips it */
+TEST(pool_caller_runs_unclaimed_shares) {
+    for (int n = 2; n <= 4; n++) {
+        rs_pool *p = rs_pool_new(n);
+        REQUIRE(p, "pool");
+        for (int round = 0; round < 3; round++) {
+            rs_pool_hold_workers(p, true);
+            for (int rep = 0; rep < 50; rep++) {
+                pool_who_ctx c;
+                memset(&c, 0, sizeof c);
+                rs_pool_run(p, pool_who_fn, &c);
+                for (int i = 0; i < n; i++) {
+                    CHECK(c.hits[i] == 1, "held n=%d share %d ran %d times", n, i, (int)c.hits[i]);
+                    CHECK(pthread_equal(c.who[i], pthread_self()), "held n=%d: share %d ran on a worker", n, i);
+                }
+            }
+            rs_pool_hold_workers(p, false);
+            for (int rep = 0; rep < 200; rep++) {
+                pool_ctx c;
+                memset(&c, 0, sizeof c);
+                rs_pool_run(p, pool_fn, &c);
+                for (int i = 0; i < n; i++) CHECK(c.hits[i] == 1, "released n=%d share %d ran %d times", n, i, (int)c.hits[i]);
+                CHECK(c.sum == 999 * 1000 / 2, "released n=%d sum %d", n, (int)c.sum);
+            }
+        }
+        rs_pool_free(p);
+    }
+}
+
 TEST(split_range_covers) {
     for (int nth = 1; nth <= 5; nth++)
         for (int64_t n = 0; n < 100; n++) {
@@ -153,6 +192,7 @@ int main(void) {
     RUN(tensor_shapes);
     RUN(arena);
     RUN(pool_runs_every_share_once);
+    RUN(pool_caller_runs_unclaimed_shares);
     RUN(split_range_covers);
     RUN(rng_reproducible_and_normal);
     RUN(errors);

@@ -86,14 +86,28 @@ static inline void rs_arena_reset_to(rs_arena *a, size_t mark) { a->used = mark;
 /* A fixed pool of worker threads; rs_pool_run calls fn(ctx, i, n) for i = 0..n-1 where n
  * is the pool size, the caller's thread doing i = 0, and returns when all are done.
  * A NULL pool runs fn(ctx, 0, 1) inline. */
+/* A share that no worker has claimed when the caller finishes its own is run by the
+ * caller (a worker slow to wake is never waited for); fn must not care which thread runs
+ * which share. */
 typedef struct rs_pool rs_pool;
 typedef void (*rs_pool_fn)(void *ctx, int ith, int nth);
 rs_pool *rs_pool_new(int nthreads);               /* NULL on failure (error recorded) */
 void rs_pool_free(rs_pool *p);
 int rs_pool_size(const rs_pool *p);               /* 1 for NULL */
+/* tests: while held, workers that see a run wait before claiming their share, so the
+ * caller runs every share itself (as with workers the host has not scheduled) */
+void rs_pool_hold_workers(rs_pool *p, bool hold);
 void rs_pool_run(rs_pool *p, rs_pool_fn fn, void *ctx);
 /* the [begin,end) share of n items for worker ith of nth, in chunks of `align` */
 void rs_split_range(int64_t n, int ith, int nth, int64_t align, int64_t *begin, int64_t *end);
+/* Dynamic shares of n items: the threads of one run take chunks (multiples of `align`,
+ * about n / (4 nth) items) from a shared counter until none is left, so a thread the host
+ * runs slowly takes fewer. rs_chunks_init before rs_pool_run; rs_chunks_next in each
+ * share returns false when all are taken. Which thread computes which chunk varies from
+ * run to run, so each chunk's result must not depend on it. */
+typedef struct { _Atomic int64_t next; int64_t n, chunk; } rs_chunks;
+void rs_chunks_init(rs_chunks *c, int64_t n, int64_t align, int nth);
+bool rs_chunks_next(rs_chunks *c, int64_t *begin, int64_t *end);
 int rs_default_threads(void);                     /* online CPUs, >= 1 */
 
 /* ---------------------------------------------------------------- RNG */

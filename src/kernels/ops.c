@@ -594,7 +594,7 @@ rsmoe_status rs_cross_entropy_fwd(float *loss, int64_t *n_valid, const float *lo
     memset(&c, 0, sizeof c);
     c.logits = logits; c.targets = targets; c.V = V; c.ignore = ignore_index;
     if (pool && rs_pool_size(pool) > CE_MAX_THREADS) pool = NULL;
-    rs_par_for(pool, T, EW_MIN / V + 1, ce_fwd_rows, &c);
+    rs_par_for_static(pool, T, EW_MIN / V + 1, ce_fwd_rows, &c);
     double s = 0;
     for (int i = 0; i < CE_MAX_THREADS; i++) {
         if (c.bad[i]) return rs_error(RSMOE_ERR_NUMERIC, "cross-entropy: non-finite logits");

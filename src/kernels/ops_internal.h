@@ -8,21 +8,46 @@
 
 /* ---- parallel for over [0, n): fn(ctx, begin, end, ith) with ith the worker index */
 typedef void (*rs_range_fn)(void *ctx, int64_t begin, int64_t end, int ith);
-typedef struct { rs_range_fn fn; void *ctx; int64_t n, align; } rs__par_ctx;
+typedef struct { rs_range_fn fn; void *ctx; rs_chunks items; } rs__par_ctx;
 
+/* chunks taken dynamically (rs_chunks): a thread the host runs slowly does fewer */
 static inline void rs__par_worker(void *c, int ith, int nth) {
     rs__par_ctx *p = (rs__par_ctx *)c;
+    (void)nth;
     int64_t b, e;
-    rs_split_range(p->n, ith, nth, p->align, &b, &e);
+    while (rs_chunks_next(&p->items, &b, &e)) p->fn(p->ctx, b, e, ith);
+}
+
+typedef struct { rs_range_fn fn; void *ctx; int64_t n; } rs__par_static_ctx;
+static inline void rs__par_static_worker(void *c, int ith, int nth) {
+    rs__par_static_ctx *p = (rs__par_static_ctx *)c;
+    int64_t b, e;
+    rs_split_range(p->n, ith, nth, 1, &b, &e);
     if (b < e) p->fn(p->ctx, b, e, ith);
 }
 
-/* Runs on the calling thread (ith 0) when there is no pool or fewer than 2*min_items. */
+/* As rs_par_for, but share ith always gets the same fixed range: for reductions into
+ * per-share partials, whose sum must not depend on which thread was faster. */
+static inline void rs_par_for_static(rs_pool *pool, int64_t n, int64_t min_items, rs_range_fn fn,
+                                     void *ctx) {
+    if (n <= 0) return;
+    if (!pool || rs_pool_size(pool) <= 1 || n < 2 * min_items) { fn(ctx, 0, n, 0); return; }
+    rs__par_static_ctx p = { fn, ctx, n };
+    rs_pool_run(pool, rs__par_static_worker, &p);
+}
+
+/* Runs on the calling thread (ith 0) when there is no pool or fewer than 2*min_items;
+ * chunks of at least min_items go dynamically to the threads (rs_chunks), so fn must
+ * write only its own range (per-ith scratch is fine; per-ith partial sums are not: use
+ * rs_par_for_static). */
 static inline void rs_par_for(rs_pool *pool, int64_t n, int64_t min_items, rs_range_fn fn,
                               void *ctx) {
     if (n <= 0) return;
     if (!pool || rs_pool_size(pool) <= 1 || n < 2 * min_items) { fn(ctx, 0, n, 0); return; }
-    rs__par_ctx p = { fn, ctx, n, 1 };
+    rs__par_ctx p;
+    p.fn = fn;
+    p.ctx = ctx;
+    rs_chunks_init(&p.items, n, min_items < 1 ? 1 : min_items, rs_pool_size(pool));
     rs_pool_run(pool, rs__par_worker, &p);
 }
 

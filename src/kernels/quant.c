@@ -288,12 +288,15 @@ typedef struct {
     rs_qk_fn fn;
     rs_qk_args a;
     int64_t M, N;
+    rs_chunks rows; /* weight rows, taken dynamically by the threads */
 } mm_job;
 
 static void mm_worker(void *ctx, int ith, int nth) {
-    const mm_job *j = ctx;
+    mm_job *j = ctx;
+    (void)ith;
+    (void)nth;
     int64_t n0, n1;
-    rs_split_range(j->N, ith, nth, 16, &n0, &n1);
+    while (rs_chunks_next(&j->rows, &n0, &n1))
     for (int64_t nb = n0; nb < n1; nb += NB_ROWS) {
         const int64_t ne = nb + NB_ROWS < n1 ? nb + NB_ROWS : n1;
         for (int64_t m = 0; m < j->M; m += RS_QK_MR) {
@@ -384,6 +387,7 @@ void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *
         job.a.x = x;
         job.a.ldx = K;
         job.a.y = y;
+        rs_chunks_init(&job.rows, N, 16, rs_pool_size(pool));
         rs_pool_run(pool, mm_worker, &job);
         return;
     }
@@ -449,6 +453,7 @@ void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *
             }
             job.a.y = y + m0 * N;
             job.a.accumulate = k0 > 0;
+            rs_chunks_init(&job.rows, N, 16, rs_pool_size(pool));
             rs_pool_run(pool, mm_worker, &job);
         }
     }
