@@ -7,6 +7,7 @@
 
 #if defined(__has_include)
 #if __has_include("kernels/quant.h")
+#include "kernels/q8x16.h"
 #include "kernels/quant.h"
 #define BENCH_HAVE_QUANT 1
 #endif
@@ -149,12 +150,15 @@ typedef struct {
     const float *x;
     float *y;
     rs_pool *pool;
+    bool packed; /* W holds q8_0 repacked by rs_q8x16_pack */
 } quant_ctx;
 
 static void quant_run(void *ctx) {
     quant_ctx *q = ctx;
-    for (int c = 0; c < q->ncopies; c++)
-        rs_matmul_w(q->wt, q->W[c], q->x, q->y, q->M, q->N, q->K, q->pool);
+    for (int c = 0; c < q->ncopies; c++) {
+        if (q->packed) rs_matmul_q8x16(q->W[c], q->x, q->y, q->M, q->N, q->K, q->pool);
+        else rs_matmul_w(q->wt, q->W[c], q->x, q->y, q->M, q->N, q->K, q->pool);
+    }
 }
 #endif
 
@@ -314,15 +318,22 @@ int bench_kernels_main(int argc, char **argv) {
     /* (4) quantised / bf16 weight products */
 #ifdef BENCH_HAVE_QUANT
     {
-        struct { int64_t M, N, K; rs_dtype wt; bool flops; } qs[] = {
-            {1, 2048, 8192, RS_Q8_0, false}, {1, 8192, 2048, RS_Q8_0, false},
-            {1, 2048, 8192, RS_BF16, false}, {1, 8192, 2048, RS_BF16, false},
-            {32, 2048, 8192, RS_Q8_0, true}, {32, 2048, 8192, RS_BF16, true},
+        /* packed: the q8_0 weights repacked 16 rows at a time (kernels/q8x16.h), timed only
+         * where the CPU runs that kernel natively; M = 3 is the three experts' batch */
+        struct { int64_t M, N, K; rs_dtype wt; bool flops, packed; } qs[] = {
+            {1, 2048, 8192, RS_Q8_0, false, false}, {1, 8192, 2048, RS_Q8_0, false, false},
+            {1, 2048, 8192, RS_Q8_0, false, true}, {1, 8192, 2048, RS_Q8_0, false, true},
+            {3, 2048, 8192, RS_Q8_0, false, false}, {3, 2048, 8192, RS_Q8_0, false, true},
+            {1, 2048, 8192, RS_BF16, false, false}, {1, 8192, 2048, RS_BF16, false, false},
+            {32, 2048, 8192, RS_Q8_0, true, false}, {32, 2048, 8192, RS_Q8_0, true, true},
+            {32, 2048, 8192, RS_BF16, true, false},
         };
         for (size_t s = 0; s < sizeof qs / sizeof qs[0]; s++) {
+            if (qs[s].packed && !rs_q8x16_native()) continue;
             quant_ctx q;
             memset(&q, 0, sizeof q);
             q.wt = qs[s].wt;
+            q.packed = qs[s].packed;
             q.M = qs[s].M; q.N = qs[s].N; q.K = qs[s].K;
             size_t rowb = rs_row_bytes(q.wt, q.K), wbytes = rowb * (size_t)q.N;
             /* enough copies that the weights of one repetition exceed the last-level cache
@@ -347,6 +358,12 @@ int bench_kernels_main(int argc, char **argv) {
                         rs_rng_fill_normal(&r, row, (size_t)q.K, 0.f, 0.02f);
                         rs_convert_row(q.wt, row, Ws[0] + (size_t)n * rowb, q.K);
                     }
+                    if (q.packed) {
+                        uint8_t *packed = xalloc(rs_q8x16_bytes(q.N, q.K));
+                        if (!packed || rs_q8x16_pack(Ws[0], q.N, q.K, packed)) { free(packed); ok = 0; break; }
+                        free(Ws[0]);
+                        Ws[0] = packed; /* the same size as the q8_0 rows */
+                    }
                 } else {
                     memcpy(Ws[made], Ws[0], wbytes);
                 }
@@ -354,8 +371,8 @@ int bench_kernels_main(int argc, char **argv) {
             if (ok) {
                 rs_rng_fill_normal(&r, (float *)q.x, (size_t)(q.M * q.K), 0.f, 1.f);
                 char name[64];
-                snprintf(name, sizeof name, "%lldx%lldx%lld %s", (long long)q.M, (long long)q.N,
-                         (long long)q.K, rs_dtype_name(q.wt));
+                snprintf(name, sizeof name, "%lldx%lldx%lld %s%s", (long long)q.M, (long long)q.N,
+                         (long long)q.K, rs_dtype_name(q.wt), q.packed ? "x16 (packed)" : "");
                 for (int t = 0; t < ntc; t++) {
                     q.pool = pools[t];
                     bench_use_cpu_time(cpu_time ? tcounts[t] : 0);

@@ -48,7 +48,9 @@ typedef struct rsmoe_model rsmoe_model;      /* immutable weights (mmap); share 
 typedef struct rsmoe_context rsmoe_context;  /* per-run state: KV cache, scratch, threads */
 
 typedef struct {
-    int reserved;   /* no options yet; use rsmoe_model_default_params() */
+    int repack_q8;  /* 1 (default): where the CPU has AVX-512 VNNI, q8_0 weight matrices are
+                     * repacked at load for a kernel that serves several rows (experts, image
+                     * tokens) per weight read (load time: ~1 s per GB); 0: used as stored */
 } rsmoe_model_params;
 rsmoe_model_params rsmoe_model_default_params(void);
 

@@ -6,7 +6,9 @@
  * the public API. */
 #include "formats/tflite.h"
 #include "model/encoder_cnn.h"
+#include "kernels/q8x16.h"
 #include "model/model.h"
+#include "model/pipeline_debug.h"
 #include "rsmoe.h"
 #include "ref_compare.h"
 #include "test.h"
@@ -133,6 +135,57 @@ TEST(quantised_presets_run) {
     }
 }
 
+/* q8_0 weights repacked for the VNNI kernel (the default where the CPU has it) give the
+ * same logits as the row-wise q8_0 kernels up to float summation order, and the same caption */
+TEST(q8_repack_matches_rowwise) {
+    char path[320];
+    snprintf(path, sizeof path, "%s/q8repack.gguf", g_dir);
+    rs_init_params ip = rs_init_default_params();
+    ip.wtype = RS_Q8_0;
+    ip.lora_random_b = true;
+    REQUIRE(rs_model_init_preset(rs_preset_find("test"), &ip, path, NULL, NULL) == RSMOE_OK, "init: %s", rsmoe_last_error());
+    float *logits[2] = {NULL, NULL};
+    size_t n_logits = 0;
+    char *text[2] = {NULL, NULL};
+    int n_packed[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        rsmoe_model_params mp = rsmoe_model_default_params();
+        mp.repack_q8 = k == 0;
+        rsmoe_status st;
+        rsmoe_model *m = rsmoe_model_load(path, &mp, &st);
+        REQUIRE(m, "load: %s", rsmoe_last_error());
+        const rs_model *im = rs_model_of(m);
+        for (int64_t i = 0; i < rs_gguf_n_tensors(im->g); i++) n_packed[k] += rs_gguf_tensor(im->g, i)->packed != NULL;
+        rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
+        REQUIRE(c, "context");
+        rs_ctx_set_debug(c, true);
+        rsmoe_generate_params p = greedy(false);
+        rsmoe_result r;
+        REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption: %s", rsmoe_last_error());
+        rs_ctx_debug d;
+        rs_ctx_get_debug(c, &d);
+        n_logits = (size_t)d.n_streams * (size_t)im->llm.c.vocab;
+        logits[k] = malloc(sizeof(float) * n_logits);
+        memcpy(logits[k], d.first_logits, sizeof(float) * n_logits);
+        text[k] = strdup(r.text);
+        rsmoe_result_free(&r);
+        rsmoe_context_free(c);
+        rsmoe_model_free(m);
+    }
+    CHECK(n_packed[1] == 0, "repack_q8 = 0 packed %d tensors", n_packed[1]);
+    if (rs_q8x16_native()) CHECK(n_packed[0] > 0, "repack_q8 = 1 packed no tensor on a VNNI CPU");
+    else CHECK(n_packed[0] == 0, "packed %d tensors without VNNI", n_packed[0]);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n_logits; i++) {
+        num += ((double)logits[0][i] - logits[1][i]) * ((double)logits[0][i] - logits[1][i]);
+        den += (double)logits[1][i] * logits[1][i];
+    }
+    CHECK(n_logits > 0 && sqrt(num / (den + 1e-30)) < 1e-4, "first-step logits differ: normalised error %.3g",
+          sqrt(num / (den + 1e-30)));
+    CHECK(text[0] && text[1] && !strcmp(text[0], text[1]), "captions differ: '%s' vs '%s'", text[0], text[1]);
+    free(logits[0]); free(logits[1]); free(text[0]); free(text[1]);
+}
+
 TEST(api_errors) {
     rsmoe_status st;
     CHECK(rsmoe_model_load("/nonexistent/model.gguf", NULL, &st) == NULL && st == RSMOE_ERR_IO, "missing file: %d", st);
@@ -234,6 +287,7 @@ int main(void) {
     RUN(parity_caption_and_vqa);
     RUN(beam_search_finds_at_least_greedy_score);
     RUN(quantised_presets_run);
+    RUN(q8_repack_matches_rowwise);
     RUN(api_errors);
     RUN(cnn_encoder_model);
     free(g_image.data);

@@ -57,6 +57,8 @@ typedef struct {
     int64_t ne[RS_MAX_DIMS];
     size_t nb[RS_MAX_DIMS];
     void *data;
+    const void *packed; /* run time only: a q8_0 matrix repacked for the VNNI kernel
+                         * (kernels/q8x16.h), owned by whoever packed it; NULL if none */
 } rs_tensor;
 
 /* Fills ne/nb for a contiguous tensor; ne beyond ndim are 1. Returns RSMOE_OK or an

@@ -659,6 +659,18 @@ rsmoe_status rs_gguf_arr_copy(const rs_gguf *g, int64_t i, int elem_type, void *
 const rs_tensor *rs_gguf_tensor(const rs_gguf *g, int64_t i) {
     return g && i >= 0 && i < g->n_tensors ? &g->t[i] : NULL;
 }
+rs_tensor *rs_gguf_tensor_mut(rs_gguf *g, int64_t i) {
+    return g && i >= 0 && i < g->n_tensors ? &g->t[i] : NULL;
+}
+
+void rs_gguf_release_pages(const rs_gguf *g, const void *p, size_t n) {
+    if (!g || !g->map || !p || !n) return;
+    const uintptr_t lo = (uintptr_t)g->map, hi = lo + g->size, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) / page * page, e = ((uintptr_t)p + n) / page * page;
+    if (a < lo || e > hi || a >= e) return;
+    (void)madvise((void *)a, e - a, MADV_DONTNEED); /* advice only: a failure changes nothing */
+}
+
 uint64_t rs_gguf_tensor_offset(const rs_gguf *g, int64_t i) {
     return g && i >= 0 && i < g->n_tensors ? g->t_off[i] : 0;
 }

@@ -128,6 +128,12 @@ rsmoe_status rs_gguf_arr_copy(const rs_gguf *g, int64_t i, int elem_type, void *
 int64_t rs_gguf_n_tensors(const rs_gguf *g);
 const rs_tensor *rs_gguf_tensor(const rs_gguf *g, int64_t i);          /* NULL if bad i */
 const rs_tensor *rs_gguf_find_tensor(const rs_gguf *g, const char *name); /* NULL if absent */
+/* the tensor for its owner to attach run-time data (rs_tensor.packed) before sharing it */
+rs_tensor *rs_gguf_tensor_mut(rs_gguf *g, int64_t i);
+/* Gives the mmap'd file pages wholly inside [p, p + n) back to the kernel (MADV_DONTNEED):
+ * they are read from the file again if touched. For data the owner has copied into another
+ * form; no effect on open_memory files or ranges outside the map. */
+void rs_gguf_release_pages(const rs_gguf *g, const void *p, size_t n);
 uint64_t rs_gguf_tensor_offset(const rs_gguf *g, int64_t i);           /* within data section */
 
 /* ---------------------------------------------------------------- writer */

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define GEMM_X86 1
@@ -819,6 +820,28 @@ bool rs_sgemm_has_blas(void) {
 
 #ifdef RSMOE_USE_BLAS
 static int g_blas_threads; /* last value given to openblas_set_num_threads (0 = never) */
+char *openblas_get_corename(void);
+
+/* Does OpenBLAS run a kernel at least as wide as ours? Its DYNAMIC_ARCH build picks a core by
+ * CPUID, and on CPUs it does not know (seen: a Sapphire-Rapids-class VM under OpenBLAS
+ * 0.3.21) it falls back to "Prescott" (SSE3): 31 GFLOP/s there against 137 for the own
+ * AVX-512 kernel at 197x768x768 (`rsmoe bench kernels`). With AVX2+FMA here and a core
+ * that is not one of OpenBLAS's AVX2/AVX-512 kernels, the own kernel takes every product. */
+static bool blas_is_wide(void) {
+    static int cached = -1; /* -1 unknown, 0 no, 1 yes */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c >= 0) return c == 1;
+    const rs_cpu_features *f = rs_cpu();
+    bool wide = true;
+    if (f->avx2 && f->fma) {
+        static const char *const ok[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+        const char *name = openblas_get_corename();
+        wide = false;
+        for (size_t i = 0; name && i < sizeof ok / sizeof ok[0]; i++) wide |= !strcasecmp(name, ok[i]);
+    }
+    __atomic_store_n(&cached, wide ? 1 : 0, __ATOMIC_RELAXED);
+    return wide;
+}
 #endif
 
 void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
@@ -832,7 +855,7 @@ void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
      * is never entered from a worker nor its global thread count changed under another call.
      * The few-row linear layer stays with the own kernel too: OpenBLAS 0.3.21's sgemm runs
      * it 3-4x slower than the own unpacked dot products. */
-    if (pool && (double)M * (double)N * (double)K >= 32768.0 &&
+    if (pool && (double)M * (double)N * (double)K >= 32768.0 && blas_is_wide() &&
         !(M <= SMALL_M && transB && !transA) &&
         M <= INT_MAX && N <= INT_MAX &&
         K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX) {

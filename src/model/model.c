@@ -2,6 +2,7 @@
 #include "model/model.h"
 
 #include "kernels/ops.h"
+#include "kernels/q8x16.h"
 #include "kernels/quant.h"
 #include "model/common.h"
 #include "model/encoder_cnn.h"
@@ -83,7 +84,27 @@ static rsmoe_status bind_moe(rs_model *m) {
     return RSMOE_OK;
 }
 
-rsmoe_status rs_model_load(const char *path, rs_model **out) {
+/* q8_0 matrices repacked for the VNNI kernel (see rs_model_load_ex) */
+static rsmoe_status repack_q8(rs_model *m) {
+    if (!rs_q8x16_native()) return RSMOE_OK;
+    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g); i++) {
+        rs_tensor *t = rs_gguf_tensor_mut(m->g, i);
+        if (t->type != RS_Q8_0 || t->ne[2] != 1 || t->ne[3] != 1 || !rs_tensor_is_contiguous(t)) continue;
+        const size_t bytes = rs_q8x16_bytes(t->ne[1], t->ne[0]);
+        if (!bytes) continue;
+        void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!p) return rs_error(RSMOE_ERR_NOMEM, "out of memory repacking %s (%zu bytes)", t->name, bytes);
+        rsmoe_status st = rs_q8x16_pack(t->data, t->ne[1], t->ne[0], p);
+        if (st) { free(p); return st; }
+        t->packed = p;
+        rs_gguf_release_pages(m->g, t->data, rs_tensor_nbytes(t));
+    }
+    return RSMOE_OK;
+}
+
+rsmoe_status rs_model_load(const char *path, rs_model **out) { return rs_model_load_ex(path, true, out); }
+
+rsmoe_status rs_model_load_ex(const char *path, bool repack, rs_model **out) {
     *out = NULL;
     rs_model *m = calloc(1, sizeof *m);
     if (!m) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
@@ -121,6 +142,7 @@ rsmoe_status rs_model_load(const char *path, rs_model **out) {
         goto fail;
     }
     if ((st = bind_moe(m))) goto fail;
+    if (repack && (st = repack_q8(m))) goto fail;
     if ((st = copy_str_key(m->g, "rsmoe.instruction.caption", m->instr_caption, sizeof m->instr_caption, DEFAULT_INSTR)) ||
         (st = copy_str_key(m->g, "rsmoe.instruction.vqa_suffix", m->vqa_suffix, sizeof m->vqa_suffix, DEFAULT_VQA_SUFFIX)))
         goto fail;
@@ -138,6 +160,7 @@ void rs_model_free(rs_model *m) {
     rs_qformer_unbind(&m->qf);
     rs_llm_unbind(&m->llm);
     rs_tokenizer_free(m->tok);
+    for (int64_t i = 0; m->g && i < rs_gguf_n_tensors(m->g); i++) free((void *)rs_gguf_tensor(m->g, i)->packed);
     rs_gguf_close(m->g);
     free(m);
 }

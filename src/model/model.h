@@ -51,7 +51,13 @@ typedef struct {
 } rs_model;
 
 rsmoe_status rs_model_load(const char *path, rs_model **out);
+/* repack: every q8_0 matrix with rows a multiple of 16 is also repacked for the AVX-512
+ * VNNI kernel (kernels/q8x16.h) when this CPU has it, and its mmap'd pages released (the
+ * default of rs_model_load); false keeps rs_matmul_w's row-wise q8_0 kernels */
+rsmoe_status rs_model_load_ex(const char *path, bool repack, rs_model **out);
 void rs_model_free(rs_model *m);
+/* the internal model behind a public handle (benchmarks); NULL for NULL */
+const rs_model *rs_model_of(const rsmoe_model *m);
 
 /* A question as the model reads it, the same in inference and training: its text without
  * trailing spaces / newlines (the Q-Former's instruction; *text_len its length, 0 for an empty

@@ -37,18 +37,21 @@ struct rsmoe_context {
 
 static void set_st(rsmoe_status *st, rsmoe_status v) { if (st) *st = v; }
 
-rsmoe_model_params rsmoe_model_default_params(void) { return (rsmoe_model_params){0}; }
+rsmoe_model_params rsmoe_model_default_params(void) { return (rsmoe_model_params){.repack_q8 = 1}; }
 
 rsmoe_model *rsmoe_model_load(const char *path, const rsmoe_model_params *p, rsmoe_status *st) {
-    (void)p;
+    const rsmoe_model_params dp = rsmoe_model_default_params();
+    if (!p) p = &dp;
     if (!path) { set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "no model path")); return NULL; }
     rsmoe_model *mm = calloc(1, sizeof *mm);
     if (!mm) { set_st(st, rs_error(RSMOE_ERR_NOMEM, "out of memory")); return NULL; }
-    rsmoe_status s = rs_model_load(path, &mm->m);
+    rsmoe_status s = rs_model_load_ex(path, p->repack_q8 != 0, &mm->m);
     if (s) { free(mm); set_st(st, s); return NULL; }
     set_st(st, RSMOE_OK);
     return mm;
 }
+
+const rs_model *rs_model_of(const rsmoe_model *m) { return m ? m->m : NULL; }
 
 void rsmoe_model_free(rsmoe_model *m) {
     if (!m) return;

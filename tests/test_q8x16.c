@@ -1,0 +1,177 @@
+/* test_q8x16.c - the 16-row packed q8_0 layout and its matmul: the layout against a formula
+ * written here, the plain C twin against the exact product of the quantised operands
+ * (quant.h's bound), the VNNI kernel bit for bit against the twin, tiles / K chunks /
+ * threads, and the refusals. */
+#include "kernels/q8x16.h"
+#include "kernels/quant.h"
+#include "test.h"
+
+#include <stdint.h>
+
+static const double U = 1.0 / 16777216.0; /* 2^-24 */
+
+static uint64_t g_s = 88172645463325252ull;
+static float frand(void) {
+    g_s ^= g_s << 13; g_s ^= g_s >> 7; g_s ^= g_s << 17;
+    return (float)((double)(g_s >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
+}
+
+static rs_block_q8_0 *rand_q8(int64_t N, int64_t K) {
+    float *w = malloc(sizeof(float) * (size_t)(N * K));
+    rs_block_q8_0 *q = malloc(sizeof(rs_block_q8_0) * (size_t)(N * K / 32));
+    for (int64_t i = 0; i < N * K; i++) w[i] = frand() * (i % 7 == 0 ? 3.0f : 0.5f);
+    for (int64_t n = 0; n < N; n++) rs_quantize_row_q8_0(w + n * K, q + n * (K / 32), K);
+    free(w);
+    return q;
+}
+
+static void *pack(const rs_block_q8_0 *q, int64_t N, int64_t K) {
+    size_t bytes = rs_q8x16_bytes(N, K);
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (p && rs_q8x16_pack(q, N, K, p)) { free(p); return NULL; }
+    return p;
+}
+
+TEST(layout_matches_formula) {
+    const int64_t N = 32, K = 96, nb = K / 32;
+    rs_block_q8_0 *q = rand_q8(N, K);
+    uint8_t *p = pack(q, N, K);
+    REQUIRE(p, "pack");
+    CHECK(rs_q8x16_bytes(N, K) == (size_t)(N / 16) * nb * (512 + 32), "bytes %zu", rs_q8x16_bytes(N, K));
+    const uint16_t *d = (const uint16_t *)(p + (N / 16) * nb * 512);
+    int bad = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) {
+            int64_t g = n / 16, r = n % 16, b = k / 32, kk = k % 32;
+            uint8_t got = p[(g * nb + b) * 512 + (kk / 4) * 64 + r * 4 + kk % 4];
+            bad += got != (uint8_t)(q[n * nb + b].qs[kk] + 128);
+        }
+    CHECK(bad == 0, "%d values misplaced", bad);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t b = 0; b < nb; b++)
+            CHECK(d[((n / 16) * nb + b) * 16 + n % 16] == q[n * nb + b].d, "scale of row %lld block %lld",
+                  (long long)n, (long long)b);
+    free(p);
+    free(q);
+}
+
+/* y against the exact product of the quantised activations and weights: |err| <= (K+4) u S^ */
+static int check_bound(const rs_block_q8_0 *q, const float *x, const float *y, int64_t M, int64_t N,
+                       int64_t K, const char *what) {
+    float *wf = malloc(sizeof(float) * (size_t)K), *xf = malloc(sizeof(float) * (size_t)K);
+    rs_block_q8_0 *xq = malloc(sizeof(rs_block_q8_0) * (size_t)(K / 32));
+    int bad = 0;
+    for (int64_t m = 0; m < M; m++) {
+        rs_quantize_row_q8_0(x + m * K, xq, K);
+        rs_dequantize_row_q8_0(xq, xf, K);
+        for (int64_t n = 0; n < N; n++) {
+            rs_dequantize_row_q8_0(q + n * (K / 32), wf, K);
+            double exact = 0, S = 0;
+            for (int64_t k = 0; k < K; k++) {
+                exact += (double)xf[k] * wf[k];
+                S += fabs((double)xf[k] * wf[k]);
+            }
+            double err = fabs((double)y[m * N + n] - exact), tol = (double)(K + 4) * U * S + 1e-30;
+            if (!(err <= tol)) {
+                if (bad++ < 3)
+                    fprintf(stderr, "  %s: y[%lld][%lld] = %.9g, exact %.9g (err %.3g > %.3g)\n", what,
+                            (long long)m, (long long)n, y[m * N + n], exact, err, tol);
+            }
+        }
+    }
+    free(wf);
+    free(xf);
+    free(xq);
+    return bad;
+}
+
+TEST(c_twin_within_q8_bound) {
+    const int64_t shapes[][3] = {{1, 16, 32}, {3, 48, 96}, {8, 32, 256}, {9, 64, 800}, {17, 16, 64}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        rs_block_q8_0 *q = rand_q8(N, K);
+        void *p = pack(q, N, K);
+        float *x = malloc(sizeof(float) * (size_t)(M * K)), *y = malloc(sizeof(float) * (size_t)(M * N));
+        REQUIRE(p && x && y, "alloc");
+        for (int64_t i = 0; i < M * K; i++) x[i] = frand();
+        rs_matmul_q8x16_isa(RS_QUANT_C, p, x, y, M, N, K, NULL, 0);
+        CHECK(check_bound(q, x, y, M, N, K, "c") == 0, "M=%lld N=%lld K=%lld", (long long)M, (long long)N, (long long)K);
+        /* forced small scratch: M tiles of one row and K chunks of 3 blocks */
+        memset(y, 0xff, sizeof(float) * (size_t)(M * N));
+        rs_matmul_q8x16_isa(RS_QUANT_C, p, x, y, M, N, K, NULL, 3 * 40);
+        CHECK(check_bound(q, x, y, M, N, K, "c chunked") == 0, "chunked M=%lld N=%lld K=%lld", (long long)M,
+              (long long)N, (long long)K);
+        free(p); free(q); free(x); free(y);
+    }
+}
+
+TEST(vnni_equals_c_twin_bit_for_bit) {
+    if (!rs_q8x16_native()) SKIP("this CPU has no AVX-512 VNNI");
+    rs_pool *pool = rs_pool_new(2);
+    REQUIRE(pool, "pool");
+    const int64_t shapes[][3] = {{1, 16, 32}, {2, 48, 96}, {3, 64, 256}, {8, 32, 128}, {11, 80, 160}, {197, 32, 768}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        rs_block_q8_0 *q = rand_q8(N, K);
+        void *p = pack(q, N, K);
+        float *x = malloc(sizeof(float) * (size_t)(M * K));
+        float *yc = malloc(sizeof(float) * (size_t)(M * N)), *yv = malloc(sizeof(float) * (size_t)(M * N));
+        REQUIRE(p && x && yc && yv, "alloc");
+        for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % 5 ? 1.0f : 8.0f);
+        for (int chunked = 0; chunked < 2; chunked++) {
+            size_t scratch = chunked ? 2 * 40 : 0;
+            rs_matmul_q8x16_isa(RS_QUANT_C, p, x, yc, M, N, K, NULL, scratch);
+            memset(yv, 0xff, sizeof(float) * (size_t)(M * N));
+            rs_matmul_q8x16_isa(RS_QUANT_AVX512_EXT, p, x, yv, M, N, K, pool, scratch);
+            CHECK(memcmp(yc, yv, sizeof(float) * (size_t)(M * N)) == 0, "vnni != c at M=%lld N=%lld K=%lld chunked=%d",
+                  (long long)M, (long long)N, (long long)K, chunked);
+        }
+        CHECK(check_bound(q, x, yv, M, N, K, "vnni") == 0, "vnni bound");
+        free(p); free(q); free(x); free(yc); free(yv);
+    }
+    rs_pool_free(pool);
+}
+
+/* the packed product and rs_matmul_w's q8_0 path quantise the activations the same way and
+ * form the same exact block products; only the float summation order differs */
+TEST(agrees_with_matmul_w_q8) {
+    const int64_t M = 3, N = 64, K = 512;
+    rs_block_q8_0 *q = rand_q8(N, K);
+    void *p = pack(q, N, K);
+    float *x = malloc(sizeof(float) * (size_t)(M * K));
+    float *y1 = malloc(sizeof(float) * (size_t)(M * N)), *y2 = malloc(sizeof(float) * (size_t)(M * N));
+    REQUIRE(p && x && y1 && y2, "alloc");
+    for (int64_t i = 0; i < M * K; i++) x[i] = frand();
+    rs_matmul_q8x16(p, x, y1, M, N, K, NULL);
+    rs_matmul_w(RS_Q8_0, q, x, y2, M, N, K, NULL);
+    double worst = 0;
+    for (int64_t i = 0; i < M * N; i++) {
+        double rel = fabs((double)y1[i] - y2[i]) / (fabs((double)y2[i]) + 1e-3);
+        if (rel > worst) worst = rel;
+    }
+    CHECK(worst < 1e-4, "packed vs rs_matmul_w q8_0: worst relative difference %.3g", worst);
+    free(p); free(q); free(x); free(y1); free(y2);
+}
+
+TEST(refusals) {
+    CHECK(rs_q8x16_bytes(17, 32) == 0, "N not a multiple of 16");
+    CHECK(rs_q8x16_bytes(16, 48) == 0, "K not a multiple of 32");
+    CHECK(rs_q8x16_bytes(0, 32) == 0, "N = 0");
+    rs_block_q8_0 b[16];
+    memset(b, 0, sizeof b);
+    unsigned char out[1024];
+    CHECK(rs_q8x16_pack(b, 15, 32, out) != RSMOE_OK, "pack of 15 rows refused");
+    float x[32] = {0}, y[16];
+    for (int i = 0; i < 16; i++) y[i] = 42.0f;
+    rs_matmul_q8x16(out, x, y, 1, 15, 32, NULL);
+    CHECK(y[0] == 42.0f, "a bad shape leaves y untouched");
+}
+
+int main(void) {
+    RUN(layout_matches_formula);
+    RUN(c_twin_within_q8_bound);
+    RUN(vnni_equals_c_twin_bit_for_bit);
+    RUN(agrees_with_matmul_w_q8);
+    RUN(refusals);
+    return test_summary();
+}
