@@ -9,7 +9,8 @@
 # results depend on the thread count), THREADS (default 2) only for features and evaluation.
 #   usage: sh models/train_default.sh [SHARED_DIR] [WORK_DIR]
 # SHARED_DIR holds data/rsicd (the RSICD release) and data/weights (mobilenet_v2_1.0_224_quant.tflite);
-# the result is WORK_DIR/rsmoe-rsicd.gguf and WORK_DIR/eval-test.scores.json.
+# the result is WORK_DIR/rsmoe-rsicd-q8.gguf (shipped as models/rsmoe-rsicd.gguf; f32 training result:
+# WORK_DIR/rsmoe-rsicd.gguf) and WORK_DIR/eval-test.scores.json.
 set -eu
 SHARED=${1:-../shared}
 WORK=${2:-models/work}
@@ -58,15 +59,16 @@ step "stage 2 (experts + router; half of each batch is questions)"
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --vqa-data "$WORK/q-train.json" --vqa-ratio 0.5 \
     --steps $S2_STEPS --batch 16 --lr 2e-4 --min-lr 5e-5 --warmup 50 --eval-every 3000 --save-every 250 \
     --max-caption-tokens 40 $AUGOPT $R && touch "$WORK/s2.done"; }
-step "half-precision copy (the CNN encoder stays f32)"
+step "half-precision copy, and the 8-bit copy of it that ships (the CNN encoder stays f32)"
 $B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16
+$B quantize "$WORK/rsmoe-rsicd-f16.gguf" "$WORK/rsmoe-rsicd-q8.gguf" q8_0
 step "evaluation on RSICD val (brief, greedy; the runs are compared here, never on test)"
-$B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$DATA" --images "$IMG" --split val --beams 1 --max-len 40 --threads $T --out "$WORK/eval-val"
+$B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split val --beams 1 --max-len 40 --threads $T --out "$WORK/eval-val"
 [ -f "$WORK/q-val.json" ] || $B questions --data "$DATA" --split val -o "$WORK/q-val.json"
-$B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$WORK/q-val.json" --images "$IMG" --split val --limit 1500 --threads $T --out "$WORK/vqa-val"
+$B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$WORK/q-val.json" --images "$IMG" --split val --limit 1500 --threads $T --out "$WORK/vqa-val"
 step "evaluation on RSICD test (brief, greedy)"
-$B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --out "$WORK/eval-test"
+$B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --out "$WORK/eval-test"
 step "questions derived from the test captions, answered (first 1,500)"
 [ -f "$WORK/q-test.json" ] || $B questions --data "$DATA" --split test -o "$WORK/q-test.json"
-$B eval -m "$WORK/rsmoe-rsicd-f16.gguf" --data "$WORK/q-test.json" --images "$IMG" --split test --limit 1500 --threads $T --out "$WORK/vqa-test"
+$B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$WORK/q-test.json" --images "$IMG" --split test --limit 1500 --threads $T --out "$WORK/vqa-test"
 step "done"
