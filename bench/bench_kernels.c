@@ -360,7 +360,7 @@ int bench_kernels_main(int argc, char **argv) {
                     }
                     if (q.packed) {
                         uint8_t *packed = xalloc(rs_q8x16_bytes(q.N, q.K));
-                        if (!packed || rs_q8x16_pack(Ws[0], q.N, q.K, packed)) { free(packed); ok = 0; break; }
+                        if (!packed || rs_q8x16_pack(Ws[0], q.N, q.K, packed, NULL)) { free(packed); ok = 0; break; }
                         free(Ws[0]);
                         Ws[0] = packed; /* the same size as the q8_0 rows */
                     }

@@ -28,7 +28,7 @@ static rs_block_q8_0 *rand_q8(int64_t N, int64_t K) {
 static void *pack(const rs_block_q8_0 *q, int64_t N, int64_t K) {
     size_t bytes = rs_q8x16_bytes(N, K);
     void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (p && rs_q8x16_pack(q, N, K, p)) { free(p); return NULL; }
+    if (p && rs_q8x16_pack(q, N, K, p, NULL)) { free(p); return NULL; }
     return p;
 }
 
@@ -47,6 +47,15 @@ TEST(layout_matches_formula) {
             bad += got != (uint8_t)(q[n * nb + b].qs[kk] + 128);
         }
     CHECK(bad == 0, "%d values misplaced", bad);
+    /* threads share the groups: the same bytes */
+    rs_pool *pool = rs_pool_new(3);
+    uint8_t *p2 = aligned_alloc(64, rs_q8x16_bytes(N, K));
+    REQUIRE(pool && p2, "pool");
+    memset(p2, 0, rs_q8x16_bytes(N, K));
+    CHECK(rs_q8x16_pack(q, N, K, p2, pool) == RSMOE_OK && !memcmp(p, p2, rs_q8x16_bytes(N, K)),
+          "packing with a pool of 3 gives other bytes");
+    rs_pool_free(pool);
+    free(p2);
     for (int64_t n = 0; n < N; n++)
         for (int64_t b = 0; b < nb; b++)
             CHECK(d[((n / 16) * nb + b) * 16 + n % 16] == q[n * nb + b].d, "scale of row %lld block %lld",
@@ -160,7 +169,7 @@ TEST(refusals) {
     rs_block_q8_0 b[16];
     memset(b, 0, sizeof b);
     unsigned char out[1024];
-    CHECK(rs_q8x16_pack(b, 15, 32, out) != RSMOE_OK, "pack of 15 rows refused");
+    CHECK(rs_q8x16_pack(b, 15, 32, out, NULL) != RSMOE_OK, "pack of 15 rows refused");
     float x[32] = {0}, y[16];
     for (int i = 0; i < 16; i++) y[i] = 42.0f;
     rs_matmul_q8x16(out, x, y, 1, 15, 32, NULL);

@@ -125,27 +125,48 @@ size_t rs_q8x16_bytes(int64_t N, int64_t K) {
     return recs * (Q16_REC + RS_Q8X16_ROWS * sizeof(uint16_t));
 }
 
-rsmoe_status rs_q8x16_pack(const void *W, int64_t N, int64_t K, void *out) {
+typedef struct {
+    const rs_block_q8_0 *src;
+    uint8_t *wq;
+    uint16_t *wd;
+    int64_t nb;
+    rs_chunks groups;
+} pack_job;
+
+static void pack_worker(void *ctx, int ith, int nth) {
+    pack_job *pj = ctx;
+    (void)ith;
+    (void)nth;
+    const int64_t nb = pj->nb;
+    int64_t g0, g1;
+    while (rs_chunks_next(&pj->groups, &g0, &g1))
+        for (int64_t g = g0; g < g1; g++)
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *rec = pj->wq + ((size_t)g * (size_t)nb + (size_t)b) * Q16_REC;
+                uint16_t *d = pj->wd + ((size_t)g * (size_t)nb + (size_t)b) * RS_Q8X16_ROWS;
+                for (int r = 0; r < RS_Q8X16_ROWS; r++) {
+                    const rs_block_q8_0 *blk = pj->src + (g * RS_Q8X16_ROWS + r) * nb + b;
+                    d[r] = blk->d;
+                    for (int q = 0; q < 8; q++)
+                        for (int t = 0; t < 4; t++)
+                            rec[q * 64 + r * 4 + t] = (uint8_t)((int)blk->qs[4 * q + t] + 128);
+                }
+            }
+}
+
+rsmoe_status rs_q8x16_pack(const void *W, int64_t N, int64_t K, void *out, rs_pool *pool) {
     const size_t bytes = rs_q8x16_bytes(N, K);
     if (!bytes || !W || !out)
         return rs_error(RSMOE_ERR_INVALID_ARG, "q8x16 pack: %lld x %lld is not a multiple of 16 x 32",
                         (long long)N, (long long)K);
     const int64_t nb = K / RS_QK8_0, ng = N / RS_Q8X16_ROWS;
-    uint8_t *wq = out;
-    uint16_t *wd = (uint16_t *)(wq + (size_t)ng * (size_t)nb * Q16_REC);
-    const rs_block_q8_0 *src = W;
-    for (int64_t g = 0; g < ng; g++)
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *rec = wq + ((size_t)g * (size_t)nb + (size_t)b) * Q16_REC;
-            uint16_t *d = wd + ((size_t)g * (size_t)nb + (size_t)b) * RS_Q8X16_ROWS;
-            for (int r = 0; r < RS_Q8X16_ROWS; r++) {
-                const rs_block_q8_0 *blk = src + (g * RS_Q8X16_ROWS + r) * nb + b;
-                d[r] = blk->d;
-                for (int q = 0; q < 8; q++)
-                    for (int t = 0; t < 4; t++)
-                        rec[q * 64 + r * 4 + t] = (uint8_t)((int)blk->qs[4 * q + t] + 128);
-            }
-        }
+    pack_job pj;
+    pj.src = W;
+    pj.wq = out;
+    pj.wd = (uint16_t *)(pj.wq + (size_t)ng * (size_t)nb * Q16_REC);
+    pj.nb = nb;
+    rs_chunks_init(&pj.groups, ng, 1, rs_pool_size(pool));
+    rs_pool_run(pool, pack_worker, &pj);
     return RSMOE_OK;
 }
 

@@ -28,8 +28,9 @@
 
 /* bytes of the packed form of an N x K q8_0 matrix; 0 when N % 16 or K % 32 (not packable) */
 size_t rs_q8x16_bytes(int64_t N, int64_t K);
-/* W: N rows of K q8_0 values (ggml layout). out: rs_q8x16_bytes(N, K) bytes, 64-byte aligned. */
-rsmoe_status rs_q8x16_pack(const void *W, int64_t N, int64_t K, void *out);
+/* W: N rows of K q8_0 values (ggml layout). out: rs_q8x16_bytes(N, K) bytes, 64-byte aligned.
+ * pool (may be NULL) shares the groups of 16 rows among its threads. */
+rsmoe_status rs_q8x16_pack(const void *W, int64_t N, int64_t K, void *out, rs_pool *pool);
 /* true when this CPU runs the packed kernel natively (AVX-512 F/BW/VL + VNNI), so packing
  * pays; elsewhere rs_matmul_q8x16 runs the plain C twin */
 bool rs_q8x16_native(void);

@@ -87,19 +87,22 @@ static rsmoe_status bind_moe(rs_model *m) {
 /* q8_0 matrices repacked for the VNNI kernel (see rs_model_load_ex) */
 static rsmoe_status repack_q8(rs_model *m) {
     if (!rs_q8x16_native()) return RSMOE_OK;
-    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g); i++) {
+    rs_pool *pool = NULL; /* started at the first tensor to pack: all CPUs share the copying */
+    rsmoe_status st = RSMOE_OK;
+    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g) && !st; i++) {
         rs_tensor *t = rs_gguf_tensor_mut(m->g, i);
         if (t->type != RS_Q8_0 || t->ne[2] != 1 || t->ne[3] != 1 || !rs_tensor_is_contiguous(t)) continue;
         const size_t bytes = rs_q8x16_bytes(t->ne[1], t->ne[0]);
         if (!bytes) continue;
+        if (!pool && bytes >= ((size_t)1 << 20)) pool = rs_pool_new(rs_default_threads());
         void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (!p) return rs_error(RSMOE_ERR_NOMEM, "out of memory repacking %s (%zu bytes)", t->name, bytes);
-        rsmoe_status st = rs_q8x16_pack(t->data, t->ne[1], t->ne[0], p);
-        if (st) { free(p); return st; }
+        if (!p) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory repacking %s (%zu bytes)", t->name, bytes); break; }
+        if ((st = rs_q8x16_pack(t->data, t->ne[1], t->ne[0], p, pool))) { free(p); break; }
         t->packed = p;
         rs_gguf_release_pages(m->g, t->data, rs_tensor_nbytes(t));
     }
-    return RSMOE_OK;
+    rs_pool_free(pool);
+    return st;
 }
 
 rsmoe_status rs_model_load(const char *path, rs_model **out) { return rs_model_load_ex(path, true, out); }
