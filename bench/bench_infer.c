@@ -10,7 +10,6 @@
 #include "model/encoder_cnn.h"
 #include "model/model.h"
 #include "rsmoe.h"
-#include "kernels/q8x16.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +124,8 @@ int bench_infer_main(int argc, char **argv) {
     if (!pm) return cli_fail(path, st);
     t_load = rs_time_s() - t_load;
     const rs_model *m = rs_model_of(pm); /* one copy of the weights for every figure */
+    int n_packed = 0;
+    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g); i++) n_packed += rs_gguf_tensor(m->g, i)->packed != NULL;
     bench_report rep;
     char title[256], hdr[512];
     snprintf(title, sizeof title, "rsmoe bench infer: %s (%s)", path, rs_gguf_get_str_or(m->g, "general.name", "?"));
@@ -243,8 +244,8 @@ int bench_infer_main(int argc, char **argv) {
         if (rc) break;
     }
     char note[192];
-    snprintf(note, sizeof note, "peak RSS %.1f MiB; model load %.2f s (q8_0 repacked: %s)",
-             rs_peak_rss_bytes() / 1048576.0, t_load, repack && rs_q8x16_native() ? "yes" : "no");
+    snprintf(note, sizeof note, "peak RSS %.1f MiB; model load %.2f s (%d q8_0 matrices repacked)",
+             rs_peak_rss_bytes() / 1048576.0, t_load, n_packed);
     bench_note(&rep, note);
     if (json) bench_print_json(&rep, stdout);
     else bench_print_markdown(&rep, stdout);

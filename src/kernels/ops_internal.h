@@ -47,7 +47,7 @@ static inline void rs_par_for(rs_pool *pool, int64_t n, int64_t min_items, rs_ra
     rs__par_ctx p;
     p.fn = fn;
     p.ctx = ctx;
-    rs_chunks_init(&p.items, n, min_items < 1 ? 1 : min_items, rs_pool_size(pool));
+    rs_chunks_init(&p.items, n, min_items, rs_pool_size(pool)); /* align >= 1 there */
     rs_pool_run(pool, rs__par_worker, &p);
 }
 

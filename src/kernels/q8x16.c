@@ -33,6 +33,11 @@ struct q16_job {
 
 static float h2f(uint16_t h) { return rs_f16_to_f32(h); }
 
+/* the packed layout: ng * nb records of 512 value bytes, then ng * nb * 16 f16 scales */
+static uint16_t *scales_of(const void *packed, int64_t ng, int64_t nb) {
+    return (uint16_t *)((uintptr_t)packed + (size_t)ng * (size_t)nb * Q16_REC);
+}
+
 static void store16(const q16_job *j, int64_t m, int64_t g, const float *acc) {
     float *yp = j->y + m * j->ldy + g * RS_Q8X16_ROWS;
     for (int r = 0; r < RS_Q8X16_ROWS; r++) yp[r] = j->accumulate ? yp[r] + acc[r] : acc[r];
@@ -163,7 +168,7 @@ rsmoe_status rs_q8x16_pack(const void *W, int64_t N, int64_t K, void *out, rs_po
     pack_job pj;
     pj.src = W;
     pj.wq = out;
-    pj.wd = (uint16_t *)(pj.wq + (size_t)ng * (size_t)nb * Q16_REC);
+    pj.wd = scales_of(out, ng, nb);
     pj.nb = nb;
     rs_chunks_init(&pj.groups, ng, 1, rs_pool_size(pool));
     rs_pool_run(pool, pack_worker, &pj);
@@ -198,7 +203,7 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
 #endif
     const int64_t nb = K / RS_QK8_0;
     j.wq = Wp;
-    j.wd = (const uint16_t *)((const uint8_t *)Wp + (size_t)(N / RS_Q8X16_ROWS) * (size_t)nb * Q16_REC);
+    j.wd = scales_of(Wp, N / RS_Q8X16_ROWS, nb);
     j.nb = nb;
     j.ldy = N;
     /* scratch per row and block: 32 values + a float scale + an int32 correction */
