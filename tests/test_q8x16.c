@@ -141,6 +141,37 @@ TEST(vnni_equals_c_twin_bit_for_bit) {
     rs_pool_free(pool);
 }
 
+/* AMX (16-row tiles, TDPBSUD) against the C twin: M >= 16 runs AMX tiles and finishes the
+ * remainder rows with VNNI; K = 53,248 (1,664 blocks) does not fit the stack scratch, so it
+ * takes the heap scratch and two K chunks (the accumulate path) */
+TEST(amx_equals_c_twin_bit_for_bit) {
+    if (!rs_q8x16_native() || !rs_cpu_amx_ready())
+        SKIP("this CPU (or OS, or RSMOE_NO_AMX) gives no AMX-INT8");
+    rs_pool *pool = rs_pool_new(2);
+    REQUIRE(pool, "pool");
+    const int64_t shapes[][3] = {{16, 16, 32}, {17, 48, 96}, {33, 64, 256}, {197, 32, 768}, {20, 32, 6144},
+                                 {16, 16, 53248}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        rs_block_q8_0 *q = rand_q8(N, K);
+        void *p = pack(q, N, K);
+        float *x = malloc(sizeof(float) * (size_t)(M * K));
+        float *yc = malloc(sizeof(float) * (size_t)(M * N)), *ya = malloc(sizeof(float) * (size_t)(M * N));
+        REQUIRE(p && x && yc && ya, "alloc");
+        for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % 7 ? 1.0f : 8.0f);
+        rs_matmul_q8x16_isa(RS_QUANT_C, p, x, yc, M, N, K, NULL, 0);
+        for (int threads = 1; threads <= 2; threads++) {
+            memset(ya, 0xff, sizeof(float) * (size_t)(M * N));
+            rs_matmul_q8x16_isa(RS_QUANT_AUTO, p, x, ya, M, N, K, threads == 2 ? pool : NULL, 0);
+            CHECK(memcmp(yc, ya, sizeof(float) * (size_t)(M * N)) == 0, "amx != c at M=%lld N=%lld K=%lld threads=%d",
+                  (long long)M, (long long)N, (long long)K, threads);
+        }
+        CHECK(check_bound(q, x, ya, M, N, K, "amx") == 0, "amx bound");
+        free(p); free(q); free(x); free(yc); free(ya);
+    }
+    rs_pool_free(pool);
+}
+
 /* the packed product and rs_matmul_w's q8_0 path quantise the activations the same way and
  * form the same exact block products; only the float summation order differs */
 TEST(agrees_with_matmul_w_q8) {
@@ -180,6 +211,7 @@ int main(void) {
     RUN(layout_matches_formula);
     RUN(c_twin_within_q8_bound);
     RUN(vnni_equals_c_twin_bit_for_bit);
+    RUN(amx_equals_c_twin_bit_for_bit);
     RUN(agrees_with_matmul_w_q8);
     RUN(refusals);
     return test_summary();

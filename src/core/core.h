@@ -125,8 +125,14 @@ void rs_rng_fill_uniform(rs_rng *r, float *x, size_t n, float lo, float hi);
 /* ---------------------------------------------------------------- CPU, time */
 typedef struct {
     bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16, avx_vnni;
+    bool amx_int8; /* AMX tiles + int8 in the CPU and enabled by the OS (XCR0); a process must
+                    * still ask Linux for the tile state: rs_cpu_amx_ready() */
 } rs_cpu_features;
 const rs_cpu_features *rs_cpu(void);              /* detected once (cpuid + xgetbv) */
+/* true when this process may run AMX tile instructions: the CPU has AMX-INT8 and Linux granted
+ * the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once; process-wide). The
+ * environment variable RSMOE_NO_AMX=1 makes it false (to compare against the AVX-512 path). */
+bool rs_cpu_amx_ready(void);
 double rs_time_s(void);                            /* monotonic seconds */
 size_t rs_peak_rss_bytes(void);                    /* from getrusage */
 

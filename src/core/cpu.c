@@ -2,7 +2,12 @@
 #include "core/core.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -35,6 +40,9 @@ static void detect(void) {
             g_cpu.avx512vl = (b >> 31) & 1;
             g_cpu.avx512_vnni = (c >> 11) & 1;
         }
+        /* AMX-TILE (edx 24) and AMX-INT8 (edx 25), with XTILECFG and XTILEDATA (bits 17, 18)
+         * enabled in XCR0 */
+        g_cpu.amx_int8 = ((d >> 24) & 1) && ((d >> 25) & 1) && ((xcr0 >> 17) & 3) == 3;
     }
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
         g_cpu.avx_vnni = (a >> 4) & 1;
@@ -51,12 +59,29 @@ const rs_cpu_features *rs_cpu(void) {
     return &g_cpu;
 }
 
+static int g_amx; /* 0 = not asked yet, 1 = ready, 2 = refused or absent */
+
+bool rs_cpu_amx_ready(void) {
+    int v = __atomic_load_n(&g_amx, __ATOMIC_ACQUIRE);
+    if (v) return v == 1;
+    v = 2;
+#if defined(__linux__) && defined(__x86_64__)
+    const char *off = getenv("RSMOE_NO_AMX");
+    if (rs_cpu()->amx_int8 && !(off && *off && strcmp(off, "0"))) {
+        /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18); Linux >= 5.16 */
+        if (syscall(SYS_arch_prctl, 0x1023, 18) == 0) v = 1;
+    }
+#endif
+    __atomic_store_n(&g_amx, v, __ATOMIC_RELEASE);
+    return v == 1;
+}
+
 const char *rsmoe_system_info(void) {
     static char buf[256];
     const rs_cpu_features *f = rs_cpu();
     snprintf(buf, sizeof buf,
              "rsmoe %d.%d.%d | BLAS = %d | AVX2 = %d | FMA = %d | F16C = %d | AVX512 = %d | "
-             "AVX512_VNNI = %d | AVX512_BF16 = %d | threads = %d",
+             "AVX512_VNNI = %d | AVX512_BF16 = %d | AMX_INT8 = %d | threads = %d",
              RSMOE_VERSION_MAJOR, RSMOE_VERSION_MINOR, RSMOE_VERSION_PATCH,
 #ifdef RSMOE_USE_BLAS
              1,
@@ -64,6 +89,6 @@ const char *rsmoe_system_info(void) {
              0,
 #endif
              f->avx2, f->fma, f->f16c, f->avx512f && f->avx512bw && f->avx512vl, f->avx512_vnni,
-             f->avx512_bf16, rs_default_threads());
+             f->avx512_bf16, rs_cpu_amx_ready(), rs_default_threads());
     return buf;
 }

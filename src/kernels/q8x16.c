@@ -27,13 +27,17 @@ struct q16_job {
     const uint16_t *wd;   /* f16 scales: (g, b) at wd + (g * nb + b) * 16 */
     int64_t nb;           /* blocks per weight row (K / 32) */
     int64_t b0, nbk;      /* this K chunk: blocks [b0, b0 + nbk) */
-    const int8_t *xq;     /* quantised activations of the chunk: row m at xq + m * ldq */
-    const float *xd;      /* their block scales: row m at xd + m * ldb */
-    const int32_t *xc;    /* -128 * (sum of each block's values): row m at xc + m * ldb */
-    int64_t ldq, ldb, M;
+    /* the chunk's activations block-major (an AMX A tile, 16 rows of one block, is then 512
+     * contiguous bytes): row m, block b at xq + (b * ldm + m) * 32, its scale at xd[b * ldm + m],
+     * -128 * (sum of its values) at xc[b * ldm + m] */
+    const int8_t *xq;
+    const float *xd;
+    const int32_t *xc;
+    int64_t ldm, M;
     float *y;             /* row m of the tile at y + m * ldy */
     int64_t ldy;
     int accumulate;
+    int amx;              /* 16-row tiles by AMX (TDPBSUD), the rest by fn */
     q16_fn fn;
     rs_chunks cols;       /* output columns, in groups of 16 */
 };
@@ -59,10 +63,10 @@ static void q16_group_c(const q16_job *j, int64_t g, int64_t m0, int mr) {
             const int64_t rec = g * j->nb + j->b0 + b;
             const uint8_t *w = j->wq + rec * Q16_REC;
             const uint16_t *wd = j->wd + rec * RS_Q8X16_ROWS;
-            const int8_t *x = j->xq + m * j->ldq + b * RS_QK8_0;
-            const float dx = j->xd[m * j->ldb + b];
+            const int8_t *x = j->xq + (b * j->ldm + m) * RS_QK8_0;
+            const float dx = j->xd[b * j->ldm + m];
             for (int r = 0; r < RS_Q8X16_ROWS; r++) {
-                int32_t s = j->xc[m * j->ldb + b];
+                int32_t s = j->xc[b * j->ldm + m];
                 for (int q = 0; q < 8; q++)
                     for (int t = 0; t < 4; t++) s += (int32_t)w[q * 64 + r * 4 + t] * (int32_t)x[4 * q + t];
                 acc[r] = fmaf((float)s, h2f(wd[r]) * dx, acc[r]);
@@ -90,14 +94,14 @@ T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int M
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)wd));
         for (int i = 0; i < MR; i++) {
             const int64_t m = m0 + i;
-            const int8_t *x = j->xq + m * j->ldq + b * RS_QK8_0;
-            __m512i s = _mm512_set1_epi32(j->xc[m * j->ldb + b]);
+            const int8_t *x = j->xq + (b * j->ldm + m) * RS_QK8_0;
+            __m512i s = _mm512_set1_epi32(j->xc[b * j->ldm + m]);
             for (int q = 0; q < 8; q++) {
                 int32_t quad;
                 memcpy(&quad, x + 4 * q, 4);
                 s = _mm512_dpbusd_epi32(s, wv[q], _mm512_set1_epi32(quad));
             }
-            const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(j->xd[m * j->ldb + b]));
+            const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(j->xd[b * j->ldm + m]));
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[i]);
         }
     }
@@ -117,6 +121,85 @@ T512V static void q16_group_vnni(const q16_job *j, int64_t g, int64_t m0, int mr
     case 6: q16_tile_vnni(j, g, m0, 6); break;
     case 7: q16_tile_vnni(j, g, m0, 7); break;
     default: q16_tile_vnni(j, g, m0, 8); break;
+    }
+}
+
+/* ---------------------------------------------------------------- AMX-INT8
+ * 16 activation rows at a time. A record (one group of 16 weight rows, one 32-block) is
+ * already in the layout of an AMX B tile: 8 rows (k-quads) of 64 bytes (16 columns x 4
+ * bytes). The A tile is the 16 rows' quantised block (16 x 32 signed bytes), and one TDPBSUD
+ * (signed A x unsigned B) gives the 16 x 16 exact int32 block products; they are stored and
+ * finished as the VNNI kernel finishes its own (the int32 correction added, the float scale
+ * and FMA in the same order), so the result is the same bit for bit. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} q16_tilecfg;
+
+#define TAMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+TAMX static void q16_amx_begin(void) {
+    _Alignas(64) q16_tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 6; t += 3) {
+        cfg.rows[t] = 16;     cfg.colsb[t] = 64;     /* C: 16 activation rows x 16 int32 columns */
+        cfg.rows[t + 1] = 16; cfg.colsb[t + 1] = 32; /* A: 16 activation rows x one 32-byte block */
+        cfg.rows[t + 2] = 8;  cfg.colsb[t + 2] = 64; /* B: one record */
+    }
+    _tile_loadconfig(&cfg);
+}
+
+TAMX static void q16_amx_end(void) { _tile_release(); }
+
+/* block b's 16 x 16 int32 products into cb through tiles C, A, B (literal tile numbers: the
+ * intrinsics paste them into the instruction text) */
+#define Q16_AMX_ISSUE(TC, TA, TB, b, cb)                                                                    \
+    do {                                                                                           \
+        const uint8_t *wb_ = w0 + (b) * Q16_REC;                                                   \
+        for (int o_ = 0; o_ < Q16_REC; o_ += 64)                                                   \
+            _mm_prefetch((const char *)wb_ + Q16_PF * Q16_REC + o_, Q16_PF_HINT);                  \
+        _tile_zero(TC);                                                                            \
+        _tile_loadd(TA, x + (b) * j->ldm * RS_QK8_0, RS_QK8_0);                                    \
+        _tile_loadd(TB, wb_, 64);                                                                  \
+        _tile_dpbsud(TC, TA, TB);                                                                  \
+        _tile_stored(TC, cb, 64);                                                                  \
+    } while (0)
+
+TAMX static inline __attribute__((always_inline)) void q16_amx_finish(const q16_job *j, int64_t m0, int64_t b,
+                                                                     const uint16_t *wd, int32_t (*c)[16], __m512 *acc) {
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(wd + b * RS_Q8X16_ROWS)));
+    const int32_t *xc = j->xc + b * j->ldm + m0;
+    const float *xd = j->xd + b * j->ldm + m0;
+    for (int i = 0; i < 16; i++) {
+        const __m512i s = _mm512_add_epi32(_mm512_load_si512((const void *)c[i]), _mm512_set1_epi32(xc[i]));
+        const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(xd[i]));
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[i]);
+    }
+}
+
+/* two tile sets in turn: block b + 1's product runs while block b's is finished */
+TAMX static void q16_tile16_amx(const q16_job *j, int64_t g, int64_t m0) {
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    _Alignas(64) int32_t c0[16][16], c1[16][16];
+    const uint8_t *w0 = j->wq + (g * j->nb + j->b0) * Q16_REC;
+    const uint16_t *wd = j->wd + (g * j->nb + j->b0) * RS_Q8X16_ROWS;
+    const int8_t *x = j->xq + m0 * RS_QK8_0;
+    const int64_t nbk = j->nbk;
+    Q16_AMX_ISSUE(0, 1, 2, 0, c0);
+    for (int64_t b = 0; b < nbk; b += 2) {
+        if (b + 1 < nbk) Q16_AMX_ISSUE(3, 4, 5, b + 1, c1);
+        q16_amx_finish(j, m0, b, wd, c0, acc);
+        if (b + 1 < nbk) {
+            if (b + 2 < nbk) Q16_AMX_ISSUE(0, 1, 2, b + 2, c0);
+            q16_amx_finish(j, m0, b + 1, wd, c1, acc);
+        }
+    }
+    for (int i = 0; i < 16; i++) {
+        float *yp = j->y + (m0 + i) * j->ldy + g * RS_Q8X16_ROWS;
+        _mm512_storeu_ps(yp, j->accumulate ? _mm512_add_ps(_mm512_loadu_ps(yp), acc[i]) : acc[i]);
     }
 }
 #endif
@@ -188,10 +271,24 @@ static void q16_worker(void *ctx, int ith, int nth) {
     (void)ith;
     (void)nth;
     int64_t n0, n1;
+#if defined(__x86_64__)
+    bool amx_on = false; /* tile configuration is per thread: set on first use, released at the end */
+#endif
     while (rs_chunks_next(&j->cols, &n0, &n1))
-        for (int64_t g = n0 / RS_Q8X16_ROWS; g < n1 / RS_Q8X16_ROWS; g++)
-            for (int64_t m = 0; m < j->M; m += Q16_MR)
-                j->fn(j, g, m, j->M - m < Q16_MR ? (int)(j->M - m) : Q16_MR);
+        for (int64_t g = n0 / RS_Q8X16_ROWS; g < n1 / RS_Q8X16_ROWS; g++) {
+            int64_t m = 0;
+#if defined(__x86_64__)
+            if (j->amx && j->M >= 16) {
+                if (!amx_on) q16_amx_begin();
+                amx_on = true;
+                for (; m + 16 <= j->M; m += 16) q16_tile16_amx(j, g, m);
+            }
+#endif
+            for (; m < j->M; m += Q16_MR) j->fn(j, g, m, j->M - m < Q16_MR ? (int)(j->M - m) : Q16_MR);
+        }
+#if defined(__x86_64__)
+    if (amx_on) q16_amx_end();
+#endif
 }
 
 void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float *y, int64_t M,
@@ -205,6 +302,9 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
     j.fn = q16_group_c;
 #if defined(__x86_64__)
     if (isa != RS_QUANT_C && rs_q8x16_native()) j.fn = q16_group_vnni;
+    /* AMX for batches of 16+ rows (the encoder's tokens, prefill) unless VNNI is asked for */
+    if (isa != RS_QUANT_C && isa != RS_QUANT_AVX512_EXT && M >= 16 && rs_q8x16_native() && rs_cpu_amx_ready())
+        j.amx = 1;
 #else
     (void)isa;
 #endif
@@ -214,14 +314,22 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
     j.nb = nb;
     j.ldy = N;
     /* scratch per row and block: 32 values + a float scale + an int32 correction */
-    _Alignas(64) unsigned char buf[RS_MATMUL_W_STACK];
-    size_t avail = scratch_bytes && scratch_bytes < sizeof buf ? scratch_bytes : sizeof buf;
+    _Alignas(64) unsigned char sbuf[RS_MATMUL_W_STACK];
+    unsigned char *buf = sbuf, *heap = NULL;
+    size_t avail = scratch_bytes && scratch_bytes < sizeof sbuf ? scratch_bytes : sizeof sbuf;
     const size_t per_block = RS_QK8_0 + sizeof(float) + sizeof(int32_t);
     int64_t nbk = (int64_t)(avail / per_block);
     if (nbk < 1) nbk = 1;
     if (nbk > nb) nbk = nb;
     int64_t mt = (int64_t)(avail / ((size_t)nbk * per_block));
     if (mt < 1) mt = 1;
+    if (j.amx && mt < 16 && !scratch_bytes) {
+        /* 16 rows of a long K do not fit the stack scratch: 16 rows on the heap instead (the K
+         * chunks stay as above, so the sums, and the result, are unchanged) */
+        heap = aligned_alloc(64, ((size_t)16 * (size_t)nbk * per_block + 63) / 64 * 64);
+        if (heap) buf = heap, mt = 16;
+    }
+    if (j.amx && mt > 16) mt -= mt % 16; /* whole AMX tiles; rows are independent */
     if (mt > M) mt = M;
     int8_t *xq = (int8_t *)buf;
     float *xd = (float *)(buf + (size_t)mt * (size_t)nbk * RS_QK8_0);
@@ -236,17 +344,16 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
                     rs_quantize_row_q8_0(x + (m0 + m) * K + (b0 + b) * RS_QK8_0, &blk, RS_QK8_0);
                     int32_t sum = 0;
                     for (int t = 0; t < RS_QK8_0; t++) sum += blk.qs[t];
-                    memcpy(xq + m * nbk * RS_QK8_0 + b * RS_QK8_0, blk.qs, RS_QK8_0);
-                    xd[m * nbk + b] = h2f(blk.d);
-                    xc[m * nbk + b] = -128 * sum;
+                    memcpy(xq + (b * mt + m) * RS_QK8_0, blk.qs, RS_QK8_0);
+                    xd[b * mt + m] = h2f(blk.d);
+                    xc[b * mt + m] = -128 * sum;
                 }
             j.b0 = b0;
             j.nbk = bn;
             j.xq = xq;
             j.xd = xd;
             j.xc = xc;
-            j.ldq = nbk * RS_QK8_0;
-            j.ldb = nbk;
+            j.ldm = mt;
             j.M = mc;
             j.y = y + m0 * N;
             j.accumulate = b0 > 0;
@@ -254,6 +361,7 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
             rs_pool_run(pool, q16_worker, &j);
         }
     }
+    free(heap);
 }
 
 void rs_matmul_q8x16(const void *Wp, const float *x, float *y, int64_t M, int64_t N, int64_t K,
