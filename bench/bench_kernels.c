@@ -373,19 +373,21 @@ int bench_kernels_main(int argc, char **argv) {
                 char name[64];
                 snprintf(name, sizeof name, "%lldx%lldx%lld %s%s", (long long)q.M, (long long)q.N,
                          (long long)q.K, rs_dtype_name(q.wt), q.packed ? "x16 (packed)" : "");
+                /* the packed product runs AMX tiles for 16+ rows where the CPU and OS allow */
+                const char *path = q.packed && q.M >= 16 && rs_cpu_amx_ready() ? "amx-int8"
+                                                                                  : rs_quant_isa_name(rs_quant_isa_best());
                 for (int t = 0; t < ntc; t++) {
                     q.pool = pools[t];
                     bench_use_cpu_time(cpu_time ? tcounts[t] : 0);
                     if (qs[s].flops) {
                         bench_stats st = bench_rate(quant_run, &q, 1, reps,
                                                     2.0 * (double)q.M * q.N * q.K * q.ncopies, 1e9);
-                        bench_add(&rep, "weight products: GFLOP/s", name, rs_quant_isa_name(rs_quant_isa_best()),
+                        bench_add(&rep, "weight products: GFLOP/s", name, path,
                                   tcounts[t], st, "GFLOP/s", peak[t] > 0 ? 100.0 * st.med / peak[t] : -1,
                                   "fp32 fma peak");
                     } else {
                         bench_stats st = bench_rate(quant_run, &q, 1, reps, (double)wbytes * q.ncopies, 1e9);
-                        bench_add(&rep, "weight products: GB/s of weights read", name,
-                                  rs_quant_isa_name(rs_quant_isa_best()), tcounts[t], st, "GB/s",
+                        bench_add(&rep, "weight products: GB/s of weights read", name, path, tcounts[t], st, "GB/s",
                                   bw[t] > 0 ? 100.0 * st.med / bw[t] : -1, "read bw");
                     }
                 }

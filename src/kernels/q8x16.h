@@ -16,8 +16,12 @@
  * exact int32 128 sum q_x), scaled by d_w * d_x in float and summed over blocks in order
  * with an FMA. The plain C twin does the same operations in the same order, so the two
  * agree bit for bit; both are within quant.h's q8_0 bound of rs_matmul_w_ref.
+ * With 16 or more activation rows and AMX-INT8 (rs_cpu_amx_ready), 16-row tiles run on AMX
+ * (a record is an AMX B tile; TDPBSUD gives the same exact int32 block products, finished in
+ * the same order): bit for bit the same result again.
  * Activation scratch lives on the caller's stack (RS_MATMUL_W_STACK bytes), M in tiles and
- * K in chunks as rs_matmul_w; nothing is allocated. */
+ * K in chunks as rs_matmul_w; only when 16 rows of a long K do not fit it and AMX runs are
+ * 16 rows' scratch allocated. */
 #ifndef RSMOE_KERNELS_Q8X16_H
 #define RSMOE_KERNELS_Q8X16_H
 
