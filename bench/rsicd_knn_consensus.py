@@ -29,17 +29,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
-from gguf_np import GGUF  # noqa: E402
-
-
-def load(path):
-    g = GGUF(path)
-    if g.kv.get("general.architecture") != "rsmoe-features":
-        raise SystemExit("%s: not a feature cache" % path)
-    names = g.kv["rsmoe.features.images"]
-    T, W = g.kv["rsmoe.features.tokens"], g.kv["rsmoe.features.width"]
-    return names, g.get("features").astype(np.float32).reshape(len(names), T, W).mean(1)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rsicd_scene_probe import load  # noqa: E402  (image names, mean-pooled visual tokens)
 
 
 def words(text):
