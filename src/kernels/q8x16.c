@@ -81,6 +81,21 @@ static void q16_group_c(const q16_job *j, int64_t g, int64_t m0, int mr) {
 #include <immintrin.h>
 #define T512V __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c,avx512vnni")))
 #define TI static inline __attribute__((always_inline))
+#define T512F __attribute__((target("avx512f")))
+
+/* shared by the VNNI and AMX tiles: the prefetch ahead of record w, one block's finish of a
+ * row (int32 block product s -> float, times d_w * d_x, FMA into acc: the C twin's order),
+ * and a row's 16 outputs written or added */
+TI void q16_prefetch(const uint8_t *w) {
+    for (int o = 0; o < Q16_REC; o += 64) _mm_prefetch((const char *)w + Q16_PF * Q16_REC + o, Q16_PF_HINT);
+}
+T512F TI __m512 q16_finish(__m512i s, __m512 dw, float dx, __m512 acc) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc);
+}
+T512F TI void q16_store(const q16_job *j, int64_t m, int64_t g, __m512 acc) {
+    float *yp = j->y + m * j->ldy + g * RS_Q8X16_ROWS;
+    _mm512_storeu_ps(yp, j->accumulate ? _mm512_add_ps(_mm512_loadu_ps(yp), acc) : acc);
+}
 
 T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int MR) {
     __m512 acc[Q16_MR];
@@ -88,7 +103,7 @@ T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int M
     const uint8_t *w = j->wq + (g * j->nb + j->b0) * Q16_REC;
     const uint16_t *wd = j->wd + (g * j->nb + j->b0) * RS_Q8X16_ROWS;
     for (int64_t b = 0; b < j->nbk; b++, w += Q16_REC, wd += RS_Q8X16_ROWS) {
-        for (int o = 0; o < Q16_REC; o += 64) _mm_prefetch((const char *)w + Q16_PF * Q16_REC + o, Q16_PF_HINT);
+        q16_prefetch(w);
         __m512i wv[8];
         for (int q = 0; q < 8; q++) wv[q] = _mm512_load_si512((const void *)(w + 64 * q));
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)wd));
@@ -101,14 +116,10 @@ T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int M
                 memcpy(&quad, x + 4 * q, 4);
                 s = _mm512_dpbusd_epi32(s, wv[q], _mm512_set1_epi32(quad));
             }
-            const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(j->xd[b * j->ldm + m]));
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[i]);
+            acc[i] = q16_finish(s, dw, j->xd[b * j->ldm + m], acc[i]);
         }
     }
-    for (int i = 0; i < MR; i++) {
-        float *yp = j->y + (m0 + i) * j->ldy + g * RS_Q8X16_ROWS;
-        _mm512_storeu_ps(yp, j->accumulate ? _mm512_add_ps(_mm512_loadu_ps(yp), acc[i]) : acc[i]);
-    }
+    for (int i = 0; i < MR; i++) q16_store(j, m0 + i, g, acc[i]);
 }
 
 T512V static void q16_group_vnni(const q16_job *j, int64_t g, int64_t m0, int mr) {
@@ -155,11 +166,10 @@ TAMX static void q16_amx_end(void) { _tile_release(); }
 
 /* block b's 16 x 16 int32 products into cb through tiles C, A, B (literal tile numbers: the
  * intrinsics paste them into the instruction text) */
-#define Q16_AMX_ISSUE(TC, TA, TB, b, cb)                                                                    \
+#define Q16_AMX_ISSUE(TC, TA, TB, b, cb)                                                           \
     do {                                                                                           \
         const uint8_t *wb_ = w0 + (b) * Q16_REC;                                                   \
-        for (int o_ = 0; o_ < Q16_REC; o_ += 64)                                                   \
-            _mm_prefetch((const char *)wb_ + Q16_PF * Q16_REC + o_, Q16_PF_HINT);                  \
+        q16_prefetch(wb_);                                                                         \
         _tile_zero(TC);                                                                            \
         _tile_loadd(TA, x + (b) * j->ldm * RS_QK8_0, RS_QK8_0);                                    \
         _tile_loadd(TB, wb_, 64);                                                                  \
@@ -167,16 +177,14 @@ TAMX static void q16_amx_end(void) { _tile_release(); }
         _tile_stored(TC, cb, 64);                                                                  \
     } while (0)
 
-TAMX static inline __attribute__((always_inline)) void q16_amx_finish(const q16_job *j, int64_t m0, int64_t b,
-                                                                     const uint16_t *wd, int32_t (*c)[16], __m512 *acc) {
+TAMX TI void q16_amx_finish(const q16_job *j, int64_t m0, int64_t b, const uint16_t *wd, int32_t (*c)[16],
+                            __m512 *acc) {
     const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(wd + b * RS_Q8X16_ROWS)));
     const int32_t *xc = j->xc + b * j->ldm + m0;
     const float *xd = j->xd + b * j->ldm + m0;
-    for (int i = 0; i < 16; i++) {
-        const __m512i s = _mm512_add_epi32(_mm512_load_si512((const void *)c[i]), _mm512_set1_epi32(xc[i]));
-        const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(xd[i]));
-        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[i]);
-    }
+    for (int i = 0; i < 16; i++)
+        acc[i] = q16_finish(_mm512_add_epi32(_mm512_load_si512((const void *)c[i]), _mm512_set1_epi32(xc[i])), dw,
+                            xd[i], acc[i]);
 }
 
 /* two tile sets in turn: block b + 1's product runs while block b's is finished */
@@ -197,10 +205,7 @@ TAMX static void q16_tile16_amx(const q16_job *j, int64_t g, int64_t m0) {
             q16_amx_finish(j, m0, b + 1, wd, c1, acc);
         }
     }
-    for (int i = 0; i < 16; i++) {
-        float *yp = j->y + (m0 + i) * j->ldy + g * RS_Q8X16_ROWS;
-        _mm512_storeu_ps(yp, j->accumulate ? _mm512_add_ps(_mm512_loadu_ps(yp), acc[i]) : acc[i]);
-    }
+    for (int i = 0; i < 16; i++) q16_store(j, m0 + i, g, acc[i]);
 }
 #endif
 
@@ -301,10 +306,11 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
     memset(&j, 0, sizeof j);
     j.fn = q16_group_c;
 #if defined(__x86_64__)
-    if (isa != RS_QUANT_C && rs_q8x16_native()) j.fn = q16_group_vnni;
-    /* AMX for batches of 16+ rows (the encoder's tokens, prefill) unless VNNI is asked for */
-    if (isa != RS_QUANT_C && isa != RS_QUANT_AVX512_EXT && M >= 16 && rs_q8x16_native() && rs_cpu_amx_ready())
-        j.amx = 1;
+    if (isa != RS_QUANT_C && rs_q8x16_native()) {
+        j.fn = q16_group_vnni;
+        /* AMX for batches of 16+ rows (the encoder's tokens, prefill) unless VNNI is asked for */
+        j.amx = isa != RS_QUANT_AVX512_EXT && M >= 16 && rs_cpu_amx_ready();
+    }
 #else
     (void)isa;
 #endif
