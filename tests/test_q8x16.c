@@ -1,7 +1,7 @@
 /* test_q8x16.c - the 16-row packed q8_0 layout and its matmul: the layout against a formula
  * written here, the plain C twin against the exact product of the quantised operands
- * (quant.h's bound), the VNNI kernel bit for bit against the twin, tiles / K chunks /
- * threads, and the refusals. */
+ * (quant.h's bound), the VNNI and AMX kernels bit for bit against the twin, tiles / K
+ * chunks / threads, and the refusals. */
 #include "kernels/q8x16.h"
 #include "kernels/quant.h"
 #include "test.h"
@@ -114,30 +114,53 @@ TEST(c_twin_within_q8_bound) {
     }
 }
 
+/* One shape against the C twin: for each (scratch, pool) variant, the C twin with that scratch
+ * and `isa` with that scratch and pool must agree bit for bit; the last result must also be
+ * within quant.h's bound. Returns the number of failed checks. */
+typedef struct { size_t scratch; rs_pool *pool; } twin_variant;
+
+static int twin_case(rs_quant_isa isa, const char *name, int64_t M, int64_t N, int64_t K, int big_every,
+                     const twin_variant *v, int nv) {
+    int fails = 0;
+    rs_block_q8_0 *q = rand_q8(N, K);
+    void *p = pack(q, N, K);
+    float *x = malloc(sizeof(float) * (size_t)(M * K));
+    float *yc = malloc(sizeof(float) * (size_t)(M * N)), *yk = malloc(sizeof(float) * (size_t)(M * N));
+    if (!q || !p || !x || !yc || !yk) {
+        fprintf(stderr, "  %s: alloc failed\n", name);
+        fails++;
+        goto out;
+    }
+    for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % big_every ? 1.0f : 8.0f);
+    for (int k = 0; k < nv; k++) {
+        rs_matmul_q8x16_isa(RS_QUANT_C, p, x, yc, M, N, K, NULL, v[k].scratch);
+        memset(yk, 0xff, sizeof(float) * (size_t)(M * N));
+        rs_matmul_q8x16_isa(isa, p, x, yk, M, N, K, v[k].pool, v[k].scratch);
+        if (memcmp(yc, yk, sizeof(float) * (size_t)(M * N))) {
+            fprintf(stderr, "  %s != c at M=%lld N=%lld K=%lld scratch=%zu threads=%d\n", name, (long long)M,
+                    (long long)N, (long long)K, v[k].scratch, rs_pool_size(v[k].pool));
+            fails++;
+        }
+    }
+    if (check_bound(q, x, yk, M, N, K, name)) {
+        fprintf(stderr, "  %s bound at M=%lld N=%lld K=%lld\n", name, (long long)M, (long long)N, (long long)K);
+        fails++;
+    }
+out:
+    free(p); free(q); free(x); free(yc); free(yk);
+    return fails;
+}
+
 TEST(vnni_equals_c_twin_bit_for_bit) {
     if (!rs_q8x16_native()) SKIP("this CPU has no AVX-512 VNNI");
     rs_pool *pool = rs_pool_new(2);
     REQUIRE(pool, "pool");
     const int64_t shapes[][3] = {{1, 16, 32}, {2, 48, 96}, {3, 64, 256}, {8, 32, 128}, {11, 80, 160}, {197, 32, 768}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        rs_block_q8_0 *q = rand_q8(N, K);
-        void *p = pack(q, N, K);
-        float *x = malloc(sizeof(float) * (size_t)(M * K));
-        float *yc = malloc(sizeof(float) * (size_t)(M * N)), *yv = malloc(sizeof(float) * (size_t)(M * N));
-        REQUIRE(p && x && yc && yv, "alloc");
-        for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % 5 ? 1.0f : 8.0f);
-        for (int chunked = 0; chunked < 2; chunked++) {
-            size_t scratch = chunked ? 2 * 40 : 0;
-            rs_matmul_q8x16_isa(RS_QUANT_C, p, x, yc, M, N, K, NULL, scratch);
-            memset(yv, 0xff, sizeof(float) * (size_t)(M * N));
-            rs_matmul_q8x16_isa(RS_QUANT_AVX512_EXT, p, x, yv, M, N, K, pool, scratch);
-            CHECK(memcmp(yc, yv, sizeof(float) * (size_t)(M * N)) == 0, "vnni != c at M=%lld N=%lld K=%lld chunked=%d",
-                  (long long)M, (long long)N, (long long)K, chunked);
-        }
-        CHECK(check_bound(q, x, yv, M, N, K, "vnni") == 0, "vnni bound");
-        free(p); free(q); free(x); free(yc); free(yv);
-    }
+    /* the full scratch, and one forcing M tiles of one row and K chunks of two blocks */
+    const twin_variant v[] = {{0, pool}, {2 * 40, pool}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        CHECK(twin_case(RS_QUANT_AVX512_EXT, "vnni", shapes[s][0], shapes[s][1], shapes[s][2], 5, v, 2) == 0,
+              "vnni shape %zu", s);
     rs_pool_free(pool);
 }
 
@@ -151,24 +174,10 @@ TEST(amx_equals_c_twin_bit_for_bit) {
     REQUIRE(pool, "pool");
     const int64_t shapes[][3] = {{16, 16, 32}, {17, 48, 96}, {33, 64, 256}, {197, 32, 768}, {20, 32, 6144},
                                  {16, 16, 53248}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        rs_block_q8_0 *q = rand_q8(N, K);
-        void *p = pack(q, N, K);
-        float *x = malloc(sizeof(float) * (size_t)(M * K));
-        float *yc = malloc(sizeof(float) * (size_t)(M * N)), *ya = malloc(sizeof(float) * (size_t)(M * N));
-        REQUIRE(p && x && yc && ya, "alloc");
-        for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % 7 ? 1.0f : 8.0f);
-        rs_matmul_q8x16_isa(RS_QUANT_C, p, x, yc, M, N, K, NULL, 0);
-        for (int threads = 1; threads <= 2; threads++) {
-            memset(ya, 0xff, sizeof(float) * (size_t)(M * N));
-            rs_matmul_q8x16_isa(RS_QUANT_AUTO, p, x, ya, M, N, K, threads == 2 ? pool : NULL, 0);
-            CHECK(memcmp(yc, ya, sizeof(float) * (size_t)(M * N)) == 0, "amx != c at M=%lld N=%lld K=%lld threads=%d",
-                  (long long)M, (long long)N, (long long)K, threads);
-        }
-        CHECK(check_bound(q, x, ya, M, N, K, "amx") == 0, "amx bound");
-        free(p); free(q); free(x); free(yc); free(ya);
-    }
+    const twin_variant v[] = {{0, NULL}, {0, pool}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        CHECK(twin_case(RS_QUANT_AUTO, "amx", shapes[s][0], shapes[s][1], shapes[s][2], 7, v, 2) == 0,
+              "amx shape %zu", s);
     rs_pool_free(pool);
 }
 
