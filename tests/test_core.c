@@ -74,17 +74,22 @@ static void pool_fn(void *c, int ith, int nth) {
     for (int64_t i = b; i < e; i++) atomic_fetch_add(&pc->sum, (int)i);
 }
 
+/* 200 runs of pool_fn on a pool of n: every share runs once and the range is summed once */
+static void check_runs_once(rs_pool *p, int n, const char *what) {
+    for (int rep = 0; rep < 200; rep++) {
+        pool_ctx c;
+        memset(&c, 0, sizeof c);
+        rs_pool_run(p, pool_fn, &c);
+        for (int i = 0; i < n; i++) CHECK(c.hits[i] == 1, "%s n=%d share %d ran %d times", what, n, i, (int)c.hits[i]);
+        CHECK(c.sum == 999 * 1000 / 2, "%s n=%d sum %d", what, n, (int)c.sum);
+    }
+}
+
 TEST(pool_runs_every_share_once) {
     for (int n = 1; n <= 4; n++) {
         rs_pool *p = rs_pool_new(n);
         REQUIRE(p, "pool");
-        for (int rep = 0; rep < 200; rep++) {
-            pool_ctx c;
-            memset(&c, 0, sizeof c);
-            rs_pool_run(p, pool_fn, &c);
-            for (int i = 0; i < n; i++) CHECK(c.hits[i] == 1, "n=%d share %d ran %d times", n, i, (int)c.hits[i]);
-            CHECK(c.sum == 999 * 1000 / 2, "n=%d sum %d", n, (int)c.sum);
-        }
+        check_runs_once(p, n, "fresh");
         rs_pool_free(p);
     }
 }
@@ -115,13 +120,7 @@ TEST(pool_caller_runs_unclaimed_shares) {
                 }
             }
             rs_pool_hold_workers(p, false);
-            for (int rep = 0; rep < 200; rep++) {
-                pool_ctx c;
-                memset(&c, 0, sizeof c);
-                rs_pool_run(p, pool_fn, &c);
-                for (int i = 0; i < n; i++) CHECK(c.hits[i] == 1, "released n=%d share %d ran %d times", n, i, (int)c.hits[i]);
-                CHECK(c.sum == 999 * 1000 / 2, "released n=%d sum %d", n, (int)c.sum);
-            }
+            check_runs_once(p, n, "released");
         }
         rs_pool_free(p);
     }
