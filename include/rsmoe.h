@@ -92,7 +92,10 @@ void rsmoe_image_free(rsmoe_image *img);
 typedef enum {
     RSMOE_STYLE_DETAILED = 0,  /* every expert writes its aspect; joined theme -> objects -> relationships */
     RSMOE_STYLE_BRIEF = 1,     /* every expert proposes one sentence; the best by gate-weighted,
-                                  length-normalised log-probability wins */
+                                  length-normalised log-probability wins, or, when the model has a
+                                  retrieval index (`rsmoe index`) and use_retrieval is set, the best
+                                  of the proposals and the nearest indexed images' captions by
+                                  consensus with those captions (docs/model.md) */
 } rsmoe_caption_style;
 
 typedef bool (*rsmoe_abort_callback)(void *user_data);             /* return true to stop */
@@ -110,6 +113,7 @@ typedef struct {
     const char *instruction;    /* NULL: the model's description instruction */
     bool use_experts;           /* false: the LLM Block alone (the stage-I path) */
     bool uniform_gates;         /* ablation: every expert weighted 1/K */
+    bool use_retrieval;         /* brief captions: use the model's retrieval index if it has one (default true) */
     int top_k_experts;          /* questions: experts consulted (1 = top-1 by gate) */
     rsmoe_abort_callback abort_callback;
     rsmoe_progress_callback progress_callback;
@@ -131,7 +135,7 @@ typedef struct {
 } rsmoe_aspect;
 
 typedef struct {
-    double encode_ms, qformer_ms, router_ms, prefill_ms, decode_ms, total_ms;
+    double encode_ms, qformer_ms, router_ms, prefill_ms, decode_ms, retrieval_ms, total_ms;
     int prefill_tokens, decode_steps, decode_tokens;
 } rsmoe_timings;
 
@@ -139,7 +143,10 @@ typedef struct {
     char *text;          /* the caption or answer */
     int n_aspects;
     rsmoe_aspect aspects[RSMOE_MAX_ASPECTS];
-    int chosen;          /* the aspect that gave `text` (brief/VQA), -1 when joined */
+    int chosen;          /* the aspect that gave `text` (brief/VQA), -1 when joined or retrieved */
+    bool retrieved;      /* brief: `text` is an indexed image's caption chosen by retrieval consensus */
+    char scene[64];      /* with a retrieval index: the scene probe's class ("" without one) */
+    float scene_prob;    /* its softmax probability */
     rsmoe_timings timings;
 } rsmoe_result;
 void rsmoe_result_free(rsmoe_result *r);

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The shipped default model (models/rsmoe-rsicd.gguf) as the README's first command runs it:
-# it loads, its captions of the two bundled RSICD test images name what is in them, and it
-# answers that the bridge image has a bridge and names both images' scenes; `rsmoe bench infer`
-# runs on it.
+# it loads, its captions of the two bundled RSICD test images name what is in them, its
+# retrieval index's scene probe names both scenes, and it answers that the bridge image has a
+# bridge and names both images' scenes; `rsmoe bench infer` runs on it.
 # usage: sh tests/test_default_model.sh BUILD_DIR
 B=${1:-build}/rsmoe
 [ -x "$B" ] || B=build/rsmoe
@@ -23,6 +23,13 @@ airport=$("$B" caption -m "$M" examples/airport_61.jpg --brief --threads 1 2>&1)
 echo "  $airport"
 echo "$airport" | grep -qiE "airport|plane|runway"; check "the airport image's caption names the airport" $((rc | $?)) "$airport"
 [ "$first" != "$airport" ]; check "different images get different captions" $? "$first / $airport"
+# the retrieval index: described, and its scene probe names the bundled images' classes
+echo "$out" | grep -q "^retrieval: .* indexed images"; check "info describes the retrieval index" $? "$out"
+for im in bridge airport; do
+  js=$("$B" caption -m "$M" examples/${im}_*.jpg --brief --json --beams 1 --max-len 40 --threads 1 2>&1); rc=$?
+  echo "$js" | grep -qi "\"scene\":[[:space:]]*\"$im\"" && echo "$js" | grep -q "\"retrieved\""
+  check "brief --json: the $im image's scene ($im) and the selection are reported" $((rc | $?)) "$(echo "$js" | tail -c 300)"
+done
 ans=$("$B" vqa -m "$M" examples/bridge_58.jpg "Is there a bridge?" --threads 1 2>&1); rc=$?
 echo "  Is there a bridge? $ans"
 [ "$ans" = "yes" ]; check "vqa: the bridge image has a bridge" $((rc | $?)) "$ans"

@@ -27,7 +27,8 @@ static void usage(FILE *f, bool vqa) {
                "  -m FILE            the model (GGUF)\n"
                "  --json             JSON output with each aspect, its gate weight and the timings\n"
                "  --aspects          print each expert's part on its own line\n"
-               "  --brief            one sentence: the best expert's proposal (caption only)\n"
+               "  --brief            one sentence: the best expert's proposal, or with a retrieval index the\n"
+               "                     best of those and the nearest indexed images' captions (caption only)\n"
                "  --beams N          beam width (default 5; 1 = greedy)\n"
                "  --max-len N        generated tokens per expert (default %d)\n"
                "  --min-len N        minimum generated tokens (default 1)\n"
@@ -39,6 +40,8 @@ static void usage(FILE *f, bool vqa) {
                "  --top-k N          questions: consult the N highest-gated experts (default 1)\n"
                "  --no-experts       the LLM Block alone (stage-I path)\n"
                "  --uniform-gates    every expert weighted 1/K (ablation)\n"
+               "  --no-retrieval     --brief: pick by log-probability even when the model has a\n"
+               "                     retrieval index (`rsmoe index`; default: by consensus with it)\n"
                "  --instruction TEXT the global instruction (caption; default: the model's)\n"
                "  --threads N        threads (default: all cores)\n",
             vqa ? 10 : 256, vqa ? "1.0" : "1.5");
@@ -71,6 +74,7 @@ static int parse(int argc, char **argv, bool vqa, opts *o) {
         else if (!strcmp(a, "--seed")) { if (!has) goto bad; o->gp.seed = strtoull(argv[++i], &e, 10); if (*e) goto bad; }
         else if (!strcmp(a, "--no-experts")) o->gp.use_experts = false;
         else if (!strcmp(a, "--uniform-gates")) o->gp.uniform_gates = true;
+        else if (!strcmp(a, "--no-retrieval")) o->gp.use_retrieval = false;
         else if (!strcmp(a, "--instruction") && !vqa) { if (!has) goto bad; o->gp.instruction = argv[++i]; }
         else if (a[0] == '-' && a[1]) { fprintf(stderr, "rsmoe %s: unknown option '%s'\n", cmd, a); usage(stderr, vqa); return 2; }
         else if (o->n_files < (int)(sizeof o->files / sizeof o->files[0])) o->files[o->n_files++] = a;
@@ -97,6 +101,11 @@ static cJSON *result_json(const char *file, const char *question, const rsmoe_re
     cJSON_AddStringToObject(j, question ? "answer" : "caption", r->text);
     cJSON_AddItemToObject(j, "aspects", rs_json_aspects(r));
     if (r->chosen >= 0) cJSON_AddStringToObject(j, "chosen", r->aspects[r->chosen].name);
+    cJSON_AddBoolToObject(j, "retrieved", r->retrieved);
+    if (r->scene[0]) {
+        cJSON_AddStringToObject(j, "scene", r->scene);
+        cJSON_AddNumberToObject(j, "scene_prob", r->scene_prob);
+    }
     cJSON *t = cJSON_AddObjectToObject(j, "timings_ms");
     rs_json_add_stage_timings(t, &r->timings);
     cJSON_AddNumberToObject(t, "total", r->timings.total_ms);

@@ -27,6 +27,8 @@ static void usage(FILE *f) {
             "  --limit N         only the first N images (or questions)\n"
             "  --style S         brief (default: one sentence, the protocol of the RSICD/UCM/Sydney tables) or detailed\n"
             "  --beams N, --max-len N, --rep-penalty F, --no-experts, --uniform-gates, --threads N\n"
+            "  --no-retrieval    brief captions chosen by log-probability even when the model has a\n"
+            "                    retrieval index (`rsmoe index`)\n"
             "  --no-meteor       skip METEOR (needs WordNet: /usr/share/wordnet or $RSMOE_WORDNET)\n"
             "  --json            print the scores as JSON\n");
 }
@@ -122,6 +124,7 @@ int cmd_eval(int argc, char **argv) {
             else goto bad;
         } else if (!strcmp(a, "--no-experts")) gp.use_experts = false;
         else if (!strcmp(a, "--uniform-gates")) gp.uniform_gates = true;
+        else if (!strcmp(a, "--no-retrieval")) gp.use_retrieval = false;
         else if (!strcmp(a, "--no-meteor")) meteor = 0;
         else if (!strcmp(a, "--json")) json = 1;
         else { fprintf(stderr, "rsmoe eval: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
@@ -159,9 +162,9 @@ int cmd_eval(int argc, char **argv) {
     if (n_units == 0) { fprintf(stderr, "rsmoe eval: %s has nothing in split '%s'\n", data, split); rs_dataset_free(&ds); return 1; }
 
     char header[8192];
-    snprintf(header, sizeof header, "# rsmoe eval model=%s data=%s split=%s style=%s beams=%d max_len=%d rep=%.3g experts=%d uniform=%d",
+    snprintf(header, sizeof header, "# rsmoe eval model=%s data=%s split=%s style=%s beams=%d max_len=%d rep=%.3g experts=%d uniform=%d%s",
              model, data, split, gp.style == RSMOE_STYLE_BRIEF ? "brief" : "detailed", gp.beams, gp.max_len,
-             gp.repetition_penalty, gp.use_experts, gp.uniform_gates);
+             gp.repetition_penalty, gp.use_experts, gp.uniform_gates, gp.use_retrieval ? "" : " retrieval=0");
     kvlist done = {0};
     long good_end = 0;
     if (read_done(hyp_path, header, &done, &good_end) < 0) { rs_dataset_free(&ds); kv_free(&done); return 1; }

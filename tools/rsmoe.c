@@ -13,6 +13,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_features(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_index(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_train(int argc, char **argv);
@@ -42,6 +43,7 @@ static const struct {
     {"gguf", cmd_gguf, "validate a GGUF file and dump its metadata and tensor list"},
     {"graft", cmd_graft, "move trained tensors into a model of another layout (e.g. another number of experts)"},
     {"import", cmd_import, "convert checkpoints to GGUF: `import hf` (safetensors), `import tflite` (MobileNet), `import llama2c`"},
+    {"index", cmd_index, "add a retrieval index of training images and captions to a model (brief-caption selection)"},
     {"info", cmd_info, "print a model's configuration, parameter counts and memory"},
     {"init", cmd_init, "create a model with seeded random weights from a preset"},
     {"quantize", cmd_quantize, "rewrite a model's weight matrices as f32, f16, bf16 or q8_0"},

@@ -145,6 +145,7 @@ rsmoe_status rs_model_load_ex(const char *path, bool repack, rs_model **out) {
         goto fail;
     }
     if ((st = bind_moe(m))) goto fail;
+    if ((st = rs_retrieval_load(m->g, m->enc_width, &m->retr, &m->has_retrieval))) goto fail;
     if (repack && (st = repack_q8(m))) goto fail;
     if ((st = copy_str_key(m->g, "rsmoe.instruction.caption", m->instr_caption, sizeof m->instr_caption, DEFAULT_INSTR)) ||
         (st = copy_str_key(m->g, "rsmoe.instruction.vqa_suffix", m->vqa_suffix, sizeof m->vqa_suffix, DEFAULT_VQA_SUFFIX)))
@@ -163,6 +164,7 @@ void rs_model_free(rs_model *m) {
     rs_qformer_unbind(&m->qf);
     rs_llm_unbind(&m->llm);
     rs_tokenizer_free(m->tok);
+    rs_retrieval_free(&m->retr);
     for (int64_t i = 0; m->g && i < rs_gguf_n_tensors(m->g); i++) free((void *)rs_gguf_tensor(m->g, i)->packed);
     rs_gguf_close(m->g);
     free(m);
@@ -199,6 +201,7 @@ rs_param_counts rs_model_param_counts(const rs_model *m) {
         else if (!strncmp(t->name, "qf.", 3) || !strncmp(t->name, "proj.", 5)) pc.qformer += e;
         else if (!strncmp(t->name, "expert.", 7)) pc.experts += e;
         else if (!strncmp(t->name, "router.", 7)) pc.router += e;
+        else if (!strncmp(t->name, "retrieval.", 10)) pc.retrieval += e;
         else pc.llm += e;
     }
     (void)nel;

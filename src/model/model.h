@@ -12,6 +12,7 @@
 #include "formats/gguf.h"
 #include "model/llm.h"
 #include "model/qformer.h"
+#include "model/retrieval.h"
 #include "model/vit.h"
 
 #define RS_MAX_EXPERTS 8
@@ -46,6 +47,8 @@ typedef struct {
     rs_moe_config moe;
     rs_lora_set experts[RS_MAX_EXPERTS];
     const rs_tensor *gate_w, *gate_b, *soft_up_w, *soft_up_b, *soft_down_w, *soft_down_b;
+    bool has_retrieval;                        /* a retrieval index (model/retrieval.h) */
+    rs_retrieval retr;
     char instr_caption[RS_EXPERT_PROMPT_MAX];  /* the global description instruction */
     char vqa_suffix[RS_EXPERT_PROMPT_MAX];     /* appended to questions */
 } rs_model;
@@ -113,6 +116,7 @@ rsmoe_status rs_model_init_preset(const rs_preset *p, const rs_init_params *ip, 
                                   void (*progress)(float, void *), void *ud);
 
 /* parameter counts per part (elements) */
-typedef struct { int64_t vision, qformer, llm, experts, router; } rs_param_counts;
+/* retrieval: the retrieval index's values (keys, probe), not parameters of the network */
+typedef struct { int64_t vision, qformer, llm, experts, router, retrieval; } rs_param_counts;
 rs_param_counts rs_model_param_counts(const rs_model *m);
 #endif

@@ -110,6 +110,15 @@ size_t rsmoe_model_describe(const rsmoe_model *mm, char *buf, size_t cap) {
         int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, " (a stage-I model: the LLM Block alone)\n");
         len += (size_t)(k > 0 ? k : 0);
     }
+    if (m->has_retrieval) {
+        const rs_retrieval *r = &m->retr;
+        int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
+                         "retrieval:      %d indexed images, %lld distinct captions, %d scene classes; brief captions by "
+                         "consensus with the %d nearest (probe weight %g, proposal bonus %g); %.2f M values (%s keys)\n",
+                         r->n_img, (long long)r->n_sent, r->n_class, r->k, (double)r->gamma, (double)r->bonus,
+                         (double)pc.retrieval / 1e6, rs_dtype_name(r->keys->type));
+        len += (size_t)(k > 0 ? k : 0);
+    }
     int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "tokenizer:      %d tokens\ntotal:          %.2f M params\n",
                      rs_tokenizer_n_vocab(m->tok), (double)(pc.vision + pc.qformer + pc.llm + pc.experts + pc.router) / 1e6);
     len += (size_t)(k > 0 ? k : 0);
@@ -219,7 +228,8 @@ void rsmoe_image_free(rsmoe_image *img) {
 rsmoe_generate_params rsmoe_caption_default_params(void) {
     return (rsmoe_generate_params){.style = RSMOE_STYLE_DETAILED, .beams = 5, .max_len = 256, .min_len = 1,
                                    .repetition_penalty = 1.5f, .length_penalty = 1.0f, .temperature = 0.0f,
-                                   .top_p = 0.9f, .seed = 42, .use_experts = true, .top_k_experts = 1};
+                                   .top_p = 0.9f, .seed = 42, .use_experts = true, .top_k_experts = 1,
+                                   .use_retrieval = true};
 }
 
 rsmoe_generate_params rsmoe_vqa_default_params(void) {
@@ -427,7 +437,28 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
         if (sc > best_score) { best_score = sc; best = e; }
     }
     free(gen);
-    if (question || !moe || p->style == RSMOE_STYLE_BRIEF) {
+    double t_r = rs_time_s();
+    if (!question && m->has_retrieval && p->use_retrieval) {
+        /* the scene probe for every caption (cheap); the consensus choice for brief ones */
+        const char *props[RSMOE_MAX_ASPECTS];
+        for (int e = 0; e < K; e++) props[e] = out->aspects[e].text;
+        rs_retrieval_pick pick;
+        bool choose = p->style == RSMOE_STYLE_BRIEF && p->use_retrieval;
+        st = rs_retrieval_select(&m->retr, c->enc, m->enc_tokens, props, choose ? K : 0, 0, c->pool, &pick);
+        if (st) { rsmoe_result_free(out); return st; }
+        size_t len;
+        const char *sc = rs_retrieval_class(&m->retr, pick.scene, &len);
+        snprintf(out->scene, sizeof out->scene, "%.*s", (int)len, sc);
+        out->scene_prob = pick.scene_prob;
+        if (choose) {
+            out->chosen = pick.proposal;
+            out->retrieved = pick.proposal < 0;
+            out->text = pick.text;
+        } else free(pick.text);
+    }
+    if (out->text) {
+        /* chosen by retrieval */
+    } else if (question || !moe || p->style == RSMOE_STYLE_BRIEF) {
         out->chosen = best;
         out->text = strdup(out->aspects[best].text);
     } else {
@@ -446,7 +477,7 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
     if (!out->text) { rsmoe_result_free(out); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
     double t4 = rs_time_s();
     out->timings = (rsmoe_timings){.encode_ms = (t1 - t0) * 1e3, .qformer_ms = (t2 - t1) * 1e3, .router_ms = (t3 - t2) * 1e3,
-                                   .prefill_ms = gs.prefill_s * 1e3, .decode_ms = gs.decode_s * 1e3, .total_ms = (t4 - t0) * 1e3,
+                                   .prefill_ms = gs.prefill_s * 1e3, .decode_ms = gs.decode_s * 1e3, .retrieval_ms = (t4 - t_r) * 1e3, .total_ms = (t4 - t0) * 1e3,
                                    .prefill_tokens = gs.prefill_rows, .decode_steps = gs.steps, .decode_tokens = gs.decoded_rows};
     return RSMOE_OK;
 }

@@ -25,4 +25,5 @@ void rs_json_add_stage_timings(cJSON *t, const rsmoe_timings *tm) {
     cJSON_AddNumberToObject(t, "router", tm->router_ms);
     cJSON_AddNumberToObject(t, "prefill", tm->prefill_ms);
     cJSON_AddNumberToObject(t, "decode", tm->decode_ms);
+    cJSON_AddNumberToObject(t, "retrieval", tm->retrieval_ms);
 }
