@@ -4,9 +4,11 @@
 # encoder, feature caches, stage I (Q-Former + the LLM, trained from scratch together: a text-only
 # "lm" stage first made the Q-Former collapse to an image-independent prefix; a peak learning rate
 # above ~1e-3 makes the model ignore the image: see models/README.md; a fifth of each stage-I
-# batch asks "What is the scene?"), stage II, then the evaluation on val (where runs are compared)
-# and on test. Reproducible: every step is seeded; both training stages run on one thread (their
-# results depend on the thread count), THREADS (default 2) only for features and evaluation.
+# batch asks "What is the scene?"), stage II, the 8-bit copy, the retrieval index of the training
+# images and captions (`rsmoe index`), then the evaluation on val (where runs are compared) and on
+# test, each with and without the index. Reproducible: every step is seeded; both training stages
+# (and the index) run on one thread (their results depend on the thread count), THREADS (default 2)
+# only for features and evaluation.
 #   usage: sh models/train_default.sh [SHARED_DIR] [WORK_DIR]
 # SHARED_DIR holds data/rsicd (the RSICD release) and data/weights (mobilenet_v2_1.0_224_quant.tflite);
 # the result is WORK_DIR/rsmoe-rsicd-q8.gguf (shipped as models/rsmoe-rsicd.gguf; f32 training result:
@@ -61,13 +63,18 @@ step "stage 2 (experts + router; half of each batch is questions)"
     --max-caption-tokens 40 $AUGOPT $R && touch "$WORK/s2.done"; }
 step "half-precision copy, and the 8-bit copy of it that ships (the CNN encoder stays f32)"
 $B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16
-$B quantize "$WORK/rsmoe-rsicd-f16.gguf" "$WORK/rsmoe-rsicd-q8.gguf" q8_0
-step "evaluation on RSICD val (brief, greedy; the runs are compared here, never on test)"
+$B quantize "$WORK/rsmoe-rsicd-f16.gguf" "$WORK/rsmoe-rsicd-q8-base.gguf" q8_0
+step "retrieval index of the training images and captions (brief captions chosen by consensus; one thread, 10 s)"
+$B index -m "$WORK/rsmoe-rsicd-q8-base.gguf" --data "$DATA" --images "$IMG" --split train \
+    --features "$WORK/feat-train.gguf" -o "$WORK/rsmoe-rsicd-q8.gguf"
+step "evaluation on RSICD val (brief, greedy; the runs are compared here, never on test), with and without the index"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split val --beams 1 --max-len 40 --threads $T --out "$WORK/eval-val"
+$B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split val --beams 1 --max-len 40 --threads $T --no-retrieval --out "$WORK/eval-val-noretrieval"
 [ -f "$WORK/q-val.json" ] || $B questions --data "$DATA" --split val -o "$WORK/q-val.json"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$WORK/q-val.json" --images "$IMG" --split val --limit 1500 --threads $T --out "$WORK/vqa-val"
 step "evaluation on RSICD test (brief, greedy)"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --out "$WORK/eval-test"
+$B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --no-retrieval --out "$WORK/eval-test-noretrieval"
 step "questions derived from the test captions, answered (first 1,500)"
 [ -f "$WORK/q-test.json" ] || $B questions --data "$DATA" --split test -o "$WORK/q-test.json"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$WORK/q-test.json" --images "$IMG" --split test --limit 1500 --threads $T --out "$WORK/vqa-test"
