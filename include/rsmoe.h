@@ -63,6 +63,8 @@ void rsmoe_model_free(rsmoe_model *m);
  * file size. Writes at most cap bytes (NUL-terminated); returns the length needed. */
 size_t rsmoe_model_describe(const rsmoe_model *m, char *buf, size_t cap);
 int rsmoe_model_n_experts(const rsmoe_model *m);
+/* whether the model holds a retrieval index (`rsmoe index`; brief-caption selection) */
+bool rsmoe_model_has_retrieval(const rsmoe_model *m);
 const char *rsmoe_model_expert_name(const rsmoe_model *m, int i);   /* NULL if out of range */
 
 typedef struct {

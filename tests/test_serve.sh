@@ -165,6 +165,7 @@ req beams_text 400 -H 'Content-Type: image/png' --data-binary "@$T/img.png" "$B/
 req max_len_huge 400 -F "image=@$T/img.png" -F max_len=100000 "$B/v1/caption"
 req style_unknown 400 -F "image=@$T/img.png" -F style=fancy "$B/v1/caption"
 req aspects_bad 400 -F "image=@$T/img.png" -F aspects=maybe "$B/v1/caption"
+req retrieval_bad 400 -F "image=@$T/img.png" -F retrieval=maybe "$B/v1/caption"
 req unknown_path 404 "$B/v2/nothing" && err_body unknown_path 404
 req get_on_post_endpoint 405 "$B/v1/caption" && err_body get_on_post_endpoint 405
 req post_on_get_endpoint 405 -X POST "$B/healthz"

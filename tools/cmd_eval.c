@@ -257,6 +257,9 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddStringToObject(jo, "data", data);
         cJSON_AddStringToObject(jo, "split", split);
         cJSON_AddStringToObject(jo, "style", gp.style == RSMOE_STYLE_BRIEF ? "brief" : "detailed");
+        /* brief captions chosen by the model's retrieval index or not (known when this run loaded it) */
+        if (!vqa && gp.style == RSMOE_STYLE_BRIEF && m)
+            cJSON_AddBoolToObject(jo, "retrieval", gp.use_retrieval && rsmoe_model_has_retrieval(m));
         cJSON_AddNumberToObject(jo, "scored", n);
         cJSON_AddNumberToObject(jo, "total", n_units);
         if (n == 0) { fprintf(stderr, "rsmoe eval: nothing to score\n"); rc = 1; }

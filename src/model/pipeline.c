@@ -60,6 +60,7 @@ void rsmoe_model_free(rsmoe_model *m) {
 }
 
 int rsmoe_model_n_experts(const rsmoe_model *m) { return m->m->moe.n_experts; }
+bool rsmoe_model_has_retrieval(const rsmoe_model *m) { return m && m->m->has_retrieval; }
 
 const char *rsmoe_model_expert_name(const rsmoe_model *m, int i) {
     return i >= 0 && i < m->m->moe.n_experts ? m->m->moe.names[i] : NULL;

@@ -50,8 +50,8 @@ static void sbuf_free(sbuf *b) { free(b->p); memset(b, 0, sizeof *b); }
 enum { EP_CAPTION = 1, EP_VQA = 2 };
 enum { BODY_RAW = 1, BODY_FORM = 2, BODY_JSON = 3 };
 enum { ST_RECEIVING = 0, ST_QUEUED, ST_RUNNING, ST_DONE };
-enum { F_QUESTION, F_BEAMS, F_MAX_LEN, F_STYLE, F_ASPECTS, F_COUNT };
-static const char *const g_field_names[F_COUNT] = {"question", "beams", "max_len", "style", "aspects"};
+enum { F_QUESTION, F_BEAMS, F_MAX_LEN, F_STYLE, F_ASPECTS, F_RETRIEVAL, F_COUNT };
+static const char *const g_field_names[F_COUNT] = {"question", "beams", "max_len", "style", "aspects", "retrieval"};
 
 typedef struct req {
     struct rs_server *srv;
@@ -273,7 +273,7 @@ static bool base64_decode(const char *s, sbuf *out, size_t limit) {
 }
 
 /* A JSON body: {"image": BASE64, "question": "...", "beams": 3, "max_len": 20, "style": "brief",
- * "aspects": false} */
+ * "aspects": false, "retrieval": true} */
 static void parse_json_body(req *r) {
     cJSON *j = cJSON_ParseWithLength(r->json.p ? r->json.p : "", r->json.n);
     if (!j || !cJSON_IsObject(j)) {
@@ -355,6 +355,7 @@ static void parse_options(req *r) {
         else set_err(r, 400, "style must be 'detailed' or 'brief'%s", NULL);
     }
     if ((v = option(r, F_ASPECTS)) && !parse_bool(v, &r->want_aspects)) set_err(r, 400, "aspects must be true or false%s", NULL);
+    if ((v = option(r, F_RETRIEVAL)) && !parse_bool(v, &r->gp.use_retrieval)) set_err(r, 400, "retrieval must be true or false%s", NULL);
     if (r->endpoint == EP_VQA) {
         v = r->question = option(r, F_QUESTION);
         if (!v || !*v) set_err(r, 400, "a question is required (form field, JSON key or ?question=)%s", NULL);
