@@ -49,6 +49,11 @@ check "the same index again: byte-identical" 'cmp -s "$T/mi.gguf" "$T/mi2.gguf"'
 # an index replaces the one already there
 "$B" index -m "$T/mi.gguf" --data "$T/ds.json" --features "$T/f.gguf" --k 2 --probe-steps 20 -o "$T/mi3.gguf" >/dev/null 2>&1; rc=$?
 check "re-indexing an indexed model works" '[ $rc -eq 0 ] && "$B" gguf "$T/mi3.gguf" 2>/dev/null | grep -q "rsmoe.retrieval.k.*2"'
+# no scene labels: the features alone, no scene reported
+sed 's/"label": "[A-Za-z]*", //' "$T/ds.json" > "$T/ds-nolabel.json"
+"$B" index -m "$T/m.gguf" --data "$T/ds-nolabel.json" --features "$T/f.gguf" --k 3 -o "$T/mn.gguf" >"$T/o4" 2>&1; rc=$?
+"$B" caption -m "$T/mn.gguf" --brief --json --beams 1 --max-len 6 --threads 1 tests/data/rgba12.png >"$T/c4.json" 2>&1; rc2=$?
+check "without labels: no probe, captions work, no scene" '[ $rc -eq 0 ] && grep -q "over 0 classes" "$T/o4" && [ $rc2 -eq 0 ] && grep -q "\"retrieved\"" "$T/c4.json" && ! grep -q "\"scene\"" "$T/c4.json"'
 # bad input
 "$B" index -m "$T/m.gguf" --data "$T/ds.json" --features /nonexistent.gguf -o "$T/x1.gguf" >/dev/null 2>"$T/e1"; rc=$?
 check "missing feature cache: clear error, no file" '[ $rc -ne 0 ] && grep -q nonexistent "$T/e1" && [ ! -e "$T/x1.gguf" ]'
