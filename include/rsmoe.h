@@ -116,6 +116,7 @@ typedef struct {
     bool use_experts;           /* false: the LLM Block alone (the stage-I path) */
     bool uniform_gates;         /* ablation: every expert weighted 1/K */
     bool use_retrieval;         /* brief captions: use the model's retrieval index if it has one (default true) */
+    bool retrieval_only;        /* ablation: with the index, choose among its captions only (no proposal) */
     int top_k_experts;          /* questions: experts consulted (1 = top-1 by gate) */
     rsmoe_abort_callback abort_callback;
     rsmoe_progress_callback progress_callback;

@@ -44,6 +44,8 @@ check "the brief caption is an aspect or an indexed sentence ($(cat "$T/c1.check
 "$B" caption -m "$T/m.gguf" --brief --json --beams 1 --max-len 6 --threads 1 tests/data/rgba12.png >"$T/c3.json" 2>&1
 cap() { sed -n 's/^[[:space:]]*"caption":[[:space:]]*\(".*"\),$/\1/p' "$1"; }
 check "--no-retrieval: the model without the index's caption, no scene" '[ -n "$(cap "$T/c2.json")" ] && [ "$(cap "$T/c2.json")" = "$(cap "$T/c3.json")" ] && grep -q "\"retrieved\":[[:space:]]*false" "$T/c2.json" && ! grep -q "\"scene\"" "$T/c2.json"'
+"$B" caption -m "$T/mi.gguf" --brief --json --beams 1 --max-len 6 --threads 1 --retrieval-only tests/data/rgba12.png >"$T/c5.json" 2>&1
+check "--retrieval-only: an indexed sentence" 'grep -q "\"retrieved\":[[:space:]]*true" "$T/c5.json" && grep -qE "\"caption\":[[:space:]]*\"(many buildings are in a dense residential area.|two courts are near a road.|it is a piece of bareland.|a piece of yellow bareland .|a bridge is over a river.|a long bridge is over a green river.)\"" "$T/c5.json"'
 "$B" index -m "$T/m.gguf" --data "$T/ds.json" --features "$T/f.gguf" --k 3 --probe-steps 20 -o "$T/mi2.gguf" >/dev/null 2>&1
 check "the same index again: byte-identical" 'cmp -s "$T/mi.gguf" "$T/mi2.gguf"'
 # an index replaces the one already there

@@ -42,6 +42,7 @@ static void usage(FILE *f, bool vqa) {
                "  --uniform-gates    every expert weighted 1/K (ablation)\n"
                "  --no-retrieval     --brief: pick by log-probability even when the model has a\n"
                "                     retrieval index (`rsmoe index`; default: by consensus with it)\n"
+               "  --retrieval-only   --brief, ablation: the index's captions alone (no expert proposal)\n"
                "  --instruction TEXT the global instruction (caption; default: the model's)\n"
                "  --threads N        threads (default: all cores)\n",
             vqa ? 10 : 256, vqa ? "1.0" : "1.5");
@@ -75,6 +76,7 @@ static int parse(int argc, char **argv, bool vqa, opts *o) {
         else if (!strcmp(a, "--no-experts")) o->gp.use_experts = false;
         else if (!strcmp(a, "--uniform-gates")) o->gp.uniform_gates = true;
         else if (!strcmp(a, "--no-retrieval")) o->gp.use_retrieval = false;
+        else if (!strcmp(a, "--retrieval-only")) o->gp.retrieval_only = true;
         else if (!strcmp(a, "--instruction") && !vqa) { if (!has) goto bad; o->gp.instruction = argv[++i]; }
         else if (a[0] == '-' && a[1]) { fprintf(stderr, "rsmoe %s: unknown option '%s'\n", cmd, a); usage(stderr, vqa); return 2; }
         else if (o->n_files < (int)(sizeof o->files / sizeof o->files[0])) o->files[o->n_files++] = a;

@@ -29,6 +29,7 @@ static void usage(FILE *f) {
             "  --beams N, --max-len N, --rep-penalty F, --no-experts, --uniform-gates, --threads N\n"
             "  --no-retrieval    brief captions chosen by log-probability even when the model has a\n"
             "                    retrieval index (`rsmoe index`)\n"
+            "  --retrieval-only  ablation: brief captions from the index's captions alone (no expert proposal)\n"
             "  --no-meteor       skip METEOR (needs WordNet: /usr/share/wordnet or $RSMOE_WORDNET)\n"
             "  --json            print the scores as JSON\n");
 }
@@ -125,6 +126,7 @@ int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--no-experts")) gp.use_experts = false;
         else if (!strcmp(a, "--uniform-gates")) gp.uniform_gates = true;
         else if (!strcmp(a, "--no-retrieval")) gp.use_retrieval = false;
+        else if (!strcmp(a, "--retrieval-only")) gp.retrieval_only = true;
         else if (!strcmp(a, "--no-meteor")) meteor = 0;
         else if (!strcmp(a, "--json")) json = 1;
         else { fprintf(stderr, "rsmoe eval: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
@@ -164,7 +166,7 @@ int cmd_eval(int argc, char **argv) {
     char header[8192];
     snprintf(header, sizeof header, "# rsmoe eval model=%s data=%s split=%s style=%s beams=%d max_len=%d rep=%.3g experts=%d uniform=%d%s",
              model, data, split, gp.style == RSMOE_STYLE_BRIEF ? "brief" : "detailed", gp.beams, gp.max_len,
-             gp.repetition_penalty, gp.use_experts, gp.uniform_gates, gp.use_retrieval ? "" : " retrieval=0");
+             gp.repetition_penalty, gp.use_experts, gp.uniform_gates, gp.use_retrieval ? (gp.retrieval_only ? " retrieval=only" : "") : " retrieval=0");
     kvlist done = {0};
     long good_end = 0;
     if (read_done(hyp_path, header, &done, &good_end) < 0) { rs_dataset_free(&ds); kv_free(&done); return 1; }
