@@ -8,9 +8,6 @@
 
 #define Q16_MR 8          /* activation rows per kernel call */
 #define Q16_REC 512       /* bytes of one (group, block) record of values */
-#ifndef Q16_SPLIT
-#define Q16_SPLIT 2       /* independent int32 chains per row in the VNNI tile (1, 2, 4, 8) */
-#endif
 #ifndef Q16_PF
 #define Q16_PF 16         /* records prefetched ahead (8 KiB) */
 #endif
@@ -113,18 +110,13 @@ T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int M
         for (int i = 0; i < MR; i++) {
             const int64_t m = m0 + i;
             const int8_t *x = j->xq + (b * j->ldm + m) * RS_QK8_0;
-            /* Q16_SPLIT independent int32 chains (exact: the sum does not depend on the split),
-             * so the 8 dot-product steps of a row do not wait on each other one by one */
-            __m512i sp[Q16_SPLIT];
-            sp[0] = _mm512_set1_epi32(j->xc[b * j->ldm + m]);
-            for (int k = 1; k < Q16_SPLIT; k++) sp[k] = _mm512_setzero_si512();
+            __m512i s = _mm512_set1_epi32(j->xc[b * j->ldm + m]);
             for (int q = 0; q < 8; q++) {
                 int32_t quad;
                 memcpy(&quad, x + 4 * q, 4);
-                sp[q % Q16_SPLIT] = _mm512_dpbusd_epi32(sp[q % Q16_SPLIT], wv[q], _mm512_set1_epi32(quad));
+                s = _mm512_dpbusd_epi32(s, wv[q], _mm512_set1_epi32(quad));
             }
-            for (int k = 1; k < Q16_SPLIT; k++) sp[0] = _mm512_add_epi32(sp[0], sp[k]);
-            acc[i] = q16_finish(sp[0], dw, j->xd[b * j->ldm + m], acc[i]);
+            acc[i] = q16_finish(s, dw, j->xd[b * j->ldm + m], acc[i]);
         }
     }
     for (int i = 0; i < MR; i++) q16_store(j, m0 + i, g, acc[i]);
