@@ -186,11 +186,11 @@ static bool write_case(const synth *S, const rs_retrieval_build_params *bp, cons
 }
 
 /* the feature cache of the synthetic training images (f16, as `rsmoe features` writes it) */
-static rsmoe_status write_features(const synth *S, const char *path, char names[][16]) {
+static rsmoe_status write_features(const synth *S, const char *path, char names[][24]) {
     static uint16_t h[NTR * T * D];
     const char *nm[NTR];
     for (int i = 0; i < NTR; i++) {
-        snprintf(names[i], 16, "img%02d.jpg", i);
+        snprintf(names[i], 24, "img%02d.jpg", i);
         nm[i] = names[i];
         for (int j = 0; j < T * D; j++) h[i * T * D + j] = rs_f32_to_f16(S->tr[i][j]);
     }
@@ -213,7 +213,7 @@ static rsmoe_status write_features(const synth *S, const char *path, char names[
 /* builds the index of the synthetic set into path */
 static rsmoe_status build_index(const synth *S, const rs_retrieval_build_params *bp, bool q8, const char *path,
                                 rs_retrieval_build_report *rep) {
-    static char names[NTR][16];
+    static char names[NTR][24];
     char fpath[256];
     snprintf(fpath, sizeof fpath, "%s/feat.gguf", g_dir);
     rsmoe_status st = write_features(S, fpath, names);
