@@ -25,6 +25,19 @@ void rs_retrieval_words(const char *text, char *out, size_t cap) {
     out[n] = 0;
 }
 
+int rs_retrieval_split(const char *s, const char **w, size_t *len, int max) {
+    int n = 0;
+    for (const char *p = s; *p;) {
+        while (*p == ' ') p++;
+        if (!*p) break;
+        const char *b = p;
+        while (*p && *p != ' ') p++;
+        if (n < max) { w[n] = b; len[n] = (size_t)(p - b); }
+        n++;
+    }
+    return n;
+}
+
 uint64_t rs_retrieval_ngram_hash(const char *const *w, const size_t *len, int n) {
     uint64_t h = 1469598103934665603ULL;
     for (int i = 0; i < n; i++) {
@@ -69,27 +82,13 @@ static void svec_free(svec *v) {
 
 static bool svec_make(const char *s, const uint64_t *hash, const uint32_t *df, int64_t n, uint32_t n_docs, svec *v) {
     memset(v, 0, sizeof *v);
-    int nw = 0;
-    for (const char *p = s; *p;) {
-        while (*p == ' ') p++;
-        if (!*p) break;
-        nw++;
-        while (*p && *p != ' ') p++;
-    }
+    int nw = rs_retrieval_split(s, NULL, NULL, 0);
     v->len = nw;
     if (!nw) return true;
     const char **w = malloc(sizeof(char *) * (size_t)nw);
     size_t *wl = malloc(sizeof(size_t) * (size_t)nw);
     if (!w || !wl) { free(w); free(wl); return false; }
-    int i = 0;
-    for (const char *p = s; *p;) {
-        while (*p == ' ') p++;
-        if (!*p) break;
-        w[i] = p;
-        while (*p && *p != ' ') p++;
-        wl[i] = (size_t)(p - w[i]);
-        i++;
-    }
+    rs_retrieval_split(s, w, wl, nw);
     bool ok = true;
     for (int k = 0; k < 4 && ok; k++) {
         int m = nw - k;

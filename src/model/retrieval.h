@@ -55,6 +55,10 @@ void rs_retrieval_free(rs_retrieval *r);
  * bytes >= 0x80 count as letters) joined by single spaces, at most cap - 1 bytes. */
 void rs_retrieval_words(const char *text, char *out, size_t cap);
 
+/* The words of a normalised sentence (split at spaces): at most max of them as pointers into s
+ * and lengths (w, len may be NULL with max 0); returns how many words s has in all. */
+int rs_retrieval_split(const char *s, const char **w, size_t *len, int max);
+
 /* FNV-1a 64 of an n-gram: its words joined by single spaces. */
 uint64_t rs_retrieval_ngram_hash(const char *const *w, const size_t *len, int n);
 

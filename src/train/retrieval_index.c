@@ -92,15 +92,8 @@ static int cmp_u64(const void *a, const void *b) {
 static bool sentence_ngrams(const char *s, uint64_t **h, size_t *n, size_t *cap) {
     const char *w[512];
     size_t wl[512];
-    int nw = 0;
-    for (const char *p = s; *p && nw < 512;) {
-        while (*p == ' ') p++;
-        if (!*p) break;
-        w[nw] = p;
-        while (*p && *p != ' ') p++;
-        wl[nw] = (size_t)(p - w[nw]);
-        nw++;
-    }
+    int nw = rs_retrieval_split(s, w, wl, 512);
+    if (nw > 512) nw = 512;   /* longer captions: their first 512 words */
     for (int k = 1; k <= 4; k++)
         for (int i = 0; i + k <= nw; i++) {
             if (*n == *cap) {
