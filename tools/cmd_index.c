@@ -30,8 +30,8 @@ static void usage(FILE *f) {
             "  --bonus B        the experts' proposals' score factor 1 + B (default 0.6)\n"
             "  --probe-steps N  Adam steps of the scene probe (default 300)\n"
             "  --f32-keys       keys as f32 (default q8_0: 4x smaller)\n"
-            "The build runs on one thread (about 10 s for RSICD's 8,734 training images), so that OUT is\n"
-            "the same on every machine.\n");
+            "The build runs on one thread (about 10 s for RSICD's 8,734 training images), so that OUT does\n"
+            "not depend on the thread count.\n");
 }
 
 static bool skip_key(const char *key) { return !strncmp(key, "rsmoe.retrieval.", 16); }
