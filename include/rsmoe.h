@@ -148,7 +148,8 @@ typedef struct {
     rsmoe_aspect aspects[RSMOE_MAX_ASPECTS];
     int chosen;          /* the aspect that gave `text` (brief/VQA), -1 when joined or retrieved */
     bool retrieved;      /* brief: `text` is an indexed image's caption chosen by retrieval consensus */
-    char scene[64];      /* with a retrieval index: the scene probe's class ("" without one) */
+    char scene[64];      /* with a retrieval index (and use_retrieval): the scene probe's class, any
+                          * style ("" otherwise) */
     float scene_prob;    /* its softmax probability */
     rsmoe_timings timings;
 } rsmoe_result;

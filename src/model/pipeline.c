@@ -445,8 +445,8 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
         for (int e = 0; e < K; e++) props[e] = out->aspects[e].text;
         rs_retrieval_pick pick;
         bool choose = p->style == RSMOE_STYLE_BRIEF && p->use_retrieval;
-        st = rs_retrieval_select(&m->retr, c->enc, m->enc_tokens, props, choose && !p->retrieval_only ? K : 0, 0,
-                                 c->pool, &pick);
+        st = rs_retrieval_select(&m->retr, c->enc, m->enc_tokens, props, !choose ? -1 : p->retrieval_only ? 0 : K,
+                                 0, c->pool, &pick);
         if (st) { rsmoe_result_free(out); return st; }
         size_t len;
         const char *sc = rs_retrieval_class(&m->retr, pick.scene, &len);

@@ -299,7 +299,6 @@ rsmoe_status rs_retrieval_select(const rs_retrieval *r, const float *tokens, int
     for (int c = 0; c < W; c++) nn += (double)x[c] * x[c];
     float inv = nn > 0 ? (float)(1.0 / sqrt(nn)) : 0.f;
     for (int c = 0; c < W; c++) u[c] = x[c] * inv;
-    rs_tlinear(r->keys, NULL, u, sims, 1, pool);
     if (C > 0) {
         float mx = -INFINITY;
         for (int i = 0; i < C; i++) {
@@ -308,10 +307,16 @@ rsmoe_status rs_retrieval_select(const rs_retrieval *r, const float *tokens, int
             p[i] = (float)z;
             if (p[i] > mx) { mx = p[i]; out->scene = i; }
         }
-        double se = 0, pn = 0;
+        double se = 0;
         for (int i = 0; i < C; i++) se += (p[i] = expf(p[i] - mx));
-        for (int i = 0; i < C; i++) { p[i] = (float)(p[i] / se); pn += (double)p[i] * p[i]; }
+        for (int i = 0; i < C; i++) p[i] = (float)(p[i] / se);
         out->scene_prob = p[out->scene];
+    }
+    if (n_prop < 0) { free(x); free(nb); return RSMOE_OK; }   /* the scene only */
+    rs_tlinear(r->keys, NULL, u, sims, 1, pool);
+    if (C > 0) {
+        double pn = 0;
+        for (int i = 0; i < C; i++) pn += (double)p[i] * p[i];
         float pi = (float)(1.0 / sqrt(pn));
         float g2 = r->gamma * r->gamma;
         for (int i = 0; i < C; i++) p[i] *= pi;

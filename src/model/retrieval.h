@@ -85,7 +85,8 @@ typedef struct {
 } rs_retrieval_pick;
 
 /* The full selection for one image: tokens [n_tok, width] the encoder's output, proposals
- * the experts' texts (NULL entries skipped). k <= 0: the index's K. */
+ * the experts' texts (NULL entries skipped). k <= 0: the index's K. n_prop < 0: the scene
+ * probe only (out->text NULL, no neighbours). */
 rsmoe_status rs_retrieval_select(const rs_retrieval *r, const float *tokens, int n_tok,
                                  const char *const *proposals, int n_prop, int k, rs_pool *pool,
                                  rs_retrieval_pick *out);
