@@ -103,11 +103,7 @@ static cJSON *result_json(const char *file, const char *question, const rsmoe_re
     cJSON_AddStringToObject(j, question ? "answer" : "caption", r->text);
     cJSON_AddItemToObject(j, "aspects", rs_json_aspects(r));
     if (r->chosen >= 0) cJSON_AddStringToObject(j, "chosen", r->aspects[r->chosen].name);
-    cJSON_AddBoolToObject(j, "retrieved", r->retrieved);
-    if (r->scene[0]) {
-        cJSON_AddStringToObject(j, "scene", r->scene);
-        cJSON_AddNumberToObject(j, "scene_prob", r->scene_prob);
-    }
+    rs_json_add_retrieval(j, r);
     cJSON *t = cJSON_AddObjectToObject(j, "timings_ms");
     rs_json_add_stage_timings(t, &r->timings);
     cJSON_AddNumberToObject(t, "total", r->timings.total_ms);

@@ -438,29 +438,7 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
         if (sc > best_score) { best_score = sc; best = e; }
     }
     free(gen);
-    double t_r = rs_time_s();
-    if (!question && m->has_retrieval && p->use_retrieval) {
-        /* the scene probe for every caption (cheap); the consensus choice for brief ones */
-        const char *props[RSMOE_MAX_ASPECTS];
-        for (int e = 0; e < K; e++) props[e] = out->aspects[e].text;
-        rs_retrieval_pick pick;
-        bool choose = p->style == RSMOE_STYLE_BRIEF && p->use_retrieval;
-        st = rs_retrieval_select(&m->retr, c->enc, m->enc_tokens, props, !choose ? -1 : p->retrieval_only ? 0 : K,
-                                 0, c->pool, &pick);
-        if (st) { rsmoe_result_free(out); return st; }
-        size_t len;
-        const char *sc = rs_retrieval_class(&m->retr, pick.scene, &len);
-        snprintf(out->scene, sizeof out->scene, "%.*s", (int)len, sc);
-        out->scene_prob = pick.scene_prob;
-        if (choose) {
-            out->chosen = pick.proposal;
-            out->retrieved = pick.proposal < 0;
-            out->text = pick.text;
-        } else free(pick.text);
-    }
-    if (out->text) {
-        /* chosen by retrieval */
-    } else if (question || !moe || p->style == RSMOE_STYLE_BRIEF) {
+    if (question || !moe || p->style == RSMOE_STYLE_BRIEF) {
         out->chosen = best;
         out->text = strdup(out->aspects[best].text);
     } else {
@@ -477,6 +455,28 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
         }
     }
     if (!out->text) { rsmoe_result_free(out); return rs_error(RSMOE_ERR_NOMEM, "out of memory"); }
+    double t_r = rs_time_s();
+    if (!question && m->has_retrieval && p->use_retrieval) {
+        /* the scene probe for every caption (cheap); for brief ones the consensus choice, which
+         * replaces the log-probability choice above */
+        const char *props[RSMOE_MAX_ASPECTS];
+        for (int e = 0; e < K; e++) props[e] = out->aspects[e].text;
+        rs_retrieval_pick pick;
+        bool choose = p->style == RSMOE_STYLE_BRIEF;
+        st = rs_retrieval_select(&m->retr, c->enc, m->enc_tokens, props, !choose ? -1 : p->retrieval_only ? 0 : K,
+                                 0, c->pool, &pick);
+        if (st) { rsmoe_result_free(out); return st; }
+        size_t len;
+        const char *sc = rs_retrieval_class(&m->retr, pick.scene, &len);
+        snprintf(out->scene, sizeof out->scene, "%.*s", (int)len, sc);
+        out->scene_prob = pick.scene_prob;
+        if (choose) {
+            free(out->text);
+            out->text = pick.text;
+            out->chosen = pick.proposal;
+            out->retrieved = pick.proposal < 0;
+        }
+    }
     double t4 = rs_time_s();
     out->timings = (rsmoe_timings){.encode_ms = (t1 - t0) * 1e3, .qformer_ms = (t2 - t1) * 1e3, .router_ms = (t3 - t2) * 1e3,
                                    .prefill_ms = gs.prefill_s * 1e3, .decode_ms = gs.decode_s * 1e3, .retrieval_ms = (t4 - t_r) * 1e3, .total_ms = (t4 - t0) * 1e3,

@@ -152,28 +152,36 @@ double rs_consensus_sim(const char *a, const char *b, const uint64_t *hash, cons
     return s;
 }
 
-int rs_consensus_choose(const char *const *cands, const bool *is_prop, int n_cands, const char *const *lent,
-                        const float *w, int n_lent, float bonus, const uint64_t *hash, const uint32_t *df,
-                        int64_t n, uint32_t n_docs) {
-    if (n_cands <= 0) return -1;
-    svec *vc = calloc((size_t)n_cands, sizeof *vc), *vl = calloc((size_t)(n_lent > 0 ? n_lent : 1), sizeof *vl);
-    bool ok = vc && vl;
-    for (int i = 0; ok && i < n_cands; i++) ok = svec_make(cands[i], hash, df, n, n_docs, &vc[i]);
-    for (int j = 0; ok && j < n_lent; j++) ok = svec_make(lent[j], hash, df, n, n_docs, &vl[j]);
+int rs_consensus_choose(const char *const *s, const bool *is_prop, int n, const float *w, int n_lent,
+                        float bonus, const uint64_t *hash, const uint32_t *df, int64_t n_ngram,
+                        uint32_t n_docs) {
+    if (n <= 0) return -1;
+    svec *v = calloc((size_t)n, sizeof *v);   /* every sentence's vector once; lent ones first */
+    bool ok = v != NULL;
+    for (int i = 0; ok && i < n; i++) ok = svec_make(s[i], hash, df, n_ngram, n_docs, &v[i]);
     int best = -1;
     double best_s = -INFINITY;
-    for (int i = 0; ok && i < n_cands; i++) {
-        double s = 0;
+    for (int i = 0; ok && i < n; i++) {
+        double sc = 0;
         for (int j = 0; j < n_lent; j++)
-            if (w[j] > 0) s += (double)w[j] * svec_sim(&vc[i], &vl[j]);
-        if (is_prop && is_prop[i]) s *= 1.0 + (double)bonus;
-        if (s > best_s) { best_s = s; best = i; }
+            if (w[j] > 0) sc += (double)w[j] * svec_sim(&v[i], &v[j]);
+        if (is_prop && is_prop[i]) sc *= 1.0 + (double)bonus;
+        if (sc > best_s) { best_s = sc; best = i; }
     }
-    for (int i = 0; vc && i < n_cands; i++) svec_free(&vc[i]);
-    for (int j = 0; vl && j < n_lent; j++) svec_free(&vl[j]);
-    free(vc);
-    free(vl);
+    for (int i = 0; v && i < n; i++) svec_free(&v[i]);
+    free(v);
     return ok ? best : -1;
+}
+
+int rs_retrieval_softmax(float *z, int C) {
+    float mx = -INFINITY;
+    int am = -1;
+    for (int i = 0; i < C; i++)
+        if (z[i] > mx) { mx = z[i]; am = i; }
+    double se = 0;
+    for (int i = 0; i < C; i++) se += (z[i] = expf(z[i] - mx));
+    for (int i = 0; i < C; i++) z[i] = (float)(z[i] / se);
+    return am;
 }
 
 /* ------------------------------------------------------------ the index in a model file */
@@ -300,16 +308,12 @@ rsmoe_status rs_retrieval_select(const rs_retrieval *r, const float *tokens, int
     float inv = nn > 0 ? (float)(1.0 / sqrt(nn)) : 0.f;
     for (int c = 0; c < W; c++) u[c] = x[c] * inv;
     if (C > 0) {
-        float mx = -INFINITY;
         for (int i = 0; i < C; i++) {
             double z = r->probe_b[i];
             for (int c = 0; c < W; c++) z += (double)r->probe_w[(size_t)i * W + c] * x[c];
             p[i] = (float)z;
-            if (p[i] > mx) { mx = p[i]; out->scene = i; }
         }
-        double se = 0;
-        for (int i = 0; i < C; i++) se += (p[i] = expf(p[i] - mx));
-        for (int i = 0; i < C; i++) p[i] = (float)(p[i] / se);
+        out->scene = rs_retrieval_softmax(p, C);
         out->scene_prob = p[out->scene];
     }
     if (n_prop < 0) { free(x); free(nb); return RSMOE_OK; }   /* the scene only */
@@ -378,8 +382,8 @@ rsmoe_status rs_retrieval_select(const rs_retrieval *r, const float *tokens, int
         } else if (prop_of[l] < 0) prop_of[l] = e;
         isp[l] = true;
     }
-    int win = rs_consensus_choose((const char *const *)txt, isp, nc, (const char *const *)txt, w, nl, r->bonus,
-                                  r->ng_hash, r->ng_df, r->n_ngram, r->n_docs);
+    int win = rs_consensus_choose((const char *const *)txt, isp, nc, w, nl, r->bonus, r->ng_hash, r->ng_df,
+                                  r->n_ngram, r->n_docs);
     if (win < 0) { st = nc ? rs_error(RSMOE_ERR_NOMEM, "out of memory") : rs_error(RSMOE_ERR_INVALID_ARG, "retrieval: no candidate sentence"); goto done; }
     out->proposal = prop_of[win];
     out->text = out->proposal >= 0 ? strdup(proposals[out->proposal]) : sentence(r, ids[win], false);

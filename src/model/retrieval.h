@@ -67,12 +67,16 @@ uint64_t rs_retrieval_ngram_hash(const char *const *w, const size_t *len, int n)
 double rs_consensus_sim(const char *a, const char *b, const uint64_t *hash, const uint32_t *df, int64_t n,
                         uint32_t n_docs);
 
-/* Chooses among cands[0..n_cands) (normalised sentences) by weighted consensus with
- * lent[0..n_lent) (weights w; sum > 0), a candidate i with is_prop[i] scaled by 1 + bonus.
- * Returns the index of the winner, -1 when n_cands is 0 or on out-of-memory. */
-int rs_consensus_choose(const char *const *cands, const bool *is_prop, int n_cands, const char *const *lent,
-                        const float *w, int n_lent, float bonus, const uint64_t *hash, const uint32_t *df,
-                        int64_t n, uint32_t n_docs);
+/* Chooses among s[0..n) (normalised sentences) by weighted consensus with the first n_lent of
+ * them, the lent sentences (weights w[0..n_lent); sum > 0), a candidate i with is_prop[i]
+ * scaled by 1 + bonus. Returns the index of the winner, -1 when n is 0 or on out-of-memory. */
+int rs_consensus_choose(const char *const *s, const bool *is_prop, int n, const float *w, int n_lent,
+                        float bonus, const uint64_t *hash, const uint32_t *df, int64_t n_ngram,
+                        uint32_t n_docs);
+
+/* Softmax of z[0..C) in place (exp(z - max), summed in double); returns the arg max (-1 for
+ * C <= 0). The index build and the run time both use it, so their posteriors agree. */
+int rs_retrieval_softmax(float *z, int C);
 
 typedef struct {
     char *text;         /* the chosen sentence (malloc'd) */

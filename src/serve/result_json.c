@@ -19,6 +19,14 @@ cJSON *rs_json_aspects(const rsmoe_result *r) {
     return as;
 }
 
+void rs_json_add_retrieval(cJSON *j, const rsmoe_result *r) {
+    cJSON_AddBoolToObject(j, "retrieved", r->retrieved);
+    if (r->scene[0]) {
+        cJSON_AddStringToObject(j, "scene", r->scene);
+        cJSON_AddNumberToObject(j, "scene_prob", r->scene_prob);
+    }
+}
+
 void rs_json_add_stage_timings(cJSON *t, const rsmoe_timings *tm) {
     cJSON_AddNumberToObject(t, "encode", tm->encode_ms);
     cJSON_AddNumberToObject(t, "qformer", tm->qformer_ms);

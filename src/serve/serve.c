@@ -392,11 +392,7 @@ static cJSON *result_json(const req *r, const rsmoe_result *res, const rs_image 
     if (r->want_aspects) cJSON_AddItemToObject(j, "aspects", rs_json_aspects(res));
     if (res->chosen >= 0 && res->chosen < res->n_aspects) cJSON_AddStringToObject(j, "chosen", res->aspects[res->chosen].name);
     else cJSON_AddNullToObject(j, "chosen");
-    cJSON_AddBoolToObject(j, "retrieved", res->retrieved);
-    if (res->scene[0]) {
-        cJSON_AddStringToObject(j, "scene", res->scene);
-        cJSON_AddNumberToObject(j, "scene_prob", res->scene_prob);
-    }
+    rs_json_add_retrieval(j, res);
     cJSON *im = cJSON_AddObjectToObject(j, "image");
     cJSON_AddStringToObject(im, "name", r->image_name);
     cJSON_AddNumberToObject(im, "width", img->w);

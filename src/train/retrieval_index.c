@@ -110,7 +110,7 @@ static bool sentence_ngrams(const char *s, uint64_t **h, size_t *n, size_t *cap)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-static rsmoe_status add_f32(rs_gguf_writer *w, const char *name, int ndim, int64_t ne0, int64_t ne1, void *data,
+static rsmoe_status add_tensor(rs_gguf_writer *w, const char *name, int ndim, int64_t ne0, int64_t ne1, void *data,
                             rs_dtype type) {
     rs_tensor t;
     int64_t ne[2] = {ne0, ne1};
@@ -230,13 +230,11 @@ rsmoe_status rs_retrieval_build(const rs_dataset *ds, const rs_features *f, cons
         rs_linear_fwd(keys_p, Z, Wp, bp, N, D, C, NULL);
         int right = 0, lab = 0;
         for (int n = 0; n < N; n++) {
-            float *r = keys_p + (size_t)n * C, mx = -INFINITY;
-            int am = 0;
-            for (int c = 0; c < C; c++) if (r[c] > mx) { mx = r[c]; am = c; }
+            float *r = keys_p + (size_t)n * C;
+            int am = rs_retrieval_softmax(r, C);
             if (y[n] >= 0) { lab++; right += am == y[n]; }
-            double se = 0, nn = 0;
-            for (int c = 0; c < C; c++) se += (r[c] = expf(r[c] - mx));
-            for (int c = 0; c < C; c++) { r[c] = (float)(r[c] / se); nn += (double)r[c] * r[c]; }
+            double nn = 0;
+            for (int c = 0; c < C; c++) nn += (double)r[c] * r[c];
             for (int c = 0; c < C; c++) r[c] = (float)(r[c] / sqrt(nn));
         }
         rep->probe_acc = lab ? (float)right / lab : 0.f;
@@ -312,12 +310,12 @@ rsmoe_status rs_retrieval_build(const rs_dataset *ds, const rs_features *f, cons
     free(ngh);
     free(ngd);
     free(lens);
-    if (!st) st = add_f32(w, "retrieval.mean", 1, D, 1, mean, RS_F32);
-    if (!st) st = add_f32(w, "retrieval.istd", 1, D, 1, istd, RS_F32);
-    if (!st) st = add_f32(w, "retrieval.keys", 2, D, N, keys, q8 ? RS_Q8_0 : RS_F32);
-    if (!st && C) st = add_f32(w, "retrieval.probe_w", 2, D, C, Wp, RS_F32);
-    if (!st && C) st = add_f32(w, "retrieval.probe_b", 1, C, 1, bp, RS_F32);
-    if (!st && C) st = add_f32(w, "retrieval.keys_p", 2, C, N, keys_p, RS_F32);
+    if (!st) st = add_tensor(w, "retrieval.mean", 1, D, 1, mean, RS_F32);
+    if (!st) st = add_tensor(w, "retrieval.istd", 1, D, 1, istd, RS_F32);
+    if (!st) st = add_tensor(w, "retrieval.keys", 2, D, N, keys, q8 ? RS_Q8_0 : RS_F32);
+    if (!st && C) st = add_tensor(w, "retrieval.probe_w", 2, D, C, Wp, RS_F32);
+    if (!st && C) st = add_tensor(w, "retrieval.probe_b", 1, C, 1, bp, RS_F32);
+    if (!st && C) st = add_tensor(w, "retrieval.keys_p", 2, C, N, keys_p, RS_F32);
     if (!st) st = rs_gguf_writer_set_arr_data(w, "rsmoe.retrieval.img_off", RS_GGUF_I32, img_off, N + 1);
     if (!st) st = rs_gguf_writer_set_arr_data(w, "rsmoe.retrieval.img_sent", RS_GGUF_I32, img_sent, q);
 done:
