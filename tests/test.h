@@ -5,6 +5,7 @@
 #ifndef RSMOE_TEST_H
 #define RSMOE_TEST_H
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,14 @@ static inline const char *test_shared_dir(void) {
     if (e && access(e, R_OK) == 0) return e;
     if (access("../shared/data", R_OK) == 0) return "../shared";
     return NULL;
+}
+
+/* Whether Debian's /usr/bin/python3 can import module (the independent references need
+ * numpy or torch); a test that needs it SKIPs, saying so, when it cannot. */
+static inline bool test_have_python(const char *module) {
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import %s' >/dev/null 2>&1", module);
+    return access("/usr/bin/python3", X_OK) == 0 && system(cmd) == 0;
 }
 
 /* max |a-b| / max(max|b|, tiny): the normalised error used by kernel tests */

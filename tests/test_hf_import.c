@@ -22,7 +22,6 @@ static bool g_have;   /* fixtures made (numpy present) */
 static const char *k_instr = "Describe this remote sensing image.";
 static const char *k_question = "Is there a bridge?";
 
-static bool have_numpy(void) { return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0; }
 
 
 
@@ -342,7 +341,7 @@ TEST(tokenizer_json) {
 TEST(tokenizer_json_gpt2) {
     const char *sh = test_shared_dir();
     if (!sh) SKIP("../shared (ggml-vocab-gpt-2.gguf) is absent");
-    if (!have_numpy()) SKIP("/usr/bin/python3 with numpy is not available");
+    if (!test_have_python("numpy")) SKIP("/usr/bin/python3 with numpy is not available");
     char gp[512], dir[320], cmd[1200], inp[520];
     snprintf(gp, sizeof gp, "%s/data/tokenizers/ggml-vocab-gpt-2.gguf", sh);
     snprintf(inp, sizeof inp, "%s.inp", gp);
@@ -514,7 +513,7 @@ TEST(cli) {
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_test_hf_%d", (int)getpid());
     mkdir(g_dir, 0755);
-    if (have_numpy()) {
+    if (test_have_python("numpy")) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/hf_make.py %s", g_dir);
         g_have = system(cmd) == 0;
@@ -533,6 +532,6 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
     int rc = test_summary();
-    if (have_numpy() && !g_have) return 1;
+    if (test_have_python("numpy") && !g_have) return 1;
     return rc;
 }

@@ -81,7 +81,7 @@ out:
 TEST(stories260k_matches_reference) {
     const char *sh = test_shared_dir();
     if (!sh) SKIP("../shared (stories260K weights) is absent");
-    if (system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) SKIP("/usr/bin/python3 with numpy is absent");
+    if (!test_have_python("numpy")) SKIP("/usr/bin/python3 with numpy is absent");
     snprintf(g_bin, sizeof g_bin, "%s/data/weights/stories260K.bin", sh);
     snprintf(g_tok, sizeof g_tok, "%s/data/weights/tok512.bin", sh);
     int32_t ref[STEPS + 1];

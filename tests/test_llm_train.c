@@ -207,8 +207,7 @@ static char g_dir[256];
 static bool have_torch(void) {
     static int have = -1;
     if (have < 0)
-        have = access("/usr/bin/python3", X_OK) == 0 &&
-               system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+        have = test_have_python("torch");
     return have == 1;
 }
 

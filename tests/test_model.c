@@ -28,12 +28,8 @@ static int run_ref(const char *outdir, const char *question) {
     return system(cmd);
 }
 
-static bool have_numpy(void) {
-    return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
-}
-
 TEST(parity_caption_and_vqa) {
-    if (!have_numpy()) SKIP("/usr/bin/python3 with numpy is not available for the reference");
+    if (!test_have_python("numpy")) SKIP("/usr/bin/python3 with numpy is not available for the reference");
     char out1[320], out2[320];
     snprintf(out1, sizeof out1, "%s/ref_caption", g_dir);
     snprintf(out2, sizeof out2, "%s/ref_vqa", g_dir);

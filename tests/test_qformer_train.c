@@ -381,7 +381,7 @@ static double nerr_fd(const float *a, const double *b, int64_t n) {
 static int run_torch(void) {
     if (torch_ran) return torch_ok ? 1 : 0;
     torch_ran = true;
-    if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) return -1;
+    if (!test_have_python("torch")) return -1;
     char in[200], out[200], cmd[700];
     snprintf(in, sizeof in, "%s/in.bin", F.dir);
     snprintf(out, sizeof out, "%s/out.bin", F.dir);

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 TEST(pos_interp_matches_torch) {
-    if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) SKIP("/usr/bin/python3 with torch is absent");
+    if (!test_have_python("torch")) SKIP("/usr/bin/python3 with torch is absent");
     const int C = 5;
     int cases[3][2] = {{4, 6}, {4, 3}, {5, 9}};
     for (int k = 0; k < 3; k++) {
