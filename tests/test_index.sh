@@ -66,6 +66,10 @@ check "features of another encoder refused" '[ $rc -ne 0 ] && grep -q "stale fea
 check "a split without indexed images: clear error" '[ $rc -ne 0 ] && grep -q "images with captions and features" "$T/e3" && [ ! -e "$T/x3.gguf" ]'
 "$B" index -m "$T/m.gguf" --data "$T/ds.json" --features "$T/f.gguf" --k 0 -o "$T/x4.gguf" >/dev/null 2>"$T/e4"; rc=$?
 check "--k 0 refused" '[ $rc -eq 2 ] && grep -q "k >= 1" "$T/e4"'
+"$B" index -m "$T/m.gguf" --data "$T/ds.json" --features "$T/f.gguf" --gamma half -o "$T/x6.gguf" >/dev/null 2>"$T/e6"; rc=$?
+check "--gamma half refused, no file" '[ $rc -eq 2 ] && grep -q "gamma" "$T/e6" && [ ! -e "$T/x6.gguf" ]'
+"$B" index -m "$T/m.gguf" --data "$T/ds.json" --features "$T/f.gguf" --k 2.5 -o "$T/x7.gguf" >/dev/null 2>"$T/e7"; rc=$?
+check "--k 2.5 refused" '[ $rc -eq 2 ] && grep -q "integer" "$T/e7"'
 "$B" index -m "$T/m.gguf" --data "$T/ds.json" --features "$T/f.gguf" -o "$T/m.gguf" >/dev/null 2>"$T/e5"; rc=$?
 check "-o over the model refused" '[ $rc -eq 2 ] && grep -q "new file" "$T/e5"'
 finish

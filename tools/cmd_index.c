@@ -34,6 +34,15 @@ static void usage(FILE *f) {
             "not depend on the thread count.\n");
 }
 
+/* a whole-string number >= lo (integral when want_int), else false */
+static bool number(const char *s, double lo, bool want_int, double *out) {
+    char *e;
+    double v = strtod(s, &e);
+    if (e == s || *e || !(v >= lo) || v > 1e9 || (want_int && v != (double)(long)v)) return false;
+    *out = v;
+    return true;
+}
+
 static bool skip_key(const char *key) { return !strncmp(key, "rsmoe.retrieval.", 16); }
 
 int cmd_index(int argc, char **argv) {
@@ -49,18 +58,23 @@ int cmd_index(int argc, char **argv) {
         else if (!strcmp(a, "-o") && has) out = argv[++i];
         else if (!strcmp(a, "--split") && has) split = argv[++i];
         else if (!strcmp(a, "--images") && has) images = argv[++i];
-        else if (!strcmp(a, "--k") && has) bp.k = atoi(argv[++i]);
-        else if (!strcmp(a, "--gamma") && has) bp.gamma = (float)atof(argv[++i]);
-        else if (!strcmp(a, "--bonus") && has) bp.bonus = (float)atof(argv[++i]);
-        else if (!strcmp(a, "--probe-steps") && has) bp.probe_steps = atoi(argv[++i]);
+        else if ((!strcmp(a, "--k") || !strcmp(a, "--gamma") || !strcmp(a, "--bonus") || !strcmp(a, "--probe-steps")) && has) {
+            bool is_k = !strcmp(a, "--k"), is_steps = !strcmp(a, "--probe-steps");
+            double v;
+            if (!number(argv[++i], is_k ? 1 : 0, is_k || is_steps, &v)) {
+                fprintf(stderr, "rsmoe index: %s '%s': --k >= 1 and --probe-steps >= 0 (integers), --gamma >= 0 "
+                                "and --bonus >= 0\n", a, argv[i]);
+                return 2;
+            }
+            if (is_k) bp.k = (int)v;
+            else if (is_steps) bp.probe_steps = (int)v;
+            else if (!strcmp(a, "--gamma")) bp.gamma = (float)v;
+            else bp.bonus = (float)v;
+        }
         else if (!strcmp(a, "--f32-keys")) bp.q8_keys = false;
         else { fprintf(stderr, "rsmoe index: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!model || !data || !feat || !out) { usage(stderr); return 2; }
-    if (bp.k < 1 || !(bp.gamma >= 0) || !(bp.bonus >= 0) || bp.probe_steps < 0) {
-        fprintf(stderr, "rsmoe index: --k >= 1, --gamma >= 0, --bonus >= 0, --probe-steps >= 0\n");
-        return 2;
-    }
     if (!strcmp(out, model)) { fprintf(stderr, "rsmoe index: -o must be a new file (not the model)\n"); return 2; }
     rs_model *m = NULL;
     rsmoe_status st = rs_model_load_ex(model, false, &m);
