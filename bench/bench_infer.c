@@ -81,7 +81,7 @@ static void run_caption(void *p) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: rsmoe bench infer -m MODEL.gguf [--threads N[,N..]] [--reps R] [--steps S] [--no-repack] [--json]\n\n"
+    fprintf(f, "usage: rsmoe bench infer -m MODEL.gguf [--threads N[,N..]] [--reps R] [--steps S] [--no-repack] [--exact-f32] [--json]\n\n"
                "Times the parts of a caption: image encoder, Q-Former, LLM prefill, decoding of one expert\n"
                "and of all experts as one batch, and a whole greedy caption; prints peak RSS.\n"
                "  --threads LIST  thread counts to run (default 1,2)\n"
@@ -89,18 +89,21 @@ static void usage(FILE *f) {
                "  --steps S       decode steps timed (default 32)\n"
                "  --caption-len N tokens per expert in the end-to-end caption (default 32)\n"
                "  --no-repack     keep q8_0 weights as stored (row-wise kernels) instead of repacking\n"
-               "                  them for the AVX-512 VNNI kernel, which is the default where the CPU has it\n");
+               "                  them for the AVX-512 VNNI kernel, which is the default where the CPU has it\n"
+               "  --exact-f32     keep the image encoder's f32 matrices exact f32 instead of packing them\n"
+               "                  as bf16 pairs for AMX (kernels/bf16x3.h), the default where the CPU has AMX-BF16\n");
 }
 
 int bench_infer_main(int argc, char **argv) {
     const char *path = NULL;
-    int reps = 3, steps = 32, cap_len = 32, json = 0, nthr = 0, thr[8], repack = 1;
+    int reps = 3, steps = 32, cap_len = 32, json = 0, nthr = 0, thr[8], repack = 1, amx_f32 = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "-m") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--no-repack")) repack = 0;
+        else if (!strcmp(a, "--exact-f32")) amx_f32 = 0;
         else if (!strcmp(a, "--reps") && i + 1 < argc) { reps = atoi(argv[++i]); if (reps < 1 || reps > 100) goto bad; }
         else if (!strcmp(a, "--steps") && i + 1 < argc) { steps = atoi(argv[++i]); if (steps < 1 || steps > 4096) goto bad; }
         else if (!strcmp(a, "--caption-len") && i + 1 < argc) { cap_len = atoi(argv[++i]); if (cap_len < 1 || cap_len > 1024) goto bad; }
@@ -119,13 +122,18 @@ int bench_infer_main(int argc, char **argv) {
     rsmoe_status st;
     rsmoe_model_params mp = rsmoe_model_default_params();
     mp.repack_q8 = repack;
+    mp.amx_f32 = amx_f32;
     double t_load = rs_time_s();
     rsmoe_model *pm = rsmoe_model_load(path, &mp, &st);
     if (!pm) return cli_fail(path, st);
     t_load = rs_time_s() - t_load;
     const rs_model *m = rs_model_of(pm); /* one copy of the weights for every figure */
-    int n_packed = 0;
-    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g); i++) n_packed += rs_gguf_tensor(m->g, i)->packed != NULL;
+    int n_packed = 0, n_bx = 0;
+    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g); i++) {
+        const rs_tensor *t = rs_gguf_tensor(m->g, i);
+        n_packed += t->packed && t->type == RS_Q8_0;
+        n_bx += t->packed && t->type == RS_F32;
+    }
     bench_report rep;
     char title[256], hdr[512];
     snprintf(title, sizeof title, "rsmoe bench infer: %s (%s)", path, rs_gguf_get_str_or(m->g, "general.name", "?"));
@@ -244,8 +252,8 @@ int bench_infer_main(int argc, char **argv) {
         if (rc) break;
     }
     char note[192];
-    snprintf(note, sizeof note, "peak RSS %.1f MiB; model load %.2f s (%d q8_0 matrices repacked)",
-             rs_peak_rss_bytes() / 1048576.0, t_load, n_packed);
+    snprintf(note, sizeof note, "peak RSS %.1f MiB; model load %.2f s (%d q8_0 matrices repacked, %d f32 as bf16 pairs)",
+             rs_peak_rss_bytes() / 1048576.0, t_load, n_packed, n_bx);
     bench_note(&rep, note);
     if (json) bench_print_json(&rep, stdout);
     else bench_print_markdown(&rep, stdout);

@@ -7,6 +7,7 @@
 
 #if defined(__has_include)
 #if __has_include("kernels/quant.h")
+#include "kernels/bf16x3.h"
 #include "kernels/q8x16.h"
 #include "kernels/quant.h"
 #define BENCH_HAVE_QUANT 1
@@ -129,12 +130,15 @@ typedef struct {
     float *C;
     rs_pool *pool;
     bool own;
+    const void *packed; /* W repacked by rs_bf16x3_pack: timed through rs_matmul_bf16x3 */
 } gemm_ctx;
 
 /* the model's linear layer: C[M,N] = A[M,K] * W[N,K]^T */
 static void gemm_run(void *ctx) {
     gemm_ctx *g = ctx;
-    if (g->own)
+    if (g->packed)
+        rs_matmul_bf16x3(g->packed, g->A, g->C, g->M, g->N, g->K, g->pool);
+    else if (g->own)
         rs_sgemm_own(false, true, g->M, g->N, g->K, 1.0f, g->A, g->K, g->W, g->K, 0.0f, g->C, g->N, g->pool);
     else
         rs_sgemm(false, true, g->M, g->N, g->K, 1.0f, g->A, g->K, g->W, g->K, 0.0f, g->C, g->N, g->pool);
@@ -306,11 +310,21 @@ int bench_kernels_main(int argc, char **argv) {
             char name[64];
             snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)M, (long long)N, (long long)K);
             for (int own = rs_sgemm_has_blas() ? 0 : 1; own < 2; own++) {
-                gemm_ctx g = {M, N, K, A, W, C, pools[t], own != 0};
+                gemm_ctx g = {M, N, K, A, W, C, pools[t], own != 0, NULL};
                 bench_stats st = bench_rate(gemm_run, &g, 1, reps, 2.0 * (double)M * (double)N * (double)K, 1e9);
                 bench_add(&rep, "sgemm (C = A W^T, MxNxK)", name, own ? ownpath : "blas", tcounts[t], st,
                           "GFLOP/s", peak[t] > 0 ? 100.0 * st.med / peak[t] : -1, "fma peak");
             }
+            /* the same product with W as bf16 pairs on AMX (kernels/bf16x3.h: 3 bf16 products
+             * per term, ~1e-5 relative), as the model's f32 image-encoder matrices run */
+            void *bx = rs_bf16x3_native() ? xalloc(rs_bf16x3_bytes(N, K)) : NULL;
+            if (bx && rs_bf16x3_pack(W, N, K, bx, NULL) == RSMOE_OK) {
+                gemm_ctx g = {M, N, K, A, W, C, pools[t], false, bx};
+                bench_stats st = bench_rate(gemm_run, &g, 1, reps, 2.0 * (double)M * (double)N * (double)K, 1e9);
+                bench_add(&rep, "sgemm (C = A W^T, MxNxK)", name, "amx bf16x3", tcounts[t], st, "GFLOP/s",
+                          peak[t] > 0 ? 100.0 * st.med / peak[t] : -1, "fma peak");
+            }
+            free(bx);
             free(A); free(W); free(C);
         }
     }

@@ -3,13 +3,17 @@
 
 usage (from the repository root, after `make`):
     /usr/bin/python3 bench/torch_compare.py [--threads 1,2] [--reps 3] [--caption-len 32]
-                                            [--models tiny,vitb,vitbq8] [--skip-checks] [--json FILE]
+                                            [--models tiny,vitb,vitbexact,vitbq8] [--skip-checks] [--json FILE]
 
 Models (made under --dir, default /tmp/rsmoe_torch_compare):
   tiny  `rsmoe init --preset tiny --lora-random` (f32; random LoRA B so that the experts differ)
   vitb  the tiny model with a ViT-B/16-sized image encoder written here (224 px, patch 16,
         width 768, 12 blocks, 12 heads, MLP 3072; weights and biases N(0, 0.02), LayerNorm
         weights 1 and biases 0; the Q-Former's cross_k/cross_v re-drawn for 768-wide tokens)
+  vitbexact  the vitb model with ours run by `rsmoe bench infer --exact-f32`: every f32 product in
+        exact f32. (By default, where the CPU has AMX-BF16, ours packs the image encoder's f32
+        matrices as bf16 pairs and runs three bf16 products per term on AMX, kernels/bf16x3.h:
+        about 1e-5 relative error instead of 1e-7; the checks below hold either way.)
   vitbq8  the vitb model through `rsmoe quantize ... q8_0` (weight matrices q8_0); torch runs the
         same weights dequantised to float32. Ours quantises the activations to q8_0 as well
         (ggml's scheme, quant.h), so its outputs differ from torch's by that rounding: the checks
@@ -837,9 +841,9 @@ def run_torch(path, threads, reps, cap_len):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_ours(path, threads, reps, cap_len):
+def run_ours(path, threads, reps, cap_len, extra=()):
     out = run([RSMOE, "bench", "infer", "-m", path, "--threads", str(threads), "--json", "--caption-len", str(cap_len),
-               "--reps", str(reps)])
+               "--reps", str(reps)] + list(extra))
     j = json.loads(out)
     res = {}
     for r in j["results"]:
@@ -906,7 +910,8 @@ def main():
     ap.add_argument("--stat", choices=("best", "median"), default="best",
                     help="figure of the repetitions in the table: best (default: least disturbed by other jobs) or median")
     ap.add_argument("--caption-len", type=int, default=32, help="tokens per expert (default 32)")
-    ap.add_argument("--models", default="tiny,vitb", help="models to time: tiny,vitb,vitbq8 (default tiny,vitb)")
+    ap.add_argument("--models", default="tiny,vitb,vitbexact",
+                    help="models to time: tiny,vitb,vitbexact,vitbq8 (default tiny,vitb,vitbexact)")
     ap.add_argument("--dir", default="/tmp/rsmoe_torch_compare", help="where the models and files go")
     ap.add_argument("--skip-checks", action="store_true", help="timings only")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -914,7 +919,7 @@ def main():
     a = ap.parse_args()
     threads = [int(x) for x in a.threads.split(",") if x]
     models = [x for x in a.models.split(",") if x]
-    if not threads or min(threads) < 1 or any(x not in ("test", "tiny", "vitb", "vitbq8") for x in models) or a.reps < 1 or a.rounds < 1:
+    if not threads or min(threads) < 1 or any(x not in ("test", "tiny", "vitb", "vitbexact", "vitbq8") for x in models) or a.reps < 1 or a.rounds < 1:
         ap.error("bad --threads, --models, --reps or --rounds")
     if a.worker:
         torch_worker(a.worker, threads[0], a.reps, a.caption_len)
@@ -930,6 +935,7 @@ def main():
     t_start = time.time()
     os.makedirs(a.dir, exist_ok=True)
     paths = {k: os.path.join(a.dir, k + ".gguf") for k in ("test", "tiny", "vitb", "vitbq8")}
+    paths["vitbexact"] = paths["vitb"]
     print("== models (%s)" % a.dir, flush=True)
     run([RSMOE, "init", "--preset", "test", "--lora-random", "-o", paths["test"]])
     run([RSMOE, "init", "--preset", "tiny", "--lora-random", "-o", paths["tiny"]])
@@ -977,7 +983,7 @@ def main():
         for nt in threads:
             for k in models:
                 t0 = time.time()
-                ours = run_ours(paths[k], nt, a.reps, a.caption_len)
+                ours = run_ours(paths[k], nt, a.reps, a.caption_len, ["--exact-f32"] if k == "vitbexact" else [])
                 tch = run_torch(paths[k], nt, a.reps, a.caption_len)
                 rounds.setdefault((k, nt), []).append((ours, tch))
                 print("  round %d, %s, %d thread(s): %.0f s" % (rnd + 1, k, nt, time.time() - t0), flush=True)

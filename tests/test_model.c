@@ -6,6 +6,7 @@
  * the public API. */
 #include "formats/tflite.h"
 #include "model/encoder_cnn.h"
+#include "kernels/bf16x3.h"
 #include "kernels/q8x16.h"
 #include "model/model.h"
 #include "model/pipeline_debug.h"
@@ -182,6 +183,60 @@ TEST(q8_repack_matches_rowwise) {
     free(logits[0]); free(logits[1]); free(text[0]); free(text[1]);
 }
 
+/* amx_f32: the f32 ViT's block matrices packed as bf16 pairs (kernels/bf16x3.h) where the CPU
+ * has AMX-BF16: first-step logits within 1e-4 (normalised) of the exact f32 load, the same
+ * caption; amx_f32 = 0 packs nothing. The test preset's 17 image tokens take the AMX path. */
+TEST(f32_amx_matches_exact) {
+    float *logits[2] = {NULL, NULL};
+    size_t n_logits = 0;
+    char *text[2] = {NULL, NULL};
+    int n_packed[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        rsmoe_model_params mp = rsmoe_model_default_params();
+        mp.amx_f32 = k == 0;
+        rsmoe_status st;
+        rsmoe_model *m = rsmoe_model_load(g_model, &mp, &st);
+        REQUIRE(m, "load: %s", rsmoe_last_error());
+        const rs_model *im = rs_model_of(m);
+        for (int64_t i = 0; i < rs_gguf_n_tensors(im->g); i++) {
+            const rs_tensor *t = rs_gguf_tensor(im->g, i);
+            if (t->packed && t->type == RS_F32) {
+                n_packed[k]++;
+                CHECK(!strncmp(t->name, "v.blk.", 6), "packed %s, not an image-encoder matrix", t->name);
+            }
+        }
+        rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
+        REQUIRE(c, "context");
+        rs_ctx_set_debug(c, true);
+        rsmoe_generate_params p = greedy(false);
+        rsmoe_result r;
+        REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption: %s", rsmoe_last_error());
+        rs_ctx_debug d;
+        rs_ctx_get_debug(c, &d);
+        n_logits = (size_t)d.n_streams * (size_t)im->llm.c.vocab;
+        logits[k] = malloc(sizeof(float) * n_logits);
+        memcpy(logits[k], d.first_logits, sizeof(float) * n_logits);
+        text[k] = strdup(r.text);
+        rsmoe_result_free(&r);
+        rsmoe_context_free(c);
+        rsmoe_model_free(m);
+    }
+    CHECK(n_packed[1] == 0, "amx_f32 = 0 packed %d tensors", n_packed[1]);
+    /* 2 blocks x (qkv, out, up, down) */
+    if (rs_bf16x3_native()) CHECK(n_packed[0] == 8, "amx_f32 = 1 packed %d tensors, not 8", n_packed[0]);
+    else CHECK(n_packed[0] == 0, "packed %d tensors without AMX-BF16", n_packed[0]);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n_logits; i++) {
+        num += ((double)logits[0][i] - logits[1][i]) * ((double)logits[0][i] - logits[1][i]);
+        den += (double)logits[1][i] * logits[1][i];
+    }
+    CHECK(n_logits > 0 && sqrt(num / (den + 1e-30)) < 1e-4, "first-step logits differ: normalised error %.3g",
+          sqrt(num / (den + 1e-30)));
+    if (rs_bf16x3_native()) CHECK(num > 0, "the AMX path gave the exact path's logits bit for bit: not taken?");
+    CHECK(text[0] && text[1] && !strcmp(text[0], text[1]), "captions differ: '%s' vs '%s'", text[0], text[1]);
+    free(logits[0]); free(logits[1]); free(text[0]); free(text[1]);
+}
+
 TEST(api_errors) {
     rsmoe_status st;
     CHECK(rsmoe_model_load("/nonexistent/model.gguf", NULL, &st) == NULL && st == RSMOE_ERR_IO, "missing file: %d", st);
@@ -284,6 +339,7 @@ int main(void) {
     RUN(beam_search_finds_at_least_greedy_score);
     RUN(quantised_presets_run);
     RUN(q8_repack_matches_rowwise);
+    RUN(f32_amx_matches_exact);
     RUN(api_errors);
     RUN(cnn_encoder_model);
     free(g_image.data);

@@ -77,7 +77,7 @@ int cmd_index(int argc, char **argv) {
     if (!model || !data || !feat || !out) { usage(stderr); return 2; }
     if (!strcmp(out, model)) { fprintf(stderr, "rsmoe index: -o must be a new file (not the model)\n"); return 2; }
     rs_model *m = NULL;
-    rsmoe_status st = rs_model_load_ex(model, false, &m);
+    rsmoe_status st = rs_model_load_ex(model, false, false, &m);
     if (st) return cli_fail(model, st);
     rs_features *f = NULL;
     if ((st = rs_features_open(feat, m, &f))) { rs_model_free(m); return cli_fail(feat, st); }

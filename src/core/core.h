@@ -58,7 +58,9 @@ typedef struct {
     size_t nb[RS_MAX_DIMS];
     void *data;
     const void *packed; /* run time only: a q8_0 matrix repacked for the VNNI kernel
-                         * (kernels/q8x16.h), owned by whoever packed it; NULL if none */
+                         * (kernels/q8x16.h) or an f32 matrix packed as bf16 pairs for AMX
+                         * (kernels/bf16x3.h; type says which), owned by whoever packed it;
+                         * NULL if none */
 } rs_tensor;
 
 /* Fills ne/nb for a contiguous tensor; ne beyond ndim are 1. Returns RSMOE_OK or an
@@ -127,9 +129,11 @@ typedef struct {
     bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16, avx_vnni;
     bool amx_int8; /* AMX tiles + int8 in the CPU and enabled by the OS (XCR0); a process must
                     * still ask Linux for the tile state: rs_cpu_amx_ready() */
+    bool amx_bf16; /* AMX-BF16 as well (same conditions) */
 } rs_cpu_features;
 const rs_cpu_features *rs_cpu(void);              /* detected once (cpuid + xgetbv) */
-/* true when this process may run AMX tile instructions: the CPU has AMX-INT8 and Linux granted
+/* true when this process may run AMX tile instructions: the CPU has AMX-INT8 or AMX-BF16 (check
+ * rs_cpu() for which) and Linux granted
  * the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once; process-wide). The
  * environment variable RSMOE_NO_AMX=1 makes it false (to compare against the AVX-512 path). */
 bool rs_cpu_amx_ready(void);

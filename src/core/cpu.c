@@ -43,6 +43,8 @@ static void detect(void) {
         /* AMX-TILE (edx 24) and AMX-INT8 (edx 25), with XTILECFG and XTILEDATA (bits 17, 18)
          * enabled in XCR0 */
         g_cpu.amx_int8 = ((d >> 24) & 1) && ((d >> 25) & 1) && ((xcr0 >> 17) & 3) == 3;
+        /* AMX-BF16: edx 22 */
+        g_cpu.amx_bf16 = ((d >> 24) & 1) && ((d >> 22) & 1) && ((xcr0 >> 17) & 3) == 3;
     }
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
         g_cpu.avx_vnni = (a >> 4) & 1;
@@ -67,7 +69,7 @@ bool rs_cpu_amx_ready(void) {
     v = 2;
 #if defined(__linux__) && defined(__x86_64__)
     const char *off = getenv("RSMOE_NO_AMX");
-    if (rs_cpu()->amx_int8 && !(off && *off && strcmp(off, "0"))) {
+    if ((rs_cpu()->amx_int8 || rs_cpu()->amx_bf16) && !(off && *off && strcmp(off, "0"))) {
         /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18); Linux >= 5.16 */
         if (syscall(SYS_arch_prctl, 0x1023, 18) == 0) v = 1;
     }
@@ -81,7 +83,7 @@ const char *rsmoe_system_info(void) {
     const rs_cpu_features *f = rs_cpu();
     snprintf(buf, sizeof buf,
              "rsmoe %d.%d.%d | BLAS = %d | AVX2 = %d | FMA = %d | F16C = %d | AVX512 = %d | "
-             "AVX512_VNNI = %d | AVX512_BF16 = %d | AMX_INT8 = %d | threads = %d",
+             "AVX512_VNNI = %d | AVX512_BF16 = %d | AMX_INT8 = %d | AMX_BF16 = %d | threads = %d",
              RSMOE_VERSION_MAJOR, RSMOE_VERSION_MINOR, RSMOE_VERSION_PATCH,
 #ifdef RSMOE_USE_BLAS
              1,
@@ -89,6 +91,7 @@ const char *rsmoe_system_info(void) {
              0,
 #endif
              f->avx2, f->fma, f->f16c, f->avx512f && f->avx512bw && f->avx512vl, f->avx512_vnni,
-             f->avx512_bf16, rs_cpu_amx_ready(), rs_default_threads());
+             f->avx512_bf16, rs_cpu_amx_ready() && f->amx_int8, rs_cpu_amx_ready() && f->amx_bf16,
+             rs_default_threads());
     return buf;
 }

@@ -309,7 +309,7 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
     if (isa != RS_QUANT_C && rs_q8x16_native()) {
         j.fn = q16_group_vnni;
         /* AMX for batches of 16+ rows (the encoder's tokens, prefill) unless VNNI is asked for */
-        j.amx = isa != RS_QUANT_AVX512_EXT && M >= 16 && rs_cpu_amx_ready();
+        j.amx = isa != RS_QUANT_AVX512_EXT && M >= 16 && rs_cpu()->amx_int8 && rs_cpu_amx_ready();
     }
 #else
     (void)isa;

@@ -1,6 +1,7 @@
 /* common.c - see common.h */
 #include "model/common.h"
 
+#include "kernels/bf16x3.h"
 #include "kernels/ops.h"
 #include "kernels/q8x16.h"
 #include "kernels/quant.h"
@@ -38,7 +39,8 @@ rsmoe_status rs_bind_opt(const rs_gguf *g, const rs_tensor **out, int64_t ne0, i
 }
 
 void rs_tlinear(const rs_tensor *W, const rs_tensor *b, const float *x, float *y, int64_t T, rs_pool *pool) {
-    if (W->packed) rs_matmul_q8x16(W->packed, x, y, T, W->ne[1], W->ne[0], pool);
+    if (W->packed && W->type == RS_Q8_0) rs_matmul_q8x16(W->packed, x, y, T, W->ne[1], W->ne[0], pool);
+    else if (W->packed && W->type == RS_F32 && T >= 16) rs_matmul_bf16x3(W->packed, x, y, T, W->ne[1], W->ne[0], pool);
     else rs_matmul_w(W->type, W->data, x, y, T, W->ne[1], W->ne[0], pool);
     if (b) rs_add_bias_rows(y, (const float *)b->data, T, W->ne[1]);
 }

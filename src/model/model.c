@@ -2,6 +2,7 @@
 #include "model/model.h"
 
 #include "kernels/ops.h"
+#include "kernels/bf16x3.h"
 #include "kernels/q8x16.h"
 #include "kernels/quant.h"
 #include "model/common.h"
@@ -105,9 +106,33 @@ static rsmoe_status repack_q8(rs_model *m) {
     return st;
 }
 
-rsmoe_status rs_model_load(const char *path, rs_model **out) { return rs_model_load_ex(path, true, out); }
+/* f32 matrices of the image encoder's blocks as bf16 pairs for AMX (see rs_model_load_ex) */
+static rsmoe_status pack_f32(rs_model *m) {
+    if (!rs_bf16x3_native()) return RSMOE_OK;
+    rs_pool *pool = NULL;
+    rsmoe_status st = RSMOE_OK;
+    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g) && !st; i++) {
+        rs_tensor *t = rs_gguf_tensor_mut(m->g, i);
+        /* the ViT's block matrices: every product they take part in has one row per image token */
+        if (t->type != RS_F32 || t->packed || strncmp(t->name, "v.blk.", 6) || t->ne[2] != 1 || t->ne[3] != 1 ||
+            !rs_tensor_is_contiguous(t))
+            continue;
+        const size_t bytes = rs_bf16x3_bytes(t->ne[1], t->ne[0]);
+        if (!bytes || t->ne[1] == 1) continue;
+        if (!pool && bytes >= ((size_t)1 << 20)) pool = rs_pool_new(rs_default_threads());
+        void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!p) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory packing %s (%zu bytes)", t->name, bytes); break; }
+        if ((st = rs_bf16x3_pack(t->data, t->ne[1], t->ne[0], p, pool))) { free(p); break; }
+        t->packed = p;
+        rs_gguf_release_pages(m->g, t->data, rs_tensor_nbytes(t));
+    }
+    rs_pool_free(pool);
+    return st;
+}
 
-rsmoe_status rs_model_load_ex(const char *path, bool repack, rs_model **out) {
+rsmoe_status rs_model_load(const char *path, rs_model **out) { return rs_model_load_ex(path, true, true, out); }
+
+rsmoe_status rs_model_load_ex(const char *path, bool repack, bool amx_f32, rs_model **out) {
     *out = NULL;
     rs_model *m = calloc(1, sizeof *m);
     if (!m) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
@@ -147,6 +172,7 @@ rsmoe_status rs_model_load_ex(const char *path, bool repack, rs_model **out) {
     if ((st = bind_moe(m))) goto fail;
     if ((st = rs_retrieval_load(m->g, m->enc_width, &m->retr, &m->has_retrieval))) goto fail;
     if (repack && (st = repack_q8(m))) goto fail;
+    if (amx_f32 && (st = pack_f32(m))) goto fail;
     if ((st = copy_str_key(m->g, "rsmoe.instruction.caption", m->instr_caption, sizeof m->instr_caption, DEFAULT_INSTR)) ||
         (st = copy_str_key(m->g, "rsmoe.instruction.vqa_suffix", m->vqa_suffix, sizeof m->vqa_suffix, DEFAULT_VQA_SUFFIX)))
         goto fail;

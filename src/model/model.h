@@ -56,8 +56,12 @@ typedef struct {
 rsmoe_status rs_model_load(const char *path, rs_model **out);
 /* repack: every q8_0 matrix with rows a multiple of 16 is also repacked for the AVX-512
  * VNNI kernel (kernels/q8x16.h) when this CPU has it, and its mmap'd pages released (the
- * default of rs_model_load); false keeps rs_matmul_w's row-wise q8_0 kernels */
-rsmoe_status rs_model_load_ex(const char *path, bool repack, rs_model **out);
+ * default of rs_model_load); false keeps rs_matmul_w's row-wise q8_0 kernels.
+ * amx_f32: where the CPU has AMX-BF16 (rs_bf16x3_native), the f32 matrices of the ViT's blocks
+ * are also packed as bf16 pairs (kernels/bf16x3.h: three bf16 products per term, about 1e-5 S
+ * instead of f32's K u S) and their mmap'd pages given back (the default of rs_model_load);
+ * false keeps every f32 product exact f32 */
+rsmoe_status rs_model_load_ex(const char *path, bool repack, bool amx_f32, rs_model **out);
 void rs_model_free(rs_model *m);
 /* the internal model behind a public handle (benchmarks); NULL for NULL */
 const rs_model *rs_model_of(const rsmoe_model *m);

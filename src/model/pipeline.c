@@ -37,7 +37,7 @@ struct rsmoe_context {
 
 static void set_st(rsmoe_status *st, rsmoe_status v) { if (st) *st = v; }
 
-rsmoe_model_params rsmoe_model_default_params(void) { return (rsmoe_model_params){.repack_q8 = 1}; }
+rsmoe_model_params rsmoe_model_default_params(void) { return (rsmoe_model_params){.repack_q8 = 1, .amx_f32 = 1}; }
 
 rsmoe_model *rsmoe_model_load(const char *path, const rsmoe_model_params *p, rsmoe_status *st) {
     const rsmoe_model_params dp = rsmoe_model_default_params();
@@ -45,7 +45,7 @@ rsmoe_model *rsmoe_model_load(const char *path, const rsmoe_model_params *p, rsm
     if (!path) { set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "no model path")); return NULL; }
     rsmoe_model *mm = calloc(1, sizeof *mm);
     if (!mm) { set_st(st, rs_error(RSMOE_ERR_NOMEM, "out of memory")); return NULL; }
-    rsmoe_status s = rs_model_load_ex(path, p->repack_q8 != 0, &mm->m);
+    rsmoe_status s = rs_model_load_ex(path, p->repack_q8 != 0, p->amx_f32 != 0, &mm->m);
     if (s) { free(mm); set_st(st, s); return NULL; }
     set_st(st, RSMOE_OK);
     return mm;
