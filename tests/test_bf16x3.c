@@ -58,6 +58,10 @@ TEST(split_is_close_and_exactly_rounded) {
 TEST(layout_matches_formula) {
     const int64_t N = 48, K = 96, nkb = K / 32;
     float *W = rand_mat(N * K, 0.1f);
+    /* values the vector split (used where AMX is) must treat as the C split does */
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, 0x1p-130f, -0x1p-140f, 0x1p-126f, 3.0e38f,
+                             1.0f + 0x1p-8f, 1.0f + 0x1p-9f, -1.0f - 0x1p-9f - 0x1p-20f, 0x1.fffffep127f};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++) W[i * 37] = special[i];
     uint16_t *p = pack(W, N, K, NULL);
     REQUIRE(p, "pack");
     CHECK(rs_bf16x3_bytes(N, K) == (size_t)N * K * 4, "bytes %zu", rs_bf16x3_bytes(N, K));

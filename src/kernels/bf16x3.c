@@ -40,8 +40,13 @@ typedef struct {
     const float *W;
     uint16_t *out;
     int64_t K, nkb;
+    bool avx; /* split with AVX-512 BF16 (the same values as rs_bf16x3_split) */
     rs_chunks groups;
 } pack_job;
+
+#if defined(__x86_64__)
+static void bx_split_avx512(const float *x, uint16_t *hi, uint16_t *lo, int64_t n);
+#endif
 
 static void pack_worker(void *ctx, int ith, int nth) {
     pack_job *pj = ctx;
@@ -54,9 +59,16 @@ static void pack_worker(void *ctx, int ith, int nth) {
                 uint16_t *rec = pj->out + ((size_t)g * (size_t)pj->nkb + (size_t)b) * BX_REC;
                 for (int r = 0; r < RS_BF16X3_ROWS; r++) {
                     const float *w = pj->W + (g * RS_BF16X3_ROWS + r) * pj->K + b * 32;
+                    uint16_t hi[32], lo[32];
+#if defined(__x86_64__)
+                    if (pj->avx) bx_split_avx512(w, hi, lo, 32);
+                    else
+#endif
+                        for (int k = 0; k < 32; k++) rs_bf16x3_split(w[k], &hi[k], &lo[k]);
                     for (int k = 0; k < 32; k++) {
                         const int at = (k / 2) * 32 + r * 2 + (k & 1);
-                        rs_bf16x3_split(w[k], &rec[at], &rec[512 + at]);
+                        rec[at] = hi[k];
+                        rec[512 + at] = lo[k];
                     }
                 }
             }
@@ -66,7 +78,7 @@ rsmoe_status rs_bf16x3_pack(const float *W, int64_t N, int64_t K, void *out, rs_
     if (!rs_bf16x3_bytes(N, K) || !W || !out)
         return rs_error(RSMOE_ERR_INVALID_ARG, "bf16x3 pack: %lld x %lld is not a multiple of 16 x 32",
                         (long long)N, (long long)K);
-    pack_job pj = {.W = W, .out = out, .K = K, .nkb = K / 32};
+    pack_job pj = {.W = W, .out = out, .K = K, .nkb = K / 32, .avx = rs_bf16x3_native()};
     rs_chunks_init(&pj.groups, N / RS_BF16X3_ROWS, 1, rs_pool_size(pool));
     rs_pool_run(pool, pack_worker, &pj);
     return RSMOE_OK;
