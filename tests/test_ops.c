@@ -213,6 +213,80 @@ static void ref_lora(fd_op *o, double *y) {
     rs_lora_ref(y, o->p[0], o->p[1], o->p[2], o->p[3], o->p[4], o->f, o->n[0], o->n[1], o->n[2], o->n[3]);
 }
 
+/* few-row LoRA of several targets at once (decoding) against its double twin; B and its
+ * transpose give the same bits; 1 and 3 threads the same bits; rows without an adapter and
+ * rows sharing one; too many rows x targets refused with y untouched */
+TEST(lora_rows) {
+    const int R = 3, NT = 3;
+    const int64_t in = 70, outs[3] = {33, 16, 129};
+    const int ranks[2] = {4, 7};
+    float *x = frand(R * in, -1, 1);
+    float *A[2], *B[2][3], *Bt[2][3];
+    for (int a = 0; a < 2; a++) {
+        A[a] = frand(ranks[a] * in, -1, 1);
+        for (int g = 0; g < NT; g++) {
+            B[a][g] = frand(outs[g] * ranks[a], -1, 1);
+            Bt[a][g] = malloc(sizeof(float) * (size_t)(outs[g] * ranks[a]));
+            for (int64_t o = 0; o < outs[g]; o++)
+                for (int q = 0; q < ranks[a]; q++) Bt[a][g][q * outs[g] + o] = B[a][g][o * ranks[a] + q];
+        }
+    }
+    /* row 0: adapter 1, row 1: none, row 2: adapter 0 (scale 0.5 / 2) */
+    const int row_ad[3] = {1, -1, 0};
+    float *y0[3], *y[4][3];
+    rs_lora_mat m[2][3][3]; /* [with Bt][target][row] */
+    for (int g = 0; g < NT; g++) {
+        y0[g] = frand(R * outs[g], -1, 1);
+        for (int v = 0; v < 4; v++) y[v][g] = fcopy(y0[g], R * outs[g]);
+        for (int i = 0; i < R; i++)
+            for (int w = 0; w < 2; w++) {
+                const int a = row_ad[i];
+                m[w][g][i] = a < 0 ? (rs_lora_mat){0}
+                                   : (rs_lora_mat){.A = A[a], .B = B[a][g], .Bt = w ? Bt[a][g] : NULL,
+                                                   .scale = a ? 0.5f : 2.0f, .r = ranks[a]};
+            }
+    }
+    rs_pool *pool = rs_pool_new(3);
+    float *h = fnan(NT * R * 8);
+    for (int v = 0; v < 4; v++) {
+        rs_lora_rows_target tg[3];
+        for (int g = 0; g < NT; g++) tg[g] = (rs_lora_rows_target){.y = y[v][g], .out = outs[g], .ldy = outs[g], .m = m[v >= 2][g]};
+        if (v == 0) rs_lora_rows_fwd_ref(x, in, R, tg, NT);
+        else rs_lora_rows_fwd(x, in, R, tg, NT, 8, h, v == 3 ? pool : NULL);
+    }
+    for (int g = 0; g < NT; g++) {
+        double num = 0, den = 0;
+        for (int64_t k = 0; k < R * outs[g]; k++) {
+            num += ((double)y[1][g][k] - y[0][g][k]) * ((double)y[1][g][k] - y[0][g][k]);
+            den += ((double)y[0][g][k] - y0[g][k]) * ((double)y[0][g][k] - y0[g][k]);
+        }
+        CHECK(den > 0 && sqrt(num / den) < 1e-5, "target %d: the update is off by %.3g (normalised)", g, sqrt(num / den));
+        CHECK(!memcmp(y[1][g] + outs[g], y0[g] + outs[g], sizeof(float) * (size_t)outs[g]),
+              "target %d: the row without an adapter changed", g);
+        CHECK(!memcmp(y[1][g], y[2][g], sizeof(float) * (size_t)(R * outs[g])), "target %d: B and Bt differ", g);
+        CHECK(!memcmp(y[2][g], y[3][g], sizeof(float) * (size_t)(R * outs[g])), "target %d: 3 threads differ", g);
+    }
+    /* too many rows x targets: refused, nothing written */
+    rs_lora_mat big[65];
+    for (int i = 0; i < 65; i++) big[i] = m[0][0][0];
+    float *yb = frand(65 * outs[0], -1, 1), *yc = fcopy(yb, 65 * outs[0]);
+    float *xb = frand(65 * in, -1, 1), *hb = fnan(65 * 8);
+    rs_lora_rows_target tb = {.y = yb, .out = outs[0], .ldy = outs[0], .m = big};
+    rs_lora_rows_fwd(xb, in, 65, &tb, 1, 8, hb, NULL);
+    CHECK(!memcmp(yb, yc, sizeof(float) * (size_t)(65 * outs[0])) && strstr(rsmoe_last_error(), "at most"),
+          "65 rows accepted: %s", rsmoe_last_error());
+    rs_pool_free(pool);
+    free(yb), free(yc), free(xb), free(hb), free(h), free(x);
+    for (int a = 0; a < 2; a++) {
+        free(A[a]);
+        for (int g = 0; g < NT; g++) free(B[a][g]), free(Bt[a][g]);
+    }
+    for (int g = 0; g < NT; g++) {
+        free(y0[g]);
+        for (int v = 0; v < 4; v++) free(y[v][g]);
+    }
+}
+
 TEST(lora) {
     int64_t T = 4, in = 9, out = 7, r = 3;
     float alpha = 2.0f;
@@ -818,6 +892,7 @@ int main(void) {
     RUN(hand_values);
     RUN(linear);
     RUN(lora);
+    RUN(lora_rows);
     RUN(norms);
     RUN(activations);
     RUN(activations_grid);

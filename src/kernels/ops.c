@@ -118,6 +118,100 @@ void rs_lora_bwd(float *dx, float *dA, float *dB, float *scratch, const float *d
     if (dx) rs_sgemm(false, false, T, in, r, 1.0f, dh, r, A, in, 1.0f, dx, in, pool);
 }
 
+/* few-row LoRA: phase 1 the R·r dot products h = x·Aᵀ (items: (target, row, j)), phase 2 the
+ * outputs y += scale·h·Bᵀ (items: 64-column chunks of each (target, row)) */
+typedef struct {
+    const float *x;
+    int64_t in;
+    int R, n, r_max;
+    const rs_lora_rows_target *tg;
+    float *h;
+    int64_t cols[RS_LORA_ROWS_MAX_JOBS + 1]; /* phase 2: first flat column of each (target, row) */
+    rs_chunks items;
+} lora_rows_job;
+
+static float dot16(const float *a, const float *b, int64_t n) {
+    float p[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int t = 0; t < 16; t++) p[t] += a[k + t] * b[k + t];
+    for (; k < n; k++) p[k % 16] += a[k] * b[k];
+    float s = 0;
+    for (int t = 0; t < 16; t++) s += p[t];
+    return s;
+}
+
+static void lora_rows_h(void *ctx, int ith, int nth) {
+    lora_rows_job *j = ctx;
+    (void)ith, (void)nth;
+    int64_t b, e;
+    while (rs_chunks_next(&j->items, &b, &e))
+        for (int64_t it = b; it < e; it++) {
+            const int g = (int)(it / ((int64_t)j->R * j->r_max)), i = (int)(it / j->r_max % j->R), q = (int)(it % j->r_max);
+            const rs_lora_mat *m = &j->tg[g].m[i];
+            if (!m->A || q >= m->r) continue;
+            j->h[it] = dot16(j->x + (int64_t)i * j->in, m->A + (int64_t)q * j->in, j->in);
+        }
+}
+
+static void lora_rows_y(void *ctx, int ith, int nth) {
+    lora_rows_job *j = ctx;
+    (void)ith, (void)nth;
+    int64_t b, e;
+    while (rs_chunks_next(&j->items, &b, &e)) {
+        int gi = 0;
+        while (j->cols[gi + 1] <= b) gi++;
+        for (int64_t c = b; c < e;) {
+            while (j->cols[gi + 1] <= c) gi++;
+            const int g = gi / j->R, i = gi % j->R;
+            const rs_lora_mat *m = &j->tg[g].m[i];
+            const int64_t o0 = c - j->cols[gi], o1 = (e < j->cols[gi + 1] ? e : j->cols[gi + 1]) - j->cols[gi];
+            c += o1 - o0;
+            if (!m->A) continue;
+            const float *hh = j->h + ((int64_t)g * j->R + i) * j->r_max;
+            float *y = j->tg[g].y + (int64_t)i * j->tg[g].ldy;
+            /* per output: acc = sum over q in order of h[q] B[o][q], then y += scale acc; the
+             * transpose only changes where B[o][q] is read from */
+            const int64_t out = j->tg[g].out;
+            for (int64_t o = o0; o < o1; o += 64) {
+                const int64_t n = o1 - o < 64 ? o1 - o : 64;
+                float acc[64];
+                for (int64_t t = 0; t < n; t++) acc[t] = 0;
+                for (int q = 0; q < m->r; q++) {
+                    const float hq = hh[q];
+                    if (m->Bt) {
+                        const float *bt = m->Bt + q * out + o;
+                        for (int64_t t = 0; t < n; t++) acc[t] += hq * bt[t];
+                    } else {
+                        const float *bq = m->B + o * m->r + q;
+                        for (int64_t t = 0; t < n; t++) acc[t] += hq * bq[t * m->r];
+                    }
+                }
+                for (int64_t t = 0; t < n; t++) y[o + t] += m->scale * acc[t];
+            }
+        }
+    }
+}
+
+void rs_lora_rows_fwd(const float *x, int64_t in, int R, const rs_lora_rows_target *tg, int n_targets,
+                      int r_max, float *h, rs_pool *pool) {
+    if (R <= 0 || n_targets <= 0 || in <= 0 || r_max <= 0) return;
+    if ((int64_t)R * n_targets > RS_LORA_ROWS_MAX_JOBS) {
+        rs_error(RSMOE_ERR_INVALID_ARG, "rs_lora_rows_fwd: %d rows x %d targets (at most %d)", R, n_targets,
+                 RS_LORA_ROWS_MAX_JOBS);
+        return;
+    }
+    lora_rows_job j = {.x = x, .in = in, .R = R, .n = n_targets, .r_max = r_max, .tg = tg, .h = h};
+    const int nth = rs_pool_size(pool);
+    rs_chunks_init(&j.items, (int64_t)n_targets * R * r_max, 1, nth);
+    rs_pool_run(pool, lora_rows_h, &j);
+    j.cols[0] = 0;
+    for (int g = 0; g < n_targets; g++)
+        for (int i = 0; i < R; i++) j.cols[g * R + i + 1] = j.cols[g * R + i] + tg[g].out;
+    rs_chunks_init(&j.items, j.cols[n_targets * R], 64, nth);
+    rs_pool_run(pool, lora_rows_y, &j);
+}
+
 void rs_lora_merge(float *W, const float *A, const float *B, float alpha, int64_t in,
                    int64_t out, int64_t r, rs_pool *pool) {
     if (r <= 0 || in <= 0 || out <= 0) return;

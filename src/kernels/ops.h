@@ -56,6 +56,30 @@ void rs_lora_bwd(float *dx, float *dA, float *dB, float *scratch, const float *d
                  const float *x, const float *h, const float *W, const float *A,
                  const float *B, float alpha, int64_t T, int64_t in, int64_t out, int64_t r,
                  rs_pool *pool);
+/* LoRA updates of a few rows (decoding: each row may have its own adapter), several targets
+ * sharing the input x at once, in two pool runs instead of two products per row and target:
+ * for each target g and row i with m[i].A != NULL,
+ *     y_g[i, :out_g] += m[i].scale · (x[i, :in] · m[i].Aᵀ) · m[i].Bᵀ
+ * with A [r, in] and B [out_g, r] row-major f32, r = m[i].r (1..r_max). Each of the r dot
+ * products of length in, and each output's sum over r, is computed by one thread in a fixed
+ * order (16 interleaved partial sums, then added in order), so the result does not depend on
+ * the thread count. h: n_targets · R · r_max floats of scratch. */
+typedef struct {
+    const float *A, *B;
+    const float *Bt; /* B transposed [r, out] or NULL; when given it is read instead of B (the
+                      * same sums in the same order: the same result, vectorised over outputs) */
+    float scale;
+    int r;
+} rs_lora_mat;
+#define RS_LORA_ROWS_MAX_JOBS 64 /* rows x targets per call */
+typedef struct {
+    float *y;             /* [R, ldy]; out_g columns updated per row */
+    int64_t out, ldy;
+    const rs_lora_mat *m; /* [R] one row's adapter for this target (A == NULL: none) */
+} rs_lora_rows_target;
+void rs_lora_rows_fwd(const float *x, int64_t in, int R, const rs_lora_rows_target *tg, int n_targets,
+                      int r_max, float *h, rs_pool *pool);
+
 /* W[out,in] += (alpha/r)·B·A (merge an adapter into its base weight). */
 void rs_lora_merge(float *W, const float *A, const float *B, float alpha, int64_t in,
                    int64_t out, int64_t r, rs_pool *pool);

@@ -214,3 +214,22 @@ void rs_adamw_ref(double *p, const double *g, double *m, double *v, int64_t n, i
         p[i] -= (double)c->lr * mh / (sqrt(vh) + (double)c->eps);
     }
 }
+
+void rs_lora_rows_fwd_ref(const float *x, int64_t in, int R, const rs_lora_rows_target *tg, int n_targets) {
+    for (int g = 0; g < n_targets; g++)
+        for (int i = 0; i < R; i++) {
+            const rs_lora_mat *m = &tg[g].m[i];
+            if (!m->A) continue;
+            double h[256];
+            for (int q = 0; q < m->r && q < 256; q++) {
+                double s = 0;
+                for (int64_t k = 0; k < in; k++) s += (double)x[(int64_t)i * in + k] * m->A[(int64_t)q * in + k];
+                h[q] = s;
+            }
+            for (int64_t o = 0; o < tg[g].out; o++) {
+                double s = 0;
+                for (int q = 0; q < m->r && q < 256; q++) s += h[q] * m->B[o * m->r + q];
+                tg[g].y[(int64_t)i * tg[g].ldy + o] += (float)((double)m->scale * s);
+            }
+        }
+}

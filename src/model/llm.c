@@ -3,11 +3,14 @@
 #include "model/llm.h"
 
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 #include "kernels/quant.h"
 #include "model/common.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#define LORA_FEW_ROWS 8 /* rows up to which LoRA runs grouped (decoding) */
 
 const char *const rs_lora_target_names[RS_LT_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
                                                        "ffn_gate", "ffn_up", "ffn_down"};
@@ -107,7 +110,7 @@ rsmoe_status rs_llm_state_new(const rs_llm_config *c0, int n_ctx, int n_slots, i
                        .d = c->head_dim, .causal = true};
     size_t attn_sc = rs_attn_fwd_scratch_floats(&ad, 64);
     size_t R = (size_t)max_rows, D = (size_t)c->dim, F = (size_t)c->ffn;
-    size_t nfl = R * D * 3 + R * qd * 2 + R * kvd * 2 + R * F * 2 + R * (size_t)(max_lora_rank + 1) +
+    size_t nfl = R * D * 3 + R * qd * 2 + R * kvd * 2 + R * F * 2 + (R + LORA_FEW_ROWS * 3) * (size_t)(max_lora_rank + 1) +
                  attn_sc + (size_t)(max_logits + 1) * D;
     rsmoe_status st = rs_arena_init(&s->arena, nfl * sizeof(float) + R * sizeof(int32_t) + 64 * 20);
     if (st) { rs_llm_state_free(s); return st; }
@@ -120,7 +123,7 @@ rsmoe_status rs_llm_state_new(const rs_llm_config *c0, int n_ctx, int n_slots, i
     s->v = rs_arena_floats(&s->arena, R * kvd);
     s->hg = rs_arena_floats(&s->arena, R * F);
     s->hu = rs_arena_floats(&s->arena, R * F);
-    s->lora_h = rs_arena_floats(&s->arena, R * (size_t)(max_lora_rank + 1));
+    s->lora_h = rs_arena_floats(&s->arena, (R + LORA_FEW_ROWS * 3) * (size_t)(max_lora_rank + 1));
     s->attn_scratch = rs_arena_floats(&s->arena, attn_sc ? attn_sc : 1);
     s->normed = rs_arena_floats(&s->arena, (size_t)(max_logits + 1) * D);
     s->pos32 = rs_arena_alloc(&s->arena, R * sizeof(int32_t));
@@ -193,6 +196,37 @@ static void lora_add(const rs_llm_batch *b, int layer, rs_lora_target t, const f
     }
 }
 
+/* The LoRA updates of up to three targets that read the same input x (q, k, v; gate, up): with
+ * few rows (decoding, each row its expert's adapter) one grouped kernel for all of them
+ * (kernels/ops.h rs_lora_rows_fwd: two pool runs; per row and target two small products
+ * cost more in calls than in bytes), else lora_add per target. */
+static void lora_targets(const rs_llm_batch *b, int layer, int n, const rs_lora_target *ts, const float *x,
+                         float *const *ys, const int64_t *outs, int64_t in, float *h, int r_max, rs_pool *pool) {
+    if (!b->adapters || !b->adapter) return;
+    const int R = b->n_rows;
+    if (R > LORA_FEW_ROWS || r_max < 1) {
+        for (int g = 0; g < n; g++) lora_add(b, layer, ts[g], x, ys[g], in, outs[g], h, pool);
+        return;
+    }
+    rs_lora_mat m[3][LORA_FEW_ROWS];
+    rs_lora_rows_target tg[3];
+    bool any = false;
+    for (int g = 0; g < n; g++) {
+        for (int i = 0; i < R; i++) {
+            const int a = b->adapter[i];
+            const rs_lora_set *ls = a >= 0 ? b->adapters[a] : NULL;
+            m[g][i] = (rs_lora_mat){0};
+            if (ls && ls->A[layer][ts[g]] && ls->B[layer][ts[g]] && ls->rank > 0) {
+                m[g][i] = (rs_lora_mat){.A = ls->A[layer][ts[g]], .B = ls->B[layer][ts[g]], .Bt = ls->Bt[layer][ts[g]],
+                                        .scale = ls->scale, .r = ls->rank};
+                any = true;
+            }
+        }
+        tg[g] = (rs_lora_rows_target){.y = ys[g], .out = outs[g], .ldy = outs[g], .m = m[g]};
+    }
+    if (any) rs_lora_rows_fwd(x, in, R, tg, n, r_max, h, pool);
+}
+
 rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_llm_batch *b,
                             rs_pool *pool) {
     const rs_llm_config *c = &w->c;
@@ -234,9 +268,12 @@ rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_l
         lin(L->wq, xb, s->q, R, pool);
         lin(L->wk, xb, s->k, R, pool);
         lin(L->wv, xb, s->v, R, pool);
-        lora_add(b, l, RS_LT_Q, xb, s->q, D, qd, s->lora_h, pool);
-        lora_add(b, l, RS_LT_K, xb, s->k, D, kvd, s->lora_h, pool);
-        lora_add(b, l, RS_LT_V, xb, s->v, D, kvd, s->lora_h, pool);
+        {
+            const rs_lora_target ts[3] = {RS_LT_Q, RS_LT_K, RS_LT_V};
+            float *const ys[3] = {s->q, s->k, s->v};
+            const int64_t outs[3] = {qd, kvd, kvd};
+            lora_targets(b, l, 3, ts, xb, ys, outs, D, s->lora_h, s->max_rank, pool);
+        }
         rs_rope_fwd(s->q, s->pos32, 0, R, H, hd, 0, &c->rope, pool);
         rs_rope_fwd(s->k, s->pos32, 0, R, Hkv, hd, 0, &c->rope, pool);
         for (int i = 0; i < R; i++) {
@@ -258,17 +295,31 @@ rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_l
             i = j;
         }
         lin(L->wo, s->att, xb2, R, pool);
-        lora_add(b, l, RS_LT_O, s->att, xb2, qd, D, s->lora_h, pool);
+        {
+            const rs_lora_target ts[1] = {RS_LT_O};
+            float *const ys[1] = {xb2};
+            const int64_t outs[1] = {D};
+            lora_targets(b, l, 1, ts, s->att, ys, outs, qd, s->lora_h, s->max_rank, pool);
+        }
         rs_vec_acc(x, xb2, (int64_t)R * D);
 
         rs_rmsnorm_fwd(xb, NULL, x, (const float *)L->ffn_norm->data, R, D, c->rms_eps, pool);
         lin(L->w_gate, xb, s->hg, R, pool);
         lin(L->w_up, xb, s->hu, R, pool);
-        lora_add(b, l, RS_LT_GATE, xb, s->hg, D, F, s->lora_h, pool);
-        lora_add(b, l, RS_LT_UP, xb, s->hu, D, F, s->lora_h, pool);
+        {
+            const rs_lora_target ts[2] = {RS_LT_GATE, RS_LT_UP};
+            float *const ys[2] = {s->hg, s->hu};
+            const int64_t outs[2] = {F, F};
+            lora_targets(b, l, 2, ts, xb, ys, outs, D, s->lora_h, s->max_rank, pool);
+        }
         rs_swiglu_fwd(s->hg, s->hg, s->hu, (int64_t)R * F, pool);
         lin(L->w_down, s->hg, xb2, R, pool);
-        lora_add(b, l, RS_LT_DOWN, s->hg, xb2, F, D, s->lora_h, pool);
+        {
+            const rs_lora_target ts[1] = {RS_LT_DOWN};
+            float *const ys[1] = {xb2};
+            const int64_t outs[1] = {D};
+            lora_targets(b, l, 1, ts, s->hg, ys, outs, F, s->lora_h, s->max_rank, pool);
+        }
         rs_vec_acc(x, xb2, (int64_t)R * D);
     }
     for (int i = 0; i < R; i++)

@@ -33,12 +33,15 @@ typedef struct {
 } rs_llm_weights;
 
 /* One LoRA adapter over the decoder: per layer and target an A [r, in] and B [out, r]
- * (f32), NULL where the target is not adapted. scale = alpha / r. */
+ * (f32), NULL where the target is not adapted. scale = alpha / r. Bt: optionally B
+ * transposed ([r, out]; NULL: none), which decoding reads faster (kernels/ops.h
+ * rs_lora_rows_fwd); same values. */
 typedef struct {
     int rank;
     float scale;
     const float *A[/*layer*/ 64][RS_LT_COUNT];
     const float *B[64][RS_LT_COUNT];
+    const float *Bt[64][RS_LT_COUNT];
 } rs_lora_set;
 #define RS_LLM_MAX_LAYERS 64
 

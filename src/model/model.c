@@ -73,6 +73,27 @@ static rsmoe_status bind_moe(rs_model *m) {
                 if (A) c->lora_targets |= 1u << t;
             }
     }
+    /* each expert's B matrices transposed once, for decoding (rs_lora_rows_fwd) */
+    for (int e = 0; e < c->n_experts; e++) {
+        rs_lora_set *ls = &m->experts[e];
+        size_t n = 0;
+        for (int l = 0; l < lc->n_layers; l++)
+            for (int t = 0; t < RS_LT_COUNT; t++)
+                if (ls->B[l][t]) n += (size_t)r * (size_t)outs[t];
+        if (!n) continue;
+        float *bt = malloc(n * sizeof(float));
+        if (!bt) return rs_error(RSMOE_ERR_NOMEM, "out of memory (expert %d's transposed LoRA, %zu floats)", e, n);
+        m->lora_bt[e] = bt;
+        for (int l = 0; l < lc->n_layers; l++)
+            for (int t = 0; t < RS_LT_COUNT; t++) {
+                const float *B = ls->B[l][t];
+                if (!B) continue;
+                for (int q = 0; q < r; q++)
+                    for (int o = 0; o < outs[t]; o++) bt[(size_t)q * outs[t] + o] = B[(size_t)o * r + q];
+                ls->Bt[l][t] = bt;
+                bt += (size_t)r * outs[t];
+            }
+    }
     int K = c->n_experts, M = c->n_soft, H = c->router_hidden;
     if ((st = rs_bind(g, &m->gate_w, 2 * D, K, true, "router.gate.weight", 0)) ||
         (st = rs_bind(g, &m->gate_b, K, 1, true, "router.gate.bias", 0)))
@@ -192,6 +213,7 @@ void rs_model_free(rs_model *m) {
     rs_tokenizer_free(m->tok);
     rs_retrieval_free(&m->retr);
     for (int64_t i = 0; m->g && i < rs_gguf_n_tensors(m->g); i++) free((void *)rs_gguf_tensor(m->g, i)->packed);
+    for (int e = 0; e < RS_MAX_EXPERTS; e++) free(m->lora_bt[e]);
     rs_gguf_close(m->g);
     free(m);
 }

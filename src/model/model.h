@@ -46,6 +46,7 @@ typedef struct {
     rs_tokenizer *tok;
     rs_moe_config moe;
     rs_lora_set experts[RS_MAX_EXPERTS];
+    float *lora_bt[RS_MAX_EXPERTS];            /* owned: the experts' B matrices transposed */
     const rs_tensor *gate_w, *gate_b, *soft_up_w, *soft_up_b, *soft_down_w, *soft_down_b;
     bool has_retrieval;                        /* a retrieval index (model/retrieval.h) */
     rs_retrieval retr;
