@@ -185,7 +185,28 @@ TEST(read_file) {
     CHECK(!b && st == RSMOE_ERR_IO && strstr(rsmoe_last_error(), path), "missing file named: %s", rsmoe_last_error());
 }
 
+/* per-thread scratch: aligned, kept while big enough, grown on demand, one per slot and thread */
+static void *tls_other(void *arg) { (void)arg; return rs_tls_scratch(RS_TLS_GEMM, 100); }
+TEST(tls_scratch) {
+    char *a = rs_tls_scratch(RS_TLS_GEMM, 1000), *b = rs_tls_scratch(RS_TLS_BF16X3, 1000);
+    REQUIRE(a && b, "allocation");
+    CHECK(((uintptr_t)a & 63) == 0 && ((uintptr_t)b & 63) == 0, "not 64-byte aligned");
+    CHECK(a != b, "two slots share a buffer");
+    memset(a, 1, 1000);
+    CHECK(rs_tls_scratch(RS_TLS_GEMM, 500) == a, "a smaller request moved the buffer");
+    char *c = rs_tls_scratch(RS_TLS_GEMM, 1 << 20);
+    REQUIRE(c, "growth");
+    memset(c, 2, 1 << 20); /* ASan checks the size */
+    pthread_t th;
+    void *other = NULL;
+    REQUIRE(pthread_create(&th, NULL, tls_other, NULL) == 0, "thread");
+    pthread_join(th, &other);
+    CHECK(other && other != c, "another thread got this thread's buffer");
+    CHECK(rs_tls_scratch(RS_TLS_COUNT, 10) == NULL, "a slot out of range gave a buffer");
+}
+
 int main(void) {
+    RUN(tls_scratch);
     RUN(f16_roundtrip_exact);
     RUN(bf16_rounding);
     RUN(tensor_shapes);

@@ -132,6 +132,51 @@ TEST(quantised_presets_run) {
     }
 }
 
+/* One greedy caption of g_image by the model at path loaded with mp: the first-step logits of
+ * every stream (*logits, malloc'd, *n floats), the text (strdup'd), and how many q8_0 / f32
+ * tensors were packed at load (*n_f32_other: packed f32 tensors outside the ViT's blocks). */
+static bool caption_loaded(const char *path, const rsmoe_model_params *mp, float **logits, size_t *n, char **text,
+                           int *n_q8, int *n_f32, int *n_f32_other) {
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(path, mp, &st);
+    if (!m) return false;
+    const rs_model *im = rs_model_of(m);
+    *n_q8 = *n_f32 = *n_f32_other = 0;
+    for (int64_t i = 0; i < rs_gguf_n_tensors(im->g); i++) {
+        const rs_tensor *t = rs_gguf_tensor(im->g, i);
+        if (!t->packed) continue;
+        if (t->type == RS_Q8_0) (*n_q8)++;
+        if (t->type == RS_F32) (*n_f32)++, *n_f32_other += strncmp(t->name, "v.blk.", 6) != 0;
+    }
+    rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
+    bool ok = c != NULL;
+    rsmoe_result r;
+    rsmoe_generate_params p = greedy(false);
+    if (ok) rs_ctx_set_debug(c, true);
+    if (ok && (ok = rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK)) {
+        rs_ctx_debug d;
+        rs_ctx_get_debug(c, &d);
+        *n = (size_t)d.n_streams * (size_t)im->llm.c.vocab;
+        *logits = malloc(sizeof(float) * *n);
+        if (*logits) memcpy(*logits, d.first_logits, sizeof(float) * *n);
+        *text = strdup(r.text);
+        ok = *logits && *text;
+        rsmoe_result_free(&r);
+    }
+    rsmoe_context_free(c);
+    rsmoe_model_free(m);
+    return ok;
+}
+
+static double logits_nerr(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den + 1e-30));
+}
+
 /* q8_0 weights repacked for the VNNI kernel (the default where the CPU has it) give the
  * same logits as the row-wise q8_0 kernels up to float summation order, and the same caption */
 TEST(q8_repack_matches_rowwise) {
@@ -144,42 +189,19 @@ TEST(q8_repack_matches_rowwise) {
     float *logits[2] = {NULL, NULL};
     size_t n_logits = 0;
     char *text[2] = {NULL, NULL};
-    int n_packed[2] = {0, 0};
+    int n_packed[2] = {0, 0}, nf, nfo;
     for (int k = 0; k < 2; k++) {
         rsmoe_model_params mp = rsmoe_model_default_params();
         mp.repack_q8 = k == 0;
-        rsmoe_status st;
-        rsmoe_model *m = rsmoe_model_load(path, &mp, &st);
-        REQUIRE(m, "load: %s", rsmoe_last_error());
-        const rs_model *im = rs_model_of(m);
-        for (int64_t i = 0; i < rs_gguf_n_tensors(im->g); i++) n_packed[k] += rs_gguf_tensor(im->g, i)->packed != NULL;
-        rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
-        REQUIRE(c, "context");
-        rs_ctx_set_debug(c, true);
-        rsmoe_generate_params p = greedy(false);
-        rsmoe_result r;
-        REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption: %s", rsmoe_last_error());
-        rs_ctx_debug d;
-        rs_ctx_get_debug(c, &d);
-        n_logits = (size_t)d.n_streams * (size_t)im->llm.c.vocab;
-        logits[k] = malloc(sizeof(float) * n_logits);
-        memcpy(logits[k], d.first_logits, sizeof(float) * n_logits);
-        text[k] = strdup(r.text);
-        rsmoe_result_free(&r);
-        rsmoe_context_free(c);
-        rsmoe_model_free(m);
+        REQUIRE(caption_loaded(path, &mp, &logits[k], &n_logits, &text[k], &n_packed[k], &nf, &nfo), "caption: %s",
+                rsmoe_last_error());
     }
     CHECK(n_packed[1] == 0, "repack_q8 = 0 packed %d tensors", n_packed[1]);
     if (rs_q8x16_native()) CHECK(n_packed[0] > 0, "repack_q8 = 1 packed no tensor on a VNNI CPU");
     else CHECK(n_packed[0] == 0, "packed %d tensors without VNNI", n_packed[0]);
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n_logits; i++) {
-        num += ((double)logits[0][i] - logits[1][i]) * ((double)logits[0][i] - logits[1][i]);
-        den += (double)logits[1][i] * logits[1][i];
-    }
-    CHECK(n_logits > 0 && sqrt(num / (den + 1e-30)) < 1e-4, "first-step logits differ: normalised error %.3g",
-          sqrt(num / (den + 1e-30)));
-    CHECK(text[0] && text[1] && !strcmp(text[0], text[1]), "captions differ: '%s' vs '%s'", text[0], text[1]);
+    double e = logits_nerr(logits[0], logits[1], n_logits);
+    CHECK(n_logits > 0 && e < 1e-4, "first-step logits differ: normalised error %.3g", e);
+    CHECK(!strcmp(text[0], text[1]), "captions differ: '%s' vs '%s'", text[0], text[1]);
     free(logits[0]); free(logits[1]); free(text[0]); free(text[1]);
 }
 
@@ -190,50 +212,24 @@ TEST(f32_amx_matches_exact) {
     float *logits[2] = {NULL, NULL};
     size_t n_logits = 0;
     char *text[2] = {NULL, NULL};
-    int n_packed[2] = {0, 0};
+    int n_packed[2] = {0, 0}, nq, other = 0;
     for (int k = 0; k < 2; k++) {
         rsmoe_model_params mp = rsmoe_model_default_params();
         mp.amx_f32 = k == 0;
-        rsmoe_status st;
-        rsmoe_model *m = rsmoe_model_load(g_model, &mp, &st);
-        REQUIRE(m, "load: %s", rsmoe_last_error());
-        const rs_model *im = rs_model_of(m);
-        for (int64_t i = 0; i < rs_gguf_n_tensors(im->g); i++) {
-            const rs_tensor *t = rs_gguf_tensor(im->g, i);
-            if (t->packed && t->type == RS_F32) {
-                n_packed[k]++;
-                CHECK(!strncmp(t->name, "v.blk.", 6), "packed %s, not an image-encoder matrix", t->name);
-            }
-        }
-        rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
-        REQUIRE(c, "context");
-        rs_ctx_set_debug(c, true);
-        rsmoe_generate_params p = greedy(false);
-        rsmoe_result r;
-        REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption: %s", rsmoe_last_error());
-        rs_ctx_debug d;
-        rs_ctx_get_debug(c, &d);
-        n_logits = (size_t)d.n_streams * (size_t)im->llm.c.vocab;
-        logits[k] = malloc(sizeof(float) * n_logits);
-        memcpy(logits[k], d.first_logits, sizeof(float) * n_logits);
-        text[k] = strdup(r.text);
-        rsmoe_result_free(&r);
-        rsmoe_context_free(c);
-        rsmoe_model_free(m);
+        int o;
+        REQUIRE(caption_loaded(g_model, &mp, &logits[k], &n_logits, &text[k], &nq, &n_packed[k], &o), "caption: %s",
+                rsmoe_last_error());
+        other += o;
     }
+    CHECK(other == 0, "%d packed f32 tensors are not image-encoder matrices", other);
     CHECK(n_packed[1] == 0, "amx_f32 = 0 packed %d tensors", n_packed[1]);
     /* 2 blocks x (qkv, out, up, down) */
     if (rs_bf16x3_native()) CHECK(n_packed[0] == 8, "amx_f32 = 1 packed %d tensors, not 8", n_packed[0]);
     else CHECK(n_packed[0] == 0, "packed %d tensors without AMX-BF16", n_packed[0]);
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n_logits; i++) {
-        num += ((double)logits[0][i] - logits[1][i]) * ((double)logits[0][i] - logits[1][i]);
-        den += (double)logits[1][i] * logits[1][i];
-    }
-    CHECK(n_logits > 0 && sqrt(num / (den + 1e-30)) < 1e-4, "first-step logits differ: normalised error %.3g",
-          sqrt(num / (den + 1e-30)));
-    if (rs_bf16x3_native()) CHECK(num > 0, "the AMX path gave the exact path's logits bit for bit: not taken?");
-    CHECK(text[0] && text[1] && !strcmp(text[0], text[1]), "captions differ: '%s' vs '%s'", text[0], text[1]);
+    double e = logits_nerr(logits[0], logits[1], n_logits);
+    CHECK(n_logits > 0 && e < 1e-4, "first-step logits differ: normalised error %.3g", e);
+    if (rs_bf16x3_native()) CHECK(e > 0, "the AMX path gave the exact path's logits bit for bit: not taken?");
+    CHECK(!strcmp(text[0], text[1]), "captions differ: '%s' vs '%s'", text[0], text[1]);
     free(logits[0]); free(logits[1]); free(text[0]); free(text[1]);
 }
 

@@ -1,6 +1,7 @@
-/* arena.c - one block, pointer-bump allocation, 64-byte alignment. */
+/* arena.c - one block, pointer-bump allocation, 64-byte alignment; per-thread scratch. */
 #include "core/core.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,4 +37,41 @@ void *rs_arena_alloc(rs_arena *a, size_t bytes) {
 float *rs_arena_floats(rs_arena *a, size_t n) {
     if (n > SIZE_MAX / sizeof(float)) return NULL;
     return rs_arena_alloc(a, n * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- per-thread scratch */
+typedef struct {
+    void *buf[RS_TLS_COUNT];
+    size_t cap[RS_TLS_COUNT];
+} tls_bufs;
+
+static pthread_key_t g_tls_key;
+static pthread_once_t g_tls_once = PTHREAD_ONCE_INIT;
+static bool g_tls_ok;
+
+static void tls_destroy(void *p) {
+    tls_bufs *t = p;
+    if (!t) return;
+    for (int i = 0; i < RS_TLS_COUNT; i++) free(t->buf[i]);
+    free(t);
+}
+static void tls_init(void) { g_tls_ok = pthread_key_create(&g_tls_key, tls_destroy) == 0; }
+
+void *rs_tls_scratch(rs_tls_slot slot, size_t bytes) {
+    if ((int)slot < 0 || slot >= RS_TLS_COUNT) return NULL;
+    pthread_once(&g_tls_once, tls_init);
+    if (!g_tls_ok) return NULL;
+    tls_bufs *t = pthread_getspecific(g_tls_key);
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t) return NULL;
+        if (pthread_setspecific(g_tls_key, t) != 0) { free(t); return NULL; }
+    }
+    if (t->cap[slot] < bytes || !t->buf[slot]) {
+        free(t->buf[slot]);
+        size_t sz = (bytes + RS_ALIGN - 1) & ~(size_t)(RS_ALIGN - 1);
+        t->buf[slot] = aligned_alloc(RS_ALIGN, sz ? sz : RS_ALIGN);
+        t->cap[slot] = t->buf[slot] ? bytes : 0;
+    }
+    return t->buf[slot];
 }

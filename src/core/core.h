@@ -86,6 +86,14 @@ float *rs_arena_floats(rs_arena *a, size_t n);       /* n floats, uninitialised 
 static inline size_t rs_arena_mark(const rs_arena *a) { return a->used; }
 static inline void rs_arena_reset_to(rs_arena *a, size_t mark) { a->used = mark; }
 
+/* ---------------------------------------------------------------- per-thread scratch */
+/* Kernels that pack operands keep one scratch buffer per thread and kind, grown as needed
+ * and freed when the thread exits (never in a hot loop). */
+typedef enum { RS_TLS_GEMM = 0, RS_TLS_BF16X3, RS_TLS_COUNT } rs_tls_slot;
+/* this thread's buffer `slot` of at least `bytes` (64-byte aligned; its contents are not kept
+ * when it grows); NULL when out of memory */
+void *rs_tls_scratch(rs_tls_slot slot, size_t bytes);
+
 /* ---------------------------------------------------------------- threads */
 /* A fixed pool of worker threads; rs_pool_run calls fn(ctx, i, n) for i = 0..n-1 where n
  * is the pool size, the caller's thread doing i = 0, and returns when all are done.

@@ -2,9 +2,9 @@
  * AMX kernel and the plain C twin; each computes, for one or two groups of 16 output columns
  * and 16 activation rows, the chunk's three products per term. */
 #include "kernels/bf16x3.h"
+#include "kernels/amx.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,39 +84,6 @@ rsmoe_status rs_bf16x3_pack(const float *W, int64_t N, int64_t K, void *out, rs_
     return RSMOE_OK;
 }
 
-/* ---------------------------------------------------------------- per-thread activation buffer */
-typedef struct {
-    uint16_t *buf;
-    size_t cap; /* values */
-} bx_ws;
-
-static pthread_key_t g_key;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static bool g_key_ok;
-
-static void ws_destroy(void *p) {
-    bx_ws *w = p;
-    if (w) { free(w->buf); free(w); }
-}
-static void key_init(void) { g_key_ok = pthread_key_create(&g_key, ws_destroy) == 0; }
-
-static uint16_t *ws_get(size_t n) {
-    pthread_once(&g_once, key_init);
-    if (!g_key_ok) return NULL;
-    bx_ws *w = pthread_getspecific(g_key);
-    if (!w) {
-        w = calloc(1, sizeof *w);
-        if (!w) return NULL;
-        if (pthread_setspecific(g_key, w) != 0) { free(w); return NULL; }
-    }
-    if (w->cap < n) {
-        free(w->buf);
-        w->buf = aligned_alloc(64, (n * sizeof(uint16_t) + 63) & ~(size_t)63);
-        w->cap = w->buf ? n : 0;
-    }
-    return w->buf;
-}
-
 /* ---------------------------------------------------------------- the job */
 typedef struct {
     const uint16_t *wp; /* records */
@@ -156,18 +123,11 @@ static void bx_tile_c(const bx_job *j, int64_t g, bool two, int64_t m) {
 }
 
 #if defined(__x86_64__)
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} bx_tilecfg;
-
 #define TAMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
 
 TAMX static void bx_amx_begin(void) {
-    _Alignas(64) bx_tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
+    _Alignas(64) rs_amx_tilecfg cfg;
+    rs_amx_tilecfg_init(&cfg);
     for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64; /* 16 x 16 f32, 16 x 32 bf16 */
     _tile_loadconfig(&cfg);
 }
@@ -302,7 +262,7 @@ void rs_matmul_bf16x3_isa(bool native, const void *Wp, const float *x, float *y,
      * chunk of a few rows would read all of W again for them) */
     const int64_t n_mc = (M + BX_MC - 1) / BX_MC;
     const int64_t mc_max = ((M + n_mc - 1) / n_mc + 15) / 16 * 16;
-    uint16_t *ws = ws_get((size_t)2 * (size_t)mc_max * (size_t)K), *heap = NULL;
+    uint16_t *ws = rs_tls_scratch(RS_TLS_BF16X3, sizeof(uint16_t) * 2 * (size_t)mc_max * (size_t)K), *heap = NULL;
     if (!ws) {
         /* no per-thread buffer (out of memory or no key): 16 rows at a time on the heap */
         heap = malloc((size_t)2 * 16 * (size_t)K * sizeof(uint16_t));

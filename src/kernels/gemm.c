@@ -25,7 +25,6 @@
 #include "kernels/gemm.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -528,40 +527,8 @@ static const gemm_isa_desc *desc_for(rs_gemm_isa isa) {
 }
 
 /* ---------------------------------------------------------------- per-thread workspace */
-
-typedef struct {
-    float *buf;
-    size_t cap; /* floats */
-} gemm_ws;
-
-static pthread_key_t g_ws_key;
-static pthread_once_t g_ws_once = PTHREAD_ONCE_INIT;
-static bool g_ws_key_ok;
-
-static void ws_destroy(void *p) {
-    gemm_ws *w = p;
-    if (w) { free(w->buf); free(w); }
-}
-static void ws_key_init(void) { g_ws_key_ok = pthread_key_create(&g_ws_key, ws_destroy) == 0; }
-
 /* this thread's workspace of at least n floats (64-byte aligned), NULL when out of memory */
-static float *ws_get(size_t n) {
-    pthread_once(&g_ws_once, ws_key_init);
-    if (!g_ws_key_ok) return NULL;
-    gemm_ws *w = pthread_getspecific(g_ws_key);
-    if (!w) {
-        w = calloc(1, sizeof *w);
-        if (!w) return NULL;
-        if (pthread_setspecific(g_ws_key, w) != 0) { free(w); return NULL; }
-    }
-    if (w->cap < n) {
-        free(w->buf);
-        size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-        w->buf = aligned_alloc(64, bytes);
-        w->cap = w->buf ? n : 0;
-    }
-    return w->buf;
-}
+static float *ws_get(size_t n) { return rs_tls_scratch(RS_TLS_GEMM, n * sizeof(float)); }
 
 /* ---------------------------------------------------------------- the blocked product */
 

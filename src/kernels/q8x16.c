@@ -2,6 +2,7 @@
  * (activation quantisation, tiles, chunks, threads); each computes one group of 16 output
  * columns for up to Q16_MR activation rows over one K chunk. */
 #include "kernels/q8x16.h"
+#include "kernels/amx.h"
 
 #include <math.h>
 #include <string.h>
@@ -142,18 +143,11 @@ T512V static void q16_group_vnni(const q16_job *j, int64_t g, int64_t m0, int mr
  * (signed A x unsigned B) gives the 16 x 16 exact int32 block products; they are stored and
  * finished as the VNNI kernel finishes its own (the int32 correction added, the float scale
  * and FMA in the same order), so the result is the same bit for bit. */
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} q16_tilecfg;
-
 #define TAMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 
 TAMX static void q16_amx_begin(void) {
-    _Alignas(64) q16_tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
+    _Alignas(64) rs_amx_tilecfg cfg;
+    rs_amx_tilecfg_init(&cfg);
     for (int t = 0; t < 6; t += 3) {
         cfg.rows[t] = 16;     cfg.colsb[t] = 64;     /* C: 16 activation rows x 16 int32 columns */
         cfg.rows[t + 1] = 16; cfg.colsb[t + 1] = 32; /* A: 16 activation rows x one 32-byte block */

@@ -106,44 +106,29 @@ static rsmoe_status bind_moe(rs_model *m) {
     return RSMOE_OK;
 }
 
-/* q8_0 matrices repacked for the VNNI kernel (see rs_model_load_ex) */
-static rsmoe_status repack_q8(rs_model *m) {
-    if (!rs_q8x16_native()) return RSMOE_OK;
-    rs_pool *pool = NULL; /* started at the first tensor to pack: all CPUs share the copying */
+/* Weight matrices repacked at load (see rs_model_load_ex): q8_0 matrices for the VNNI / AMX-INT8
+ * kernel (q8x16.h) when q8 and this CPU has VNNI; the f32 matrices of the ViT's blocks, every
+ * product of which has one row per image token, as bf16 pairs for AMX (bf16x3.h) when f32 and
+ * this CPU has AMX-BF16. The mmap'd pages of each original are given back once packed. */
+static rsmoe_status repack(rs_model *m, bool q8, bool f32) {
+    q8 = q8 && rs_q8x16_native();
+    f32 = f32 && rs_bf16x3_native();
+    if (!q8 && !f32) return RSMOE_OK;
+    rs_pool *pool = NULL; /* started at the first big tensor: all CPUs share the copying */
     rsmoe_status st = RSMOE_OK;
     for (int64_t i = 0; i < rs_gguf_n_tensors(m->g) && !st; i++) {
         rs_tensor *t = rs_gguf_tensor_mut(m->g, i);
-        if (t->type != RS_Q8_0 || t->ne[2] != 1 || t->ne[3] != 1 || !rs_tensor_is_contiguous(t)) continue;
-        const size_t bytes = rs_q8x16_bytes(t->ne[1], t->ne[0]);
+        if (t->packed || t->ne[2] != 1 || t->ne[3] != 1 || t->ne[1] == 1 || !rs_tensor_is_contiguous(t)) continue;
+        size_t bytes = 0;
+        if (q8 && t->type == RS_Q8_0) bytes = rs_q8x16_bytes(t->ne[1], t->ne[0]);
+        else if (f32 && t->type == RS_F32 && !strncmp(t->name, "v.blk.", 6)) bytes = rs_bf16x3_bytes(t->ne[1], t->ne[0]);
         if (!bytes) continue;
         if (!pool && bytes >= ((size_t)1 << 20)) pool = rs_pool_new(rs_default_threads());
         void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (!p) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory repacking %s (%zu bytes)", t->name, bytes); break; }
-        if ((st = rs_q8x16_pack(t->data, t->ne[1], t->ne[0], p, pool))) { free(p); break; }
-        t->packed = p;
-        rs_gguf_release_pages(m->g, t->data, rs_tensor_nbytes(t));
-    }
-    rs_pool_free(pool);
-    return st;
-}
-
-/* f32 matrices of the image encoder's blocks as bf16 pairs for AMX (see rs_model_load_ex) */
-static rsmoe_status pack_f32(rs_model *m) {
-    if (!rs_bf16x3_native()) return RSMOE_OK;
-    rs_pool *pool = NULL;
-    rsmoe_status st = RSMOE_OK;
-    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g) && !st; i++) {
-        rs_tensor *t = rs_gguf_tensor_mut(m->g, i);
-        /* the ViT's block matrices: every product they take part in has one row per image token */
-        if (t->type != RS_F32 || t->packed || strncmp(t->name, "v.blk.", 6) || t->ne[2] != 1 || t->ne[3] != 1 ||
-            !rs_tensor_is_contiguous(t))
-            continue;
-        const size_t bytes = rs_bf16x3_bytes(t->ne[1], t->ne[0]);
-        if (!bytes || t->ne[1] == 1) continue;
-        if (!pool && bytes >= ((size_t)1 << 20)) pool = rs_pool_new(rs_default_threads());
-        void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (!p) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory packing %s (%zu bytes)", t->name, bytes); break; }
-        if ((st = rs_bf16x3_pack(t->data, t->ne[1], t->ne[0], p, pool))) { free(p); break; }
+        st = t->type == RS_Q8_0 ? rs_q8x16_pack(t->data, t->ne[1], t->ne[0], p, pool)
+                                : rs_bf16x3_pack(t->data, t->ne[1], t->ne[0], p, pool);
+        if (st) { free(p); break; }
         t->packed = p;
         rs_gguf_release_pages(m->g, t->data, rs_tensor_nbytes(t));
     }
@@ -153,7 +138,7 @@ static rsmoe_status pack_f32(rs_model *m) {
 
 rsmoe_status rs_model_load(const char *path, rs_model **out) { return rs_model_load_ex(path, true, true, out); }
 
-rsmoe_status rs_model_load_ex(const char *path, bool repack, bool amx_f32, rs_model **out) {
+rsmoe_status rs_model_load_ex(const char *path, bool repack_q8, bool amx_f32, rs_model **out) {
     *out = NULL;
     rs_model *m = calloc(1, sizeof *m);
     if (!m) return rs_error(RSMOE_ERR_NOMEM, "out of memory");
@@ -192,8 +177,7 @@ rsmoe_status rs_model_load_ex(const char *path, bool repack, bool amx_f32, rs_mo
     }
     if ((st = bind_moe(m))) goto fail;
     if ((st = rs_retrieval_load(m->g, m->enc_width, &m->retr, &m->has_retrieval))) goto fail;
-    if (repack && (st = repack_q8(m))) goto fail;
-    if (amx_f32 && (st = pack_f32(m))) goto fail;
+    if ((st = repack(m, repack_q8, amx_f32))) goto fail;
     if ((st = copy_str_key(m->g, "rsmoe.instruction.caption", m->instr_caption, sizeof m->instr_caption, DEFAULT_INSTR)) ||
         (st = copy_str_key(m->g, "rsmoe.instruction.vqa_suffix", m->vqa_suffix, sizeof m->vqa_suffix, DEFAULT_VQA_SUFFIX)))
         goto fail;
