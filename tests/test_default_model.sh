@@ -13,6 +13,14 @@ check() { # NAME COND-RESULT DETAIL
 }
 out=$("$B" info "$M" 2>&1); rc=$?
 echo "$out" | grep -q "CNN mobilenet" && echo "$out" | grep -q "3 experts"; check "info describes the model (MobileNet encoder, 3 experts)" $((rc | $?)) "$out"
+# info says what the load repacked for this CPU: the q8_0 matrices where it has AVX-512 VNNI, none
+# where not (its f32 CNN encoder is never packed as bf16 pairs: only ViT blocks are)
+if "$B" --version | grep -q "AVX512_VNNI = 1"; then
+  echo "$out" | grep -q "^this CPU: *[1-9][0-9]* q8_0 matrices repacked"; check "info names the repacked q8_0 matrices (VNNI CPU)" $? "$out"
+else
+  ! echo "$out" | grep -q "q8_0 matrices repacked"; check "info names no repacking (CPU without VNNI)" $? "$out"
+fi
+! echo "$out" | grep -q "bf16 pairs"; check "info: no bf16 pairs for the CNN encoder" $? "$out"
 bridge=$("$B" caption -m "$M" examples/bridge_58.jpg --aspects --threads 1 2>&1); rc=$?
 echo "$bridge" | sed 's/^/  /'
 echo "$bridge" | grep -q "theme" && echo "$bridge" | grep -q "objects" && echo "$bridge" | grep -q "relationships"

@@ -123,6 +123,25 @@ size_t rsmoe_model_describe(const rsmoe_model *mm, char *buf, size_t cap) {
     int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "tokenizer:      %d tokens\ntotal:          %.2f M params\n",
                      rs_tokenizer_n_vocab(m->tok), (double)(pc.vision + pc.qformer + pc.llm + pc.experts + pc.router) / 1e6);
     len += (size_t)(k > 0 ? k : 0);
+    /* what the load repacked for this CPU's kernels (rs_model_load_ex) */
+    int nq = 0, nf = 0;
+    for (int64_t i = 0; i < rs_gguf_n_tensors(m->g); i++) {
+        const rs_tensor *t = rs_gguf_tensor(m->g, i);
+        nq += t->packed && t->type == RS_Q8_0;
+        nf += t->packed && t->type == RS_F32;
+    }
+    if (nq) {
+        k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
+                     "this CPU:       %d q8_0 matrices repacked 16 rows at a time (VNNI%s)\n", nq,
+                     rs_cpu_amx_ready() && rs_cpu()->amx_int8 ? ", AMX-INT8 for 16+ rows" : "");
+        len += (size_t)(k > 0 ? k : 0);
+    }
+    if (nf) {
+        k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
+                     "this CPU:       %d f32 image-encoder matrices as bf16 pairs on AMX (about 1e-5 relative; "
+                     "RSMOE_NO_AMX=1 keeps exact f32)\n", nf);
+        len += (size_t)(k > 0 ? k : 0);
+    }
     return len;
 }
 
