@@ -94,6 +94,7 @@ typedef struct {
     float *y;           /* row 0 of the M chunk */
     int64_t ldy, rows;  /* rows: valid rows of the chunk */
     bool accumulate;    /* add to y (a K chunk after the first) */
+    bool amx;           /* the AMX tiles, else the plain C twin */
     rs_chunks groups;   /* groups of 16 output columns, two at a time */
 } bx_job;
 
@@ -216,14 +217,8 @@ bool rs_bf16x3_native(void) {
 #endif
 }
 
-typedef struct {
-    bx_job *j;
-    bool amx;
-} bx_run;
-
 static void bx_worker(void *ctx, int ith, int nth) {
-    bx_run *run = ctx;
-    bx_job *j = run->j;
+    bx_job *j = ctx;
     (void)ith;
     (void)nth;
     int64_t g0, g1;
@@ -235,7 +230,7 @@ static void bx_worker(void *ctx, int ith, int nth) {
             const bool two = g + 1 < g1;
             for (int64_t m = 0; m < j->rows; m += 16) {
 #if defined(__x86_64__)
-                if (run->amx) {
+                if (j->amx) {
                     if (!on) bx_amx_begin();
                     on = true;
                     bx_tile_amx(j, g, two, m);
@@ -273,8 +268,7 @@ void rs_matmul_bf16x3_isa(bool native, const void *Wp, const float *x, float *y,
     }
     const int64_t mstep = ws ? mc_max : 16;
     uint16_t *ah = ws ? ws : heap, *al = ah + (size_t)mstep * (size_t)K;
-    bx_job j = {.wp = Wp, .nkb = K / 32, .K = K, .ldy = N, .ah = ah, .al = al};
-    bx_run run = {.j = &j, .amx = amx};
+    bx_job j = {.wp = Wp, .nkb = K / 32, .K = K, .ldy = N, .ah = ah, .al = al, .amx = amx};
     for (int64_t m0 = 0; m0 < M; m0 += mstep) {
         const int64_t rows = M - m0 < mstep ? M - m0 : mstep, padded = (rows + 15) / 16 * 16;
 #if defined(__x86_64__)
@@ -291,7 +285,7 @@ void rs_matmul_bf16x3_isa(bool native, const void *Wp, const float *x, float *y,
             j.kb1 = kb0 + BX_KCB < j.nkb ? kb0 + BX_KCB : j.nkb;
             j.accumulate = kb0 > 0;
             rs_chunks_init(&j.groups, N / RS_BF16X3_ROWS, 2, rs_pool_size(pool));
-            rs_pool_run(pool, bx_worker, &run);
+            rs_pool_run(pool, bx_worker, &j);
         }
     }
     free(heap);

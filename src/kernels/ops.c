@@ -123,7 +123,7 @@ void rs_lora_bwd(float *dx, float *dA, float *dB, float *scratch, const float *d
 typedef struct {
     const float *x;
     int64_t in;
-    int R, n, r_max;
+    int R, r_max;
     const rs_lora_rows_target *tg;
     float *h;
     int64_t cols[RS_LORA_ROWS_MAX_JOBS + 1]; /* phase 2: first flat column of each (target, row) */
@@ -201,7 +201,7 @@ void rs_lora_rows_fwd(const float *x, int64_t in, int R, const rs_lora_rows_targ
                  RS_LORA_ROWS_MAX_JOBS);
         return;
     }
-    lora_rows_job j = {.x = x, .in = in, .R = R, .n = n_targets, .r_max = r_max, .tg = tg, .h = h};
+    lora_rows_job j = {.x = x, .in = in, .R = R, .r_max = r_max, .tg = tg, .h = h};
     const int nth = rs_pool_size(pool);
     rs_chunks_init(&j.items, (int64_t)n_targets * R * r_max, 1, nth);
     rs_pool_run(pool, lora_rows_h, &j);

@@ -10,7 +10,7 @@
 
 void rs_linear_ref(double *y, const double *x, const double *W, const double *b, int64_t T,
                    int64_t in, int64_t out);
-/* rs_lora_rows_fwd's twin (float in and out, double sums; ranks up to 256) */
+/* rs_lora_rows_fwd's twin (float in and out, double sums) */
 void rs_lora_rows_fwd_ref(const float *x, int64_t in, int R, const rs_lora_rows_target *tg, int n_targets);
 void rs_lora_ref(double *y, const double *x, const double *W, const double *b,
                  const double *A, const double *B, double alpha, int64_t T, int64_t in,
