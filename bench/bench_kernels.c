@@ -141,7 +141,7 @@ static void gemm_run(void *ctx) {
     else if (g->own)
         rs_sgemm_own(false, true, g->M, g->N, g->K, 1.0f, g->A, g->K, g->W, g->K, 0.0f, g->C, g->N, g->pool);
     else
-        rs_sgemm(false, true, g->M, g->N, g->K, 1.0f, g->A, g->K, g->W, g->K, 0.0f, g->C, g->N, g->pool);
+        rs_sgemm_blas(false, true, g->M, g->N, g->K, 1.0f, g->A, g->K, g->W, g->K, 0.0f, g->C, g->N, g->pool);
 }
 
 /* ---------------------------------------------------------------- quantised products */
@@ -290,6 +290,8 @@ int bench_kernels_main(int argc, char **argv) {
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     char ownpath[32];
     snprintf(ownpath, sizeof ownpath, "own/%s", rs_gemm_isa_name(rs_gemm_isa_best()));
+    char blaspath[48];
+    snprintf(blaspath, sizeof blaspath, "openblas/%s", rs_sgemm_blas_core() ? rs_sgemm_blas_core() : "-");
     /* all one-thread figures first, then the multi-thread ones (OpenBLAS's idle workers
      * spin for a while after a threaded call) */
     for (int t = 0; t < ntc; t++) {
@@ -312,7 +314,7 @@ int bench_kernels_main(int argc, char **argv) {
             for (int own = rs_sgemm_has_blas() ? 0 : 1; own < 2; own++) {
                 gemm_ctx g = {M, N, K, A, W, C, pools[t], own != 0, NULL};
                 bench_stats st = bench_rate(gemm_run, &g, 1, reps, 2.0 * (double)M * (double)N * (double)K, 1e9);
-                bench_add(&rep, "sgemm (C = A W^T, MxNxK)", name, own ? ownpath : "blas", tcounts[t], st,
+                bench_add(&rep, "sgemm (C = A W^T, MxNxK)", name, own ? ownpath : blaspath, tcounts[t], st,
                           "GFLOP/s", peak[t] > 0 ? 100.0 * st.med / peak[t] : -1, "fma peak");
             }
             /* the same product with W as bf16 pairs on AMX (kernels/bf16x3.h: 3 bf16 products
@@ -417,8 +419,15 @@ int bench_kernels_main(int argc, char **argv) {
 #else
     bench_note(&rep, "weight products: kernels/quant.h not in this build; skipped");
 #endif
-    if (rs_sgemm_has_blas())
-        bench_note(&rep, "sgemm: 'blas' is rs_sgemm (OpenBLAS for these sizes); 'own/...' is rs_sgemm_own.");
+    if (rs_sgemm_has_blas()) {
+        char note[256];
+        snprintf(note, sizeof note,
+                 "sgemm: 'openblas/%s' is OpenBLAS with the core it chose for this CPU, '%s' "
+                 "rs_sgemm_own; rs_sgemm runs large products on %s here.",
+                 rs_sgemm_blas_core() ? rs_sgemm_blas_core() : "-", ownpath,
+                 rs_sgemm_blas_preferred() ? "OpenBLAS" : "the own kernel (OpenBLAS's core is narrower)");
+        bench_note(&rep, note);
+    }
     else
         bench_note(&rep, "sgemm: built without BLAS; rs_sgemm is the own kernel.");
 

@@ -24,7 +24,9 @@ The torch side is a float32 port of tests/ref/rsmoe_ref.py / docs/model.md: nn.M
 torch.no_grad(), nn.Linear/nn.LayerNorm/nn.Conv2d, explicit attention (torch 1.13 has no SDPA),
 an LLM with a preallocated KV cache and per-expert LoRA (base + (alpha/r)(x A^T) B^T, never
 merged), greedy decoding with the repetition penalty and min_len as ours. Each thread count
-runs in its own process with torch.set_num_threads(N) and OMP/OpenBLAS/MKL_NUM_THREADS=N.
+runs in its own process with torch.set_num_threads(N) and OMP/OpenBLAS/MKL_NUM_THREADS=N, and
+OMP_WAIT_POLICY=PASSIVE unless set (with OpenMP's spinning default, torch on 2 threads was slower
+than on 1 here).
 
 Checks (before timing; the script exits 1 if one fails):
   1. torch vs tests/ref/rsmoe_ref.py (float64 NumPy) on the test, tiny and vitb models: encoder,
@@ -836,6 +838,11 @@ def run_torch(path, threads, reps, cap_len):
     env = dict(os.environ)
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[k] = str(threads)
+    # torch's OpenMP team would otherwise spin between its parallel regions while OpenBLAS's own
+    # threads run the GEMMs: on a 2-vCPU AMD EPYC VM the ViT-B encoder took 568 ms on 2 threads
+    # (slower than 291 ms on 1) with the default policy, 173 ms with PASSIVE. Torch at its best;
+    # export OMP_WAIT_POLICY=ACTIVE to see the default.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     out = run([sys.executable, os.path.abspath(__file__), "--worker", path, "--threads", str(threads), "--reps", str(reps),
                "--caption-len", str(cap_len)], env=env)
     return json.loads(out.strip().splitlines()[-1])

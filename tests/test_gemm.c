@@ -19,7 +19,7 @@
  * (a lost K block, a transposed operand, beta applied twice) gives errors near 1. */
 static double tol_for(int64_t K) { return K <= 128 ? 1e-6 : 1e-6 * sqrt((double)K / 128.0); }
 
-typedef enum { V_SGEMM, V_OWN, V_ISA } variant;
+typedef enum { V_SGEMM, V_OWN, V_ISA, V_BLAS } variant;
 
 typedef struct {
     variant v;
@@ -43,6 +43,7 @@ static void call(const impl *im, bool tA, bool tB, int64_t M, int64_t N, int64_t
     switch (im->v) {
     case V_SGEMM: rs_sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool); break;
     case V_OWN: rs_sgemm_own(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool); break;
+    case V_BLAS: rs_sgemm_blas(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool); break;
     case V_ISA:
         rs_sgemm_own_isa(im->isa, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool);
         break;
@@ -108,7 +109,9 @@ static impl g_impls[8];
 static int g_nimpl;
 
 static void setup_impls(void) {
-    g_impls[g_nimpl++] = (impl){V_SGEMM, RS_GEMM_AUTO, rs_sgemm_has_blas() ? "rs_sgemm(blas)" : "rs_sgemm"};
+    g_impls[g_nimpl++] = (impl){V_SGEMM, RS_GEMM_AUTO, rs_sgemm_blas_preferred() ? "rs_sgemm(blas)" : "rs_sgemm"};
+    /* OpenBLAS itself, whichever core it chose, whether or not rs_sgemm prefers it here */
+    if (rs_sgemm_has_blas()) g_impls[g_nimpl++] = (impl){V_BLAS, RS_GEMM_AUTO, "rs_sgemm_blas"};
     g_impls[g_nimpl++] = (impl){V_OWN, RS_GEMM_AUTO, "rs_sgemm_own"};
     /* RS_GEMM_AVX512_EMU runs the AVX-512 kernel's code with emulated 512-bit vectors, so
      * that code is checked even where the CPU lacks AVX-512 */

@@ -790,53 +790,87 @@ static int g_blas_threads; /* last value given to openblas_set_num_threads (0 = 
 char *openblas_get_corename(void);
 
 /* Does OpenBLAS run a kernel at least as wide as ours? Its DYNAMIC_ARCH build picks a core by
- * CPUID, and on CPUs it does not know (seen: a Sapphire-Rapids-class VM under OpenBLAS
- * 0.3.21) it falls back to "Prescott" (SSE3): 31 GFLOP/s there against 137 for the own
- * AVX-512 kernel at 197x768x768 (`rsmoe bench kernels`). With AVX2+FMA here and a core
- * that is not one of OpenBLAS's AVX2/AVX-512 kernels, the own kernel takes every product. */
+ * CPUID, and on CPUs it does not know it falls back to an older core: on a
+ * Sapphire-Rapids-class VM under OpenBLAS 0.3.21 to "Prescott" (SSE3), 31 GFLOP/s against 137
+ * for the own AVX-512 kernel at 197x768x768; on an AMD EPYC with AVX-512 (Zen 4/5) to
+ * "Haswell" (AVX2, 256-bit), 115-124 GFLOP/s (43-46 % of the FMA peak) against 217-239 for
+ * the own AVX-512 kernel on one thread (`rsmoe bench kernels`). So OpenBLAS keeps the large
+ * products only when its core is as wide as the own kernel this CPU runs: one of its AVX-512
+ * cores where the own kernel is AVX-512, one of its AVX2 or AVX-512 cores where it is AVX2. */
 static bool blas_is_wide(void) {
     static int cached = -1; /* -1 unknown, 0 no, 1 yes */
     int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (c >= 0) return c == 1;
-    const rs_cpu_features *f = rs_cpu();
+    static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    static const char *const avx2_cores[] = {"haswell", "zen"};
+    rs_gemm_isa own = rs_gemm_isa_best();
     bool wide = true;
-    if (f->avx2 && f->fma) {
-        static const char *const ok[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+    if (own == RS_GEMM_AVX512 || own == RS_GEMM_AVX2) {
         const char *name = openblas_get_corename();
         wide = false;
-        for (size_t i = 0; name && i < sizeof ok / sizeof ok[0]; i++) wide |= !strcasecmp(name, ok[i]);
+        for (size_t i = 0; name && i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
+            wide |= !strcasecmp(name, avx512_cores[i]);
+        for (size_t i = 0; name && own == RS_GEMM_AVX2 && i < sizeof avx2_cores / sizeof avx2_cores[0]; i++)
+            wide |= !strcasecmp(name, avx2_cores[i]);
     }
     __atomic_store_n(&cached, wide ? 1 : 0, __ATOMIC_RELAXED);
     return wide;
 }
 #endif
 
+const char *rs_sgemm_blas_core(void) {
+#ifdef RSMOE_USE_BLAS
+    return openblas_get_corename();
+#else
+    return NULL;
+#endif
+}
+
+bool rs_sgemm_blas_preferred(void) {
+#ifdef RSMOE_USE_BLAS
+    return blas_is_wide();
+#else
+    return false;
+#endif
+}
+
+bool rs_sgemm_blas(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                   int64_t ldc, rs_pool *pool) {
+#ifdef RSMOE_USE_BLAS
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
+        return false;
+    if (!check_args("rs_sgemm_blas", transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return false;
+    int nt = pool ? rs_pool_size(pool) : 1;
+    if (__atomic_load_n(&g_blas_threads, __ATOMIC_RELAXED) != nt) {
+        openblas_set_num_threads(nt);
+        __atomic_store_n(&g_blas_threads, nt, __ATOMIC_RELAXED);
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return true;
+#else
+    (void)transA; (void)transB; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda;
+    (void)B; (void)ldb; (void)beta; (void)C; (void)ldc; (void)pool;
+    return false;
+#endif
+}
+
 void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc, rs_pool *pool) {
 #ifdef RSMOE_USE_BLAS
-    /* large products go to OpenBLAS, called from this thread only (never from our pool's
-     * workers), with its thread count set to the pool's size */
-    /* Only with a pool: pool == NULL is how code running inside a pool worker calls (a
+    /* large products go to OpenBLAS (where its core is as wide as ours), called from this
+     * thread only (never from our pool's workers), with its thread count set to the pool's size.
+     * Only with a pool: pool == NULL is how code running inside a pool worker calls (a
      * worker cannot use its own pool), and such calls stay with the own kernel, so OpenBLAS
      * is never entered from a worker nor its global thread count changed under another call.
      * The few-row linear layer stays with the own kernel too: OpenBLAS 0.3.21's sgemm runs
      * it 3-4x slower than the own unpacked dot products. */
     if (pool && (double)M * (double)N * (double)K >= 32768.0 && blas_is_wide() &&
         !(M <= SMALL_M && transB && !transA) &&
-        M <= INT_MAX && N <= INT_MAX &&
-        K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX) {
-        if (!check_args("rs_sgemm", transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return;
-        int nt = rs_pool_size(pool);
-        if (__atomic_load_n(&g_blas_threads, __ATOMIC_RELAXED) != nt) {
-            openblas_set_num_threads(nt);
-            __atomic_store_n(&g_blas_threads, nt, __ATOMIC_RELAXED);
-        }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
-                    (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        rs_sgemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool))
         return;
-    }
 #endif
     rs_sgemm_own(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool);
 }

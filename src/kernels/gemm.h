@@ -57,5 +57,17 @@ void rs_sgemm_own_isa(rs_gemm_isa isa, bool transA, bool transB, int64_t M, int6
                       int64_t ldb, float beta, float *C, int64_t ldc, rs_pool *pool);
 /* true when rs_sgemm was built with the OpenBLAS path */
 bool rs_sgemm_has_blas(void);
+/* the name of the core OpenBLAS chose for this CPU ("Haswell", "SkylakeX", ...), NULL in builds
+ * without it */
+const char *rs_sgemm_blas_core(void);
+/* true when rs_sgemm gives its large products to OpenBLAS on this CPU: built with it, and its
+ * core as wide as the own kernel's variant (rs_gemm_isa_best) */
+bool rs_sgemm_blas_preferred(void);
+/* C = alpha op(A) op(B) + beta C by OpenBLAS whatever its core, with the pool's thread count
+ * (one thread for pool == NULL); never from a pool worker. false, C untouched, in builds without
+ * BLAS or when a size does not fit an int. For benchmarks and tests; rs_sgemm chooses itself. */
+bool rs_sgemm_blas(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                   int64_t ldc, rs_pool *pool);
 
 #endif
