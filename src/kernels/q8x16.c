@@ -111,13 +111,15 @@ T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int M
         for (int i = 0; i < MR; i++) {
             const int64_t m = m0 + i;
             const int8_t *x = j->xq + (b * j->ldm + m) * RS_QK8_0;
-            __m512i s = _mm512_set1_epi32(j->xc[b * j->ldm + m]);
-            for (int q = 0; q < 8; q++) {
-                int32_t quad;
-                memcpy(&quad, x + 4 * q, 4);
-                s = _mm512_dpbusd_epi32(s, wv[q], _mm512_set1_epi32(quad));
+            __m512i s0 = _mm512_set1_epi32(j->xc[b * j->ldm + m]), s1 = _mm512_setzero_si512();
+            for (int q = 0; q < 8; q += 2) {
+                int32_t quad0, quad1;
+                memcpy(&quad0, x + 4 * q, 4);
+                memcpy(&quad1, x + 4 * q + 4, 4);
+                s0 = _mm512_dpbusd_epi32(s0, wv[q], _mm512_set1_epi32(quad0));
+                s1 = _mm512_dpbusd_epi32(s1, wv[q + 1], _mm512_set1_epi32(quad1));
             }
-            acc[i] = q16_finish(s, dw, j->xd[b * j->ldm + m], acc[i]);
+            acc[i] = q16_finish(_mm512_add_epi32(s0, s1), dw, j->xd[b * j->ldm + m], acc[i]);
         }
     }
     for (int i = 0; i < MR; i++) q16_store(j, m0 + i, g, acc[i]);
