@@ -126,6 +126,20 @@ TEST(pool_caller_runs_unclaimed_shares) {
     }
 }
 
+/* small jobs run on the calling thread: rs_pool_for_work gives NULL below the pool's minimum */
+TEST(pool_for_work) {
+    rs_pool *p = rs_pool_new(2);
+    REQUIRE(p, "pool");
+    CHECK(rs_pool_for_work(p, RS_POOL_MIN_WORK - 1.0) == NULL, "below the default minimum: threaded");
+    CHECK(rs_pool_for_work(p, RS_POOL_MIN_WORK) == p, "at the default minimum: not threaded");
+    CHECK(rs_pool_for_work(NULL, 1e12) == NULL, "no pool: a pool appeared");
+    rs_pool_set_min_work(p, 0);
+    CHECK(rs_pool_for_work(p, 0) == p, "minimum 0: a job ran inline");
+    rs_pool_set_min_work(p, 1e9);
+    CHECK(rs_pool_for_work(p, 1e9 - 1) == NULL && rs_pool_for_work(p, 1e9) == p, "minimum 1e9 not honoured");
+    rs_pool_free(p);
+}
+
 TEST(split_range_covers) {
     for (int nth = 1; nth <= 5; nth++)
         for (int64_t n = 0; n < 100; n++) {
@@ -213,6 +227,7 @@ int main(void) {
     RUN(arena);
     RUN(pool_runs_every_share_once);
     RUN(pool_caller_runs_unclaimed_shares);
+    RUN(pool_for_work);
     RUN(split_range_covers);
     RUN(rng_reproducible_and_normal);
     RUN(errors);

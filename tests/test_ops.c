@@ -247,6 +247,7 @@ TEST(lora_rows) {
             }
     }
     rs_pool *pool = rs_pool_new(3);
+    rs_pool_set_min_work(pool, 0); /* threaded, however small */
     float *h = fnan(NT * R * 8);
     for (int v = 0; v < 4; v++) {
         rs_lora_rows_target tg[3];
@@ -820,6 +821,7 @@ TEST(clip_grad_norm) {
 TEST(threaded) {
     rs_pool *pool = rs_pool_new(2);
     REQUIRE(pool, "pool");
+    rs_pool_set_min_work(pool, 0); /* threaded, however small */
     attn_all(pool);
     patch_case(2, 3, 10, 9, 3, 5, pool);
     /* larger elementwise / row ops that cross the threading thresholds: pool vs none */

@@ -155,6 +155,7 @@ TEST(vnni_equals_c_twin_bit_for_bit) {
     if (!rs_q8x16_native()) SKIP("this CPU has no AVX-512 VNNI");
     rs_pool *pool = rs_pool_new(2);
     REQUIRE(pool, "pool");
+    rs_pool_set_min_work(pool, 0); /* small products on the threads too */
     const int64_t shapes[][3] = {{1, 16, 32}, {2, 48, 96}, {3, 64, 256}, {8, 32, 128}, {11, 80, 160}, {197, 32, 768}};
     /* the full scratch, and one forcing M tiles of one row and K chunks of two blocks */
     const twin_variant v[] = {{0, pool}, {2 * 40, pool}};
@@ -172,6 +173,7 @@ TEST(amx_equals_c_twin_bit_for_bit) {
         SKIP("this CPU (or OS, or RSMOE_NO_AMX) gives no AMX-INT8");
     rs_pool *pool = rs_pool_new(2);
     REQUIRE(pool, "pool");
+    rs_pool_set_min_work(pool, 0);
     const int64_t shapes[][3] = {{16, 16, 32}, {17, 48, 96}, {33, 64, 256}, {197, 32, 768}, {20, 32, 6144},
                                  {16, 16, 53248}};
     const twin_variant v[] = {{0, NULL}, {0, pool}};

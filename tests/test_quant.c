@@ -361,6 +361,7 @@ TEST(matmul_avx512_ext_emulated) {
 TEST(matmul_tiling_chunks_threads) {
     rs_pool *pool = rs_pool_new(3);
     REQUIRE(pool, "pool");
+    rs_pool_set_min_work(pool, 0); /* threaded, however small */
     variant best = {"auto", RS_QUANT_AUTO, NULL};
     CHECK(check_matmul(&best, RS_Q8_0, 70, 19, 2048, 7, pool, NULL) == 0, "q8_0 M tiles");
     CHECK(check_matmul(&best, RS_Q8_0, 2, 5, 32 * 2100, 8, pool, NULL) == 0, "q8_0 K chunks");

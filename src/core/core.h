@@ -110,6 +110,16 @@ int rs_pool_size(const rs_pool *p);               /* 1 for NULL */
  * caller runs every share itself (as with workers the host has not scheduled) */
 void rs_pool_hold_workers(rs_pool *p, bool hold);
 void rs_pool_run(rs_pool *p, rs_pool_fn fn, void *ctx);
+/* p, or NULL (run on the calling thread) when `work` (multiply-adds) is below the pool's
+ * minimum, RS_POOL_MIN_WORK unless set: waking the workers costs more than they save on
+ * smaller jobs. For kernels whose result does not depend on the thread count. The default
+ * model's decoding (width 256: products of 0.2-1.5 M multiply-adds for 3 rows) took 34-36 ms
+ * per caption on 2 threads with every product threaded, 30-33 ms with this minimum, 29-30 ms
+ * on 1 thread (bench/caption_latency.sh, 2-vCPU AMD EPYC, interleaved). */
+#define RS_POOL_MIN_WORK (1 << 20)
+rs_pool *rs_pool_for_work(rs_pool *p, double work);
+/* tests: 0 makes every kernel that asks rs_pool_for_work use the threads */
+void rs_pool_set_min_work(rs_pool *p, double work);
 /* the [begin,end) share of n items for worker ith of nth, in chunks of `align` */
 void rs_split_range(int64_t n, int ith, int nth, int64_t align, int64_t *begin, int64_t *end);
 /* Dynamic shares of n items: the threads of one run take chunks (multiples of `align`,

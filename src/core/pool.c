@@ -30,6 +30,7 @@ struct rs_pool {
     atomic_uint_fast64_t *done;  /* done[i]: the last run whose share i a worker finished */
     atomic_int stop;
     atomic_int hold; /* rs_pool_hold_workers: workers wait before claiming */
+    double min_work; /* rs_pool_for_work's threshold */
 };
 
 /* take share i of run g if nobody has; true when this thread must run it */
@@ -86,6 +87,7 @@ rs_pool *rs_pool_new(int nthreads) {
     rs_pool *p = calloc(1, sizeof *p);
     if (!p) { rs_error(RSMOE_ERR_NOMEM, "thread pool: out of memory"); return NULL; }
     p->n = nthreads;
+    p->min_work = RS_POOL_MIN_WORK;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     atomic_init(&p->gen, 0);
@@ -138,6 +140,12 @@ void rs_pool_free(rs_pool *p) {
 }
 
 int rs_pool_size(const rs_pool *p) { return p ? p->n : 1; }
+
+rs_pool *rs_pool_for_work(rs_pool *p, double work) { return p && work >= p->min_work ? p : NULL; }
+
+void rs_pool_set_min_work(rs_pool *p, double work) {
+    if (p) p->min_work = work;
+}
 
 void rs_pool_hold_workers(rs_pool *p, bool hold) {
     if (p) atomic_store(&p->hold, hold ? 1 : 0);

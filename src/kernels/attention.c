@@ -209,7 +209,8 @@ rsmoe_status rs_attn_fwd(float *out, float *probs, const float *q, const float *
     c.ldv = a->ldv ? a->ldv : a->Hkv * d;
     c.scale = a->scale > 0 ? a->scale : (float)(1.0 / sqrt((double)d));
     if (a->Tq < ATTN_GEMM_MIN_TQ) {
-        rs_par_for(pool, a->Hkv * a->Tq, 1, attn_fwd_items, &c);
+        rs_par_for(rs_pool_for_work(pool, 2.0 * (double)a->Hq * (double)a->Tq * (double)a->Tk * (double)d),
+                   a->Hkv * a->Tq, 1, attn_fwd_items, &c);
         return RSMOE_OK;
     }
     int64_t Tq = a->Tq, Tk = a->Tk;

@@ -202,6 +202,9 @@ void rs_lora_rows_fwd(const float *x, int64_t in, int R, const rs_lora_rows_targ
         return;
     }
     lora_rows_job j = {.x = x, .in = in, .R = R, .r_max = r_max, .tg = tg, .h = h};
+    double work = 0;
+    for (int g = 0; g < n_targets; g++) work += (double)R * r_max * (double)(in + tg[g].out);
+    pool = rs_pool_for_work(pool, work);
     const int nth = rs_pool_size(pool);
     rs_chunks_init(&j.items, (int64_t)n_targets * R * r_max, 1, nth);
     rs_pool_run(pool, lora_rows_h, &j);

@@ -298,6 +298,7 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
         rs_error(RSMOE_ERR_INVALID_ARG, "rs_matmul_q8x16: bad arguments");
         return;
     }
+    pool = rs_pool_for_work(pool, (double)M * (double)N * (double)K);
     q16_job j;
     memset(&j, 0, sizeof j);
     j.fn = q16_group_c;

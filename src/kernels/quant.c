@@ -372,6 +372,7 @@ void rs_matmul_w_kernels(const rs_quant_kernels *kern, rs_dtype wt, const void *
         rs_error(RSMOE_ERR_INVALID_ARG, "rs_matmul_w_kernels: bad arguments");
         return;
     }
+    pool = rs_pool_for_work(pool, (double)M * (double)N * (double)K);
     const quant_vt vt = *kern;
     mm_job job;
     memset(&job, 0, sizeof job);
