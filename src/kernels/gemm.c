@@ -794,7 +794,9 @@ char *openblas_get_corename(void);
  * Sapphire-Rapids-class VM under OpenBLAS 0.3.21 to "Prescott" (SSE3), 31 GFLOP/s against 137
  * for the own AVX-512 kernel at 197x768x768; on an AMD EPYC with AVX-512 (Zen 4/5) to
  * "Haswell" (AVX2, 256-bit), 115-124 GFLOP/s (43-46 % of the FMA peak) against 217-239 for
- * the own AVX-512 kernel on one thread (`rsmoe bench kernels`). So OpenBLAS keeps the large
+ * the own AVX-512 kernel on one thread (`rsmoe bench kernels`; that CPU runs 512-bit FMAs at
+ * full width — on a Zen 4, which splits them in two, the two were within 6 % of each other at
+ * 257x1408x1408, README rows (A)). So OpenBLAS keeps the large
  * products only when its core is as wide as the own kernel this CPU runs: one of its AVX-512
  * cores where the own kernel is AVX-512, one of its AVX2 or AVX-512 cores where it is AVX2. */
 static bool blas_is_wide(void) {
