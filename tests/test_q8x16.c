@@ -204,6 +204,82 @@ TEST(agrees_with_matmul_w_q8) {
     free(p); free(q); free(x); free(y1); free(y2);
 }
 
+/* several matrices sharing the input: each output bit for bit what its own rs_matmul_q8x16
+ * gives, on 1 and 3 threads (threaded however small), over row counts that take the VNNI tiles
+ * (1, 3, 9) and AMX (17, where it is), and a K long enough to need two K chunks */
+TEST(multi_equals_single_bit_for_bit) {
+    const int64_t Ks[2] = {96, 32 * (RS_MATMUL_W_STACK / 40 + 40)};
+    const int64_t N[3] = {48, 16, 80};
+    rs_pool *pool = rs_pool_new(3);
+    REQUIRE(pool, "pool");
+    rs_pool_set_min_work(pool, 0);
+    for (int kk = 0; kk < 2; kk++) {
+        const int64_t K = Ks[kk];
+        rs_block_q8_0 *q[3];
+        const void *p[3];
+        for (int i = 0; i < 3; i++) { q[i] = rand_q8(N[i], K); p[i] = pack(q[i], N[i], K); }
+        REQUIRE(p[0] && p[1] && p[2], "pack");
+        const int Ms[4] = {1, 3, 9, 17};
+        for (int mi = 0; mi < 4; mi++) {
+            const int64_t M = Ms[mi];
+            float *x = malloc(sizeof(float) * (size_t)(M * K));
+            for (int64_t t = 0; t < M * K; t++) x[t] = frand();
+            for (int th = 0; th < 2; th++) {
+                rs_pool *pl = th ? pool : NULL;
+                float *ym[3], *ys[3];
+                for (int i = 0; i < 3; i++) {
+                    ym[i] = malloc(sizeof(float) * (size_t)(M * N[i]));
+                    ys[i] = malloc(sizeof(float) * (size_t)(M * N[i]));
+                    for (int64_t t = 0; t < M * N[i]; t++) ym[i][t] = NAN;
+                    rs_matmul_q8x16(p[i], x, ys[i], M, N[i], K, pl);
+                }
+                rs_matmul_q8x16_multi(3, p, N, ym, x, M, K, pl);
+                for (int i = 0; i < 3; i++) {
+                    CHECK(!memcmp(ym[i], ys[i], sizeof(float) * (size_t)(M * N[i])),
+                          "K %lld, M %lld, %d thread(s): matrix %d differs from its single product",
+                          (long long)K, (long long)M, th ? 3 : 1, i);
+                    free(ym[i]);
+                    free(ys[i]);
+                }
+            }
+            free(x);
+        }
+        /* the products are the right ones (not just equal): matrix 2 against rs_matmul_w's q8_0
+         * (which sums in another order: as agrees_with_matmul_w_q8) */
+        float x1[96], yw[80], *y3[3], y0[48], y1[16], y2[80];
+        if (K == 96) {
+            for (int t = 0; t < 96; t++) x1[t] = frand();
+            y3[0] = y0; y3[1] = y1; y3[2] = y2;
+            rs_matmul_q8x16_multi(3, p, N, y3, x1, 1, K, NULL);
+            rs_matmul_w(RS_Q8_0, q[2], x1, yw, 1, N[2], K, NULL);
+            double worst = 0;
+            for (int t = 0; t < 80; t++) {
+                double rel = fabs((double)y2[t] - yw[t]) / (fabs((double)yw[t]) + 1e-3);
+                if (rel > worst) worst = rel;
+            }
+            CHECK(worst < 1e-4, "matrix 2 against rs_matmul_w (q8_0): worst relative difference %.3g", worst);
+        }
+        for (int i = 0; i < 3; i++) { free(q[i]); free((void *)p[i]); }
+    }
+    rs_pool_free(pool);
+    /* refusals: no matrix, too many, a width not packable; the outputs untouched */
+    rs_clear_error();
+    float y[16], x[32] = {0};
+    for (int i = 0; i < 16; i++) y[i] = 42.0f;
+    float *yy[5] = {y, y, y, y, y};
+    const void *pp[5] = {x, x, x, x, x};
+    const int64_t NN[5] = {16, 16, 16, 16, 16}, Nbad[1] = {8};
+    rs_matmul_q8x16_multi(0, pp, NN, yy, x, 1, 32, NULL);
+    CHECK(rsmoe_last_error()[0], "0 matrices accepted");
+    rs_clear_error();
+    rs_matmul_q8x16_multi(RS_Q8X16_MAX_MATS + 1, pp, NN, yy, x, 1, 32, NULL);
+    CHECK(rsmoe_last_error()[0], "%d matrices accepted", RS_Q8X16_MAX_MATS + 1);
+    rs_clear_error();
+    rs_matmul_q8x16_multi(1, pp, Nbad, yy, x, 1, 32, NULL);
+    CHECK(rsmoe_last_error()[0], "N = 8 accepted");
+    CHECK(y[0] == 42.0f && y[15] == 42.0f, "a refused call wrote its output");
+}
+
 TEST(refusals) {
     CHECK(rs_q8x16_bytes(17, 32) == 0, "N not a multiple of 16");
     CHECK(rs_q8x16_bytes(16, 48) == 0, "K not a multiple of 32");
@@ -224,6 +300,7 @@ int main(void) {
     RUN(vnni_equals_c_twin_bit_for_bit);
     RUN(amx_equals_c_twin_bit_for_bit);
     RUN(agrees_with_matmul_w_q8);
+    RUN(multi_equals_single_bit_for_bit);
     RUN(refusals);
     return test_summary();
 }

@@ -40,7 +40,14 @@ struct q16_job {
     int accumulate;
     int amx;              /* 16-row tiles by AMX (TDPBSUD), the rest by fn */
     q16_fn fn;
-    rs_chunks cols;       /* output columns, in groups of 16 */
+    rs_chunks cols;       /* output columns, in groups of 16 (of all matrices, one after another) */
+    /* the matrices sharing these activations: matrix i holds the global groups
+     * [g0[i], g0[i + 1]); the worker points wq, wd, y, ldy at it */
+    int nmat;
+    const uint8_t *mwq[RS_Q8X16_MAX_MATS];
+    const uint16_t *mwd[RS_Q8X16_MAX_MATS];
+    float *my[RS_Q8X16_MAX_MATS];
+    int64_t mldy[RS_Q8X16_MAX_MATS], g0[RS_Q8X16_MAX_MATS + 1];
 };
 
 static float h2f(uint16_t h) { return rs_f16_to_f32(h); }
@@ -268,15 +275,28 @@ rsmoe_status rs_q8x16_pack(const void *W, int64_t N, int64_t K, void *out, rs_po
 
 /* ---------------------------------------------------------------- driver */
 static void q16_worker(void *ctx, int ith, int nth) {
-    q16_job *j = ctx;
+    q16_job *const jall = ctx;
     (void)ith;
     (void)nth;
     int64_t n0, n1;
 #if defined(__x86_64__)
     bool amx_on = false; /* tile configuration is per thread: set on first use, released at the end */
 #endif
-    while (rs_chunks_next(&j->cols, &n0, &n1))
-        for (int64_t g = n0 / RS_Q8X16_ROWS; g < n1 / RS_Q8X16_ROWS; g++) {
+    q16_job mat = *jall, *const j = &mat; /* this thread's view: one matrix at a time */
+    int cur = -1;
+    while (rs_chunks_next(&jall->cols, &n0, &n1))
+        for (int64_t gg = n0 / RS_Q8X16_ROWS; gg < n1 / RS_Q8X16_ROWS; gg++) {
+            int i = cur < 0 ? 0 : cur;
+            while (gg >= jall->g0[i + 1]) i++;
+            while (gg < jall->g0[i]) i--;
+            if (i != cur) {
+                cur = i;
+                mat.wq = jall->mwq[i];
+                mat.wd = jall->mwd[i];
+                mat.y = jall->my[i];
+                mat.ldy = jall->mldy[i];
+            }
+            const int64_t g = gg - jall->g0[i];
             int64_t m = 0;
 #if defined(__x86_64__)
             if (j->amx && j->M >= 16) {
@@ -292,12 +312,10 @@ static void q16_worker(void *ctx, int ith, int nth) {
 #endif
 }
 
-void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float *y, int64_t M,
-                         int64_t N, int64_t K, rs_pool *pool, size_t scratch_bytes) {
-    if (M <= 0 || !Wp || !x || !y || !rs_q8x16_bytes(N, K)) {
-        rs_error(RSMOE_ERR_INVALID_ARG, "rs_matmul_q8x16: bad arguments");
-        return;
-    }
+static void q16_run(rs_quant_isa isa, int nmat, const void *const *Wp, const int64_t *Ns, float *const *ys,
+                    const float *x, int64_t M, int64_t K, rs_pool *pool, size_t scratch_bytes) {
+    int64_t N = 0; /* all matrices' columns */
+    for (int i = 0; i < nmat; i++) N += Ns[i];
     pool = rs_pool_for_work(pool, (double)M * (double)N * (double)K);
     q16_job j;
     memset(&j, 0, sizeof j);
@@ -312,10 +330,14 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
     (void)isa;
 #endif
     const int64_t nb = K / RS_QK8_0;
-    j.wq = Wp;
-    j.wd = scales_of(Wp, N / RS_Q8X16_ROWS, nb);
+    j.nmat = nmat;
+    for (int i = 0; i < nmat; i++) {
+        j.mwq[i] = Wp[i];
+        j.mwd[i] = scales_of(Wp[i], Ns[i] / RS_Q8X16_ROWS, nb);
+        j.mldy[i] = Ns[i];
+        j.g0[i + 1] = j.g0[i] + Ns[i] / RS_Q8X16_ROWS;
+    }
     j.nb = nb;
-    j.ldy = N;
     /* scratch per row and block: 32 values + a float scale + an int32 correction */
     _Alignas(64) unsigned char sbuf[RS_MATMUL_W_STACK];
     unsigned char *buf = sbuf, *heap = NULL;
@@ -358,13 +380,33 @@ void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float
             j.xc = xc;
             j.ldm = mt;
             j.M = mc;
-            j.y = y + m0 * N;
+            for (int i = 0; i < nmat; i++) j.my[i] = ys[i] + m0 * Ns[i];
             j.accumulate = b0 > 0;
             rs_chunks_init(&j.cols, N, RS_Q8X16_ROWS, rs_pool_size(pool));
             rs_pool_run(pool, q16_worker, &j);
         }
     }
     free(heap);
+}
+
+void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float *y, int64_t M,
+                         int64_t N, int64_t K, rs_pool *pool, size_t scratch_bytes) {
+    if (M <= 0 || !Wp || !x || !y || !rs_q8x16_bytes(N, K)) {
+        rs_error(RSMOE_ERR_INVALID_ARG, "rs_matmul_q8x16: bad arguments");
+        return;
+    }
+    q16_run(isa, 1, &Wp, &N, &y, x, M, K, pool, scratch_bytes);
+}
+
+void rs_matmul_q8x16_multi(int n, const void *const *Wp, const int64_t *N, float *const *y, const float *x,
+                           int64_t M, int64_t K, rs_pool *pool) {
+    bool ok = n >= 1 && n <= RS_Q8X16_MAX_MATS && M > 0 && x && Wp && N && y;
+    for (int i = 0; ok && i < n; i++) ok = Wp[i] && y[i] && rs_q8x16_bytes(N[i], K);
+    if (!ok) {
+        rs_error(RSMOE_ERR_INVALID_ARG, "rs_matmul_q8x16_multi: bad arguments");
+        return;
+    }
+    q16_run(RS_QUANT_AUTO, n, Wp, N, y, x, M, K, pool, 0);
 }
 
 void rs_matmul_q8x16(const void *Wp, const float *x, float *y, int64_t M, int64_t N, int64_t K,

@@ -42,6 +42,12 @@ bool rs_q8x16_native(void);
 /* y[M,N] = x[M,K] . W^T with W packed by rs_q8x16_pack; pool may be NULL */
 void rs_matmul_q8x16(const void *Wp, const float *x, float *y, int64_t M, int64_t N, int64_t K,
                      rs_pool *pool);
+/* y[i][M, N[i]] = x[M,K] . W_i^T for n <= RS_Q8X16_MAX_MATS matrices sharing the input (q, k
+ * and v; gate and up): the activations quantised once and all matrices' columns shared among
+ * the threads in one pool run. Each y[i] is bit for bit what rs_matmul_q8x16 gives. */
+#define RS_Q8X16_MAX_MATS 4
+void rs_matmul_q8x16_multi(int n, const void *const *Wp, const int64_t *N, float *const *y, const float *x,
+                           int64_t M, int64_t K, rs_pool *pool);
 /* forced variant: RS_QUANT_C = the plain C twin, RS_QUANT_AVX512_EXT = VNNI (C when the CPU
  * lacks it), anything else = the best available; scratch_bytes (0 = RS_MATMUL_W_STACK, at
  * most that) bounds the activation scratch, so tests can force M tiles and K chunks */

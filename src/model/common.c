@@ -45,6 +45,19 @@ void rs_tlinear(const rs_tensor *W, const rs_tensor *b, const float *x, float *y
     if (b) rs_add_bias_rows(y, (const float *)b->data, T, W->ne[1]);
 }
 
+void rs_tlinear_multi(int n, const rs_tensor *const *W, float *const *y, const float *x, int64_t T, rs_pool *pool) {
+    bool fuse = n >= 2 && n <= RS_Q8X16_MAX_MATS;
+    for (int i = 0; fuse && i < n; i++) fuse = W[i]->packed && W[i]->type == RS_Q8_0 && W[i]->ne[0] == W[0]->ne[0];
+    if (!fuse) {
+        for (int i = 0; i < n; i++) rs_tlinear(W[i], NULL, x, y[i], T, pool);
+        return;
+    }
+    const void *wp[RS_Q8X16_MAX_MATS];
+    int64_t N[RS_Q8X16_MAX_MATS];
+    for (int i = 0; i < n; i++) wp[i] = W[i]->packed, N[i] = W[i]->ne[1];
+    rs_matmul_q8x16_multi(n, wp, N, y, x, T, W[0]->ne[0], pool);
+}
+
 rsmoe_status rs_key_int(const rs_gguf *g, const char *key, int lo, int hi, int dflt, int *out) {
     if (rs_gguf_find_key(g, key) < 0) {
         if (dflt < 0) return rs_error(RSMOE_ERR_FORMAT, "%s: missing key %s", rs_gguf_path(g), key);

@@ -16,6 +16,10 @@ rsmoe_status rs_bind_opt(const rs_gguf *g, const rs_tensor **out, int64_t ne0, i
 
 /* y[T, out] = x[T, in]·Wᵀ (+ b) for W of any dtype (ne = {in, out}); b f32 or NULL. */
 void rs_tlinear(const rs_tensor *W, const rs_tensor *b, const float *x, float *y, int64_t T, rs_pool *pool);
+/* y[i] = x W[i]^T (no bias) for n matrices with the same input width: where all are packed q8_0,
+ * one rs_matmul_q8x16_multi (the input quantised once, one pool run); else rs_tlinear each.
+ * The same results as n rs_tlinear calls. */
+void rs_tlinear_multi(int n, const rs_tensor *const *W, float *const *y, const float *x, int64_t T, rs_pool *pool);
 static inline const float *rs_f32(const rs_tensor *t) { return t ? (const float *)t->data : NULL; }
 
 /* reads a u32 key into an int, with a range check; missing -> dflt (or an error if dflt < 0) */

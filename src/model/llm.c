@@ -265,9 +265,11 @@ rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_l
     for (int l = 0; l < c->n_layers; l++) {
         const rs_llm_layer *L = &w->layers[l];
         rs_rmsnorm_fwd(xb, NULL, x, (const float *)L->attn_norm->data, R, D, c->rms_eps, pool);
-        lin(L->wq, xb, s->q, R, pool);
-        lin(L->wk, xb, s->k, R, pool);
-        lin(L->wv, xb, s->v, R, pool);
+        {
+            const rs_tensor *const ws[3] = {L->wq, L->wk, L->wv};
+            float *const ys[3] = {s->q, s->k, s->v};
+            rs_tlinear_multi(3, ws, ys, xb, R, pool);
+        }
         {
             const rs_lora_target ts[3] = {RS_LT_Q, RS_LT_K, RS_LT_V};
             float *const ys[3] = {s->q, s->k, s->v};
@@ -304,8 +306,11 @@ rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_l
         rs_vec_acc(x, xb2, (int64_t)R * D);
 
         rs_rmsnorm_fwd(xb, NULL, x, (const float *)L->ffn_norm->data, R, D, c->rms_eps, pool);
-        lin(L->w_gate, xb, s->hg, R, pool);
-        lin(L->w_up, xb, s->hu, R, pool);
+        {
+            const rs_tensor *const ws[2] = {L->w_gate, L->w_up};
+            float *const ys[2] = {s->hg, s->hu};
+            rs_tlinear_multi(2, ws, ys, xb, R, pool);
+        }
         {
             const rs_lora_target ts[2] = {RS_LT_GATE, RS_LT_UP};
             float *const ys[2] = {s->hg, s->hu};
