@@ -175,6 +175,19 @@ static void lora_rows_y(void *ctx, int ith, int nth) {
             const int64_t out = j->tg[g].out;
             for (int64_t o = o0; o < o1; o += 64) {
                 const int64_t n = o1 - o < 64 ? o1 - o : 64;
+                if (n == 64 && m->Bt) {
+                    /* the same sums with the 64 accumulators in registers (the variable-length
+                     * loop below keeps them on the stack): Bt streamed at twice the rate */
+                    rs__v8 a[8] = {{0}};
+                    for (int q = 0; q < m->r; q++) {
+                        const float *bt = m->Bt + q * out + o;
+                        const rs__v8 hq = {hh[q], hh[q], hh[q], hh[q], hh[q], hh[q], hh[q], hh[q]};
+                        for (int k = 0; k < 8; k++) a[k] += hq * rs__ld8(bt + 8 * k);
+                    }
+                    const rs__v8 sc = {m->scale, m->scale, m->scale, m->scale, m->scale, m->scale, m->scale, m->scale};
+                    for (int k = 0; k < 8; k++) rs__st8(y + o + 8 * k, rs__ld8(y + o + 8 * k) + sc * a[k]);
+                    continue;
+                }
                 float acc[64];
                 for (int64_t t = 0; t < n; t++) acc[t] = 0;
                 for (int q = 0; q < m->r; q++) {
