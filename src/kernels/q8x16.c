@@ -40,7 +40,6 @@ struct q16_job {
     int accumulate;
     int amx;              /* 16-row tiles by AMX (TDPBSUD), the rest by fn */
     q16_fn fn;
-    rs_chunks cols;       /* output columns, in groups of 16 (of all matrices, one after another) */
     /* the matrices sharing these activations: matrix i holds the global groups
      * [g0[i], g0[i + 1]); the worker points wq, wd, y, ldy at it */
     int nmat;
@@ -49,6 +48,12 @@ struct q16_job {
     float *my[RS_Q8X16_MAX_MATS];
     int64_t mldy[RS_Q8X16_MAX_MATS], g0[RS_Q8X16_MAX_MATS + 1];
 };
+
+/* one pool run: the job (each worker works on its own copy) and the shared column counter */
+typedef struct {
+    q16_job job;
+    rs_chunks cols;       /* output columns, in groups of 16 (of all matrices, one after another) */
+} q16_run_ctx;
 
 static float h2f(uint16_t h) { return rs_f16_to_f32(h); }
 
@@ -281,7 +286,8 @@ rsmoe_status rs_q8x16_pack(const void *W, int64_t N, int64_t K, void *out, rs_po
 
 /* ---------------------------------------------------------------- driver */
 static void q16_worker(void *ctx, int ith, int nth) {
-    q16_job *const jall = ctx;
+    q16_run_ctx *const rc = ctx;
+    const q16_job *const jall = &rc->job;
     (void)ith;
     (void)nth;
     int64_t n0, n1;
@@ -290,7 +296,7 @@ static void q16_worker(void *ctx, int ith, int nth) {
 #endif
     q16_job mat = *jall, *const j = &mat; /* this thread's view: one matrix at a time */
     int cur = -1;
-    while (rs_chunks_next(&jall->cols, &n0, &n1))
+    while (rs_chunks_next(&rc->cols, &n0, &n1))
         for (int64_t gg = n0 / RS_Q8X16_ROWS; gg < n1 / RS_Q8X16_ROWS; gg++) {
             int i = cur < 0 ? 0 : cur;
             while (gg >= jall->g0[i + 1]) i++;
@@ -388,8 +394,10 @@ static void q16_run(rs_quant_isa isa, int nmat, const void *const *Wp, const int
             j.M = mc;
             for (int i = 0; i < nmat; i++) j.my[i] = ys[i] + m0 * Ns[i];
             j.accumulate = b0 > 0;
-            rs_chunks_init(&j.cols, N, RS_Q8X16_ROWS, rs_pool_size(pool));
-            rs_pool_run(pool, q16_worker, &j);
+            q16_run_ctx rc;
+            rc.job = j;
+            rs_chunks_init(&rc.cols, N, RS_Q8X16_ROWS, rs_pool_size(pool));
+            rs_pool_run(pool, q16_worker, &rc);
         }
     }
     free(heap);
