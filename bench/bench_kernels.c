@@ -422,9 +422,8 @@ int bench_kernels_main(int argc, char **argv) {
     if (rs_sgemm_has_blas()) {
         char note[256];
         snprintf(note, sizeof note,
-                 "sgemm: 'openblas/%s' is OpenBLAS with the core it chose for this CPU, '%s' "
-                 "rs_sgemm_own; rs_sgemm runs large products on %s here.",
-                 rs_sgemm_blas_core() ? rs_sgemm_blas_core() : "-", ownpath,
+                 "sgemm: '%s' is OpenBLAS with the core it chose for this CPU, '%s' "
+                 "rs_sgemm_own; rs_sgemm runs large products on %s here.", blaspath, ownpath,
                  rs_sgemm_blas_preferred() ? "OpenBLAS" : "the own kernel (OpenBLAS's core is narrower)");
         bench_note(&rep, note);
     }

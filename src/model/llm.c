@@ -171,9 +171,6 @@ rsmoe_status rs_llm_embed(const rs_llm_weights *w, const int32_t *ids, int n, fl
     return RSMOE_OK;
 }
 
-/* y[R, out] = x[R, in] · Wᵀ for a weight tensor of any dtype (model/common.h) */
-static void lin(const rs_tensor *W, const float *x, float *y, int R, rs_pool *pool) { rs_tlinear(W, NULL, x, y, R, pool); }
-
 /* y[rows] += scale · (x·Aᵀ)·Bᵀ for each run of rows sharing an adapter */
 static void lora_add(const rs_llm_batch *b, int layer, rs_lora_target t, const float *x, float *y,
                      int64_t in, int64_t out, float *h, rs_pool *pool) {
@@ -227,6 +224,15 @@ static void lora_targets(const rs_llm_batch *b, int layer, int n, const rs_lora_
     if (any) rs_lora_rows_fwd(x, in, R, tg, n, r_max, h, pool);
 }
 
+/* n projections of the same input x: the base products (rs_tlinear_multi: one fused product
+ * where the weights allow), then their LoRA updates */
+static void proj(const rs_llm_batch *b, rs_llm_state *s, int layer, int n, const rs_tensor *const *ws,
+                 const rs_lora_target *ts, const float *x, float *const *ys, const int64_t *outs, int64_t in,
+                 rs_pool *pool) {
+    rs_tlinear_multi(n, ws, ys, x, b->n_rows, pool);
+    lora_targets(b, layer, n, ts, x, ys, outs, in, s->lora_h, s->max_rank, pool);
+}
+
 rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_llm_batch *b,
                             rs_pool *pool) {
     const rs_llm_config *c = &w->c;
@@ -267,14 +273,10 @@ rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_l
         rs_rmsnorm_fwd(xb, NULL, x, (const float *)L->attn_norm->data, R, D, c->rms_eps, pool);
         {
             const rs_tensor *const ws[3] = {L->wq, L->wk, L->wv};
-            float *const ys[3] = {s->q, s->k, s->v};
-            rs_tlinear_multi(3, ws, ys, xb, R, pool);
-        }
-        {
             const rs_lora_target ts[3] = {RS_LT_Q, RS_LT_K, RS_LT_V};
             float *const ys[3] = {s->q, s->k, s->v};
             const int64_t outs[3] = {qd, kvd, kvd};
-            lora_targets(b, l, 3, ts, xb, ys, outs, D, s->lora_h, s->max_rank, pool);
+            proj(b, s, l, 3, ws, ts, xb, ys, outs, D, pool);
         }
         rs_rope_fwd(s->q, s->pos32, 0, R, H, hd, 0, &c->rope, pool);
         rs_rope_fwd(s->k, s->pos32, 0, R, Hkv, hd, 0, &c->rope, pool);
@@ -296,34 +298,30 @@ rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_l
             if (st) return st;
             i = j;
         }
-        lin(L->wo, s->att, xb2, R, pool);
         {
+            const rs_tensor *const ws[1] = {L->wo};
             const rs_lora_target ts[1] = {RS_LT_O};
             float *const ys[1] = {xb2};
             const int64_t outs[1] = {D};
-            lora_targets(b, l, 1, ts, s->att, ys, outs, qd, s->lora_h, s->max_rank, pool);
+            proj(b, s, l, 1, ws, ts, s->att, ys, outs, qd, pool);
         }
         rs_vec_acc(x, xb2, (int64_t)R * D);
 
         rs_rmsnorm_fwd(xb, NULL, x, (const float *)L->ffn_norm->data, R, D, c->rms_eps, pool);
         {
             const rs_tensor *const ws[2] = {L->w_gate, L->w_up};
-            float *const ys[2] = {s->hg, s->hu};
-            rs_tlinear_multi(2, ws, ys, xb, R, pool);
-        }
-        {
             const rs_lora_target ts[2] = {RS_LT_GATE, RS_LT_UP};
             float *const ys[2] = {s->hg, s->hu};
             const int64_t outs[2] = {F, F};
-            lora_targets(b, l, 2, ts, xb, ys, outs, D, s->lora_h, s->max_rank, pool);
+            proj(b, s, l, 2, ws, ts, xb, ys, outs, D, pool);
         }
         rs_swiglu_fwd(s->hg, s->hg, s->hu, (int64_t)R * F, pool);
-        lin(L->w_down, s->hg, xb2, R, pool);
         {
+            const rs_tensor *const ws[1] = {L->w_down};
             const rs_lora_target ts[1] = {RS_LT_DOWN};
             float *const ys[1] = {xb2};
             const int64_t outs[1] = {D};
-            lora_targets(b, l, 1, ts, s->hg, ys, outs, F, s->lora_h, s->max_rank, pool);
+            proj(b, s, l, 1, ws, ts, s->hg, ys, outs, F, pool);
         }
         rs_vec_acc(x, xb2, (int64_t)R * D);
     }
@@ -336,7 +334,7 @@ rsmoe_status rs_llm_forward(const rs_llm_weights *w, rs_llm_state *s, const rs_l
                        c->rms_eps, pool);
         if (b->hidden_out)
             memcpy(b->hidden_out, s->normed, (size_t)b->n_logit_rows * (size_t)D * sizeof(float));
-        lin(w->output, s->normed, b->logits, b->n_logit_rows, pool);
+        rs_tlinear(w->output, NULL, s->normed, b->logits, b->n_logit_rows, pool);
     }
     return RSMOE_OK;
 }
