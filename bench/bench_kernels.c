@@ -1,9 +1,10 @@
 /* bench_kernels.c - `rsmoe bench kernels`: the machine's ceilings (FP32 FMA peak, read
  * bandwidth) and the kernels measured against them: rs_sgemm (BLAS and own paths) at the
- * model's shapes, and the weight matrix products of kernels/quant.h (q8_0, bf16).
- * Every figure is the median of R repetitions after a warm-up, with min/max/sd. */
+ * model's shapes, the weight matrix products of kernels/quant.h (q8_0, bf16), and the
+ * elementwise activations. Every figure is the median of R repetitions after a warm-up, with min/max/sd. */
 #include "bench.h"
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 
 #if defined(__has_include)
 #if __has_include("kernels/quant.h")
@@ -165,6 +166,27 @@ static void quant_run(void *ctx) {
     }
 }
 #endif
+
+/* ---------------------------------------------------------------- activations */
+/* one thread, cache-resident: the arithmetic of the inline exp/erfc/sigmoid loops (a loop that
+ * stops vectorising, or whose lanes hit denormal assists, shows up here ten times slower) */
+typedef struct {
+    int op;
+    int64_t n;
+    const float *x, *u;
+    float *y;
+} act_ctx;
+static const char *const act_names[] = {"gelu (erf)", "gelu (tanh)", "silu", "swiglu", "softmax rows of 2048"};
+static void act_run(void *ctx) {
+    act_ctx *a = ctx;
+    switch (a->op) {
+    case 0: rs_gelu_fwd(a->y, a->x, a->n, NULL); break;
+    case 1: rs_gelu_tanh_fwd(a->y, a->x, a->n, NULL); break;
+    case 2: rs_silu_fwd(a->y, a->x, a->n, NULL); break;
+    case 3: rs_swiglu_fwd(a->y, a->x, a->u, a->n, NULL); break;
+    default: rs_softmax_fwd(a->y, a->x, a->n / 2048, 2048, 1.0f, NULL); break;
+    }
+}
 
 /* ---------------------------------------------------------------- driver */
 static void usage(FILE *f) {
@@ -419,6 +441,29 @@ int bench_kernels_main(int argc, char **argv) {
 #else
     bench_note(&rep, "weight products: kernels/quant.h not in this build; skipped");
 #endif
+    /* (5) elementwise activations: 3 x 8192 values (a 3-expert step of a 8192-wide FFN) */
+    {
+        act_ctx a = {.n = 3 * 8192};
+        float *x = xalloc((size_t)a.n * sizeof(float)), *u = xalloc((size_t)a.n * sizeof(float)),
+              *y = xalloc((size_t)a.n * sizeof(float));
+        if (x && u && y) {
+            rs_rng r;
+            rs_rng_seed(&r, 7);
+            rs_rng_fill_normal(&r, x, (size_t)a.n, 0.f, 2.f);
+            rs_rng_fill_normal(&r, u, (size_t)a.n, 0.f, 1.f);
+            a.x = x, a.u = u, a.y = y;
+            bench_use_cpu_time(cpu_time ? 1 : 0);
+            for (int op = 0; op < (int)(sizeof act_names / sizeof act_names[0]); op++) {
+                a.op = op;
+                bench_stats st = bench_rate(act_run, &a, 3, reps * 20, (double)a.n, 1e6);
+                bench_add(&rep, "activations: M values/s (cache-resident)", act_names[op], "C (vectorised)", 1, st,
+                          "M/s", -1, "");
+            }
+        } else {
+            bench_note(&rep, "activations: out of memory; skipped");
+        }
+        free(x); free(u); free(y);
+    }
     if (rs_sgemm_has_blas()) {
         char note[256];
         snprintf(note, sizeof note,

@@ -1,6 +1,7 @@
 /* ops.c - fp32 kernels: helpers, linear, LoRA, norms, activations, softmax, embedding,
  * patch embedding, cross-entropy, AdamW, gradient clipping. Attention is in attention.c,
- * RoPE in rope.c, the double twins in ops_ref.c. */
+ * RoPE in rope.c, the sigmoid-based forward activations (SiLU, SwiGLU, tanh-GELU) in
+ * ops_act.c, the double twins in ops_ref.c. */
 /* Let GCC if-convert the clamps and selects of the inline exp/erfc code so that the
  * elementwise loops vectorise (we never rely on floating-point exception flags). */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -31,9 +32,6 @@ static void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, 
         }
 }
 #endif
-
-/* elementwise work below this many items stays on the calling thread */
-#define EW_MIN 16384
 
 /* ================================================================ helpers */
 void rs_vec_copy(float *dst, const float *src, int64_t n) {
@@ -388,14 +386,6 @@ static void gelu_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
         c->y[i] = c->dy[i] * (rs__normcdf(x) + x * pdf);
     }
 }
-static void gelu_tanh_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
-    ew_ctx *c = vc;
-    for (int64_t i = i0; i < i1; i++) {
-        /* 0.5·(1 + tanh(u)) = σ(2u): no cancellation for negative x */
-        float x = c->x[i];
-        c->y[i] = x * rs__sigmoidf(2.0f * SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
-    }
-}
 static void gelu_tanh_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
@@ -408,23 +398,11 @@ static void gelu_tanh_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
         c->y[i] = c->dy[i] * d;
     }
 }
-#define sigmoidf_ rs__sigmoidf
-static void silu_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
-    ew_ctx *c = vc;
-    for (int64_t i = i0; i < i1; i++) { float x = c->x[i]; c->y[i] = x * sigmoidf_(x); }
-}
 static void silu_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     ew_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
         float x = c->x[i], e = rs__expf(-x), s = 1.0f / (1.0f + e); /* 1−s = e·s */
         c->y[i] = c->dy[i] * s * (1.0f + x * (e * s));
-    }
-}
-static void swiglu_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
-    ew_ctx *c = vc;
-    for (int64_t i = i0; i < i1; i++) {
-        float g = c->x[i];
-        c->y[i] = g * sigmoidf_(g) * c->x2[i];
     }
 }
 static void swiglu_bwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
@@ -447,20 +425,11 @@ void rs_gelu_fwd(float *y, const float *x, int64_t n, rs_pool *pool) {
 void rs_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n, rs_pool *pool) {
     EW_RUN(gelu_bwd_r, .y = dx, .x = x, .dy = dy);
 }
-void rs_gelu_tanh_fwd(float *y, const float *x, int64_t n, rs_pool *pool) {
-    EW_RUN(gelu_tanh_fwd_r, .y = y, .x = x);
-}
 void rs_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int64_t n, rs_pool *pool) {
     EW_RUN(gelu_tanh_bwd_r, .y = dx, .x = x, .dy = dy);
 }
-void rs_silu_fwd(float *y, const float *x, int64_t n, rs_pool *pool) {
-    EW_RUN(silu_fwd_r, .y = y, .x = x);
-}
 void rs_silu_bwd(float *dx, const float *dy, const float *x, int64_t n, rs_pool *pool) {
     EW_RUN(silu_bwd_r, .y = dx, .x = x, .dy = dy);
-}
-void rs_swiglu_fwd(float *y, const float *g, const float *u, int64_t n, rs_pool *pool) {
-    EW_RUN(swiglu_fwd_r, .y = y, .x = g, .x2 = u);
 }
 void rs_swiglu_bwd(float *dg, float *du, const float *dy, const float *g, const float *u,
                    int64_t n, rs_pool *pool) {

@@ -6,6 +6,9 @@
 #include <math.h>
 #include <string.h>
 
+/* elementwise work below this many items stays on the calling thread */
+#define EW_MIN 16384
+
 /* ---- parallel for over [0, n): fn(ctx, begin, end, ith) with ith the worker index */
 typedef void (*rs_range_fn)(void *ctx, int64_t begin, int64_t end, int ith);
 typedef struct { rs_range_fn fn; void *ctx; rs_chunks items; } rs__par_ctx;
