@@ -215,9 +215,10 @@ static void ref_lora(fd_op *o, double *y) {
 
 /* few-row LoRA of several targets at once (decoding) against its double twin; B and its
  * transpose give the same bits; 1 and 3 threads the same bits; rows without an adapter and
- * rows sharing one; too many rows x targets refused with y untouched */
-TEST(lora_rows) {
-    const int R = 3, NT = 3;
+ * rows sharing one (R = 16: runs of 5 rows per adapter, as 3 experts x 5 beams decode) */
+#define LORA_ROWS_MAX 16
+static void lora_rows_case(const int R) {
+    const int NT = 3;
     const int64_t in = 70, outs[3] = {33, 16, 129};
     const int ranks[2] = {4, 7};
     float *x = frand(R * in, -1, 1);
@@ -231,10 +232,11 @@ TEST(lora_rows) {
                 for (int q = 0; q < ranks[a]; q++) Bt[a][g][q * outs[g] + o] = B[a][g][o * ranks[a] + q];
         }
     }
-    /* row 0: adapter 1, row 1: none, row 2: adapter 0 (scale 0.5 / 2) */
-    const int row_ad[3] = {1, -1, 0};
+    /* row 0: adapter 1, row 1: none, then runs of adapter 0 and 1 (scale 2 / 0.5) */
+    int row_ad[LORA_ROWS_MAX];
+    for (int i = 0; i < R; i++) row_ad[i] = i == 0 ? 1 : i == 1 ? -1 : ((i - 2) / 5) % 2;
     float *y0[3], *y[4][3];
-    rs_lora_mat m[2][3][3]; /* [with Bt][target][row] */
+    rs_lora_mat m[2][3][LORA_ROWS_MAX]; /* [with Bt][target][row] */
     for (int g = 0; g < NT; g++) {
         y0[g] = frand(R * outs[g], -1, 1);
         for (int v = 0; v < 4; v++) y[v][g] = fcopy(y0[g], R * outs[g]);
@@ -261,11 +263,12 @@ TEST(lora_rows) {
             num += ((double)y[1][g][k] - y[0][g][k]) * ((double)y[1][g][k] - y[0][g][k]);
             den += ((double)y[0][g][k] - y0[g][k]) * ((double)y[0][g][k] - y0[g][k]);
         }
-        CHECK(den > 0 && sqrt(num / den) < 1e-5, "target %d: the update is off by %.3g (normalised)", g, sqrt(num / den));
+        CHECK(den > 0 && sqrt(num / den) < 1e-5, "R %d target %d: the update is off by %.3g (normalised)", R, g,
+              sqrt(num / den));
         CHECK(!memcmp(y[1][g] + outs[g], y0[g] + outs[g], sizeof(float) * (size_t)outs[g]),
-              "target %d: the row without an adapter changed", g);
-        CHECK(!memcmp(y[1][g], y[2][g], sizeof(float) * (size_t)(R * outs[g])), "target %d: B and Bt differ", g);
-        CHECK(!memcmp(y[2][g], y[3][g], sizeof(float) * (size_t)(R * outs[g])), "target %d: 3 threads differ", g);
+              "R %d target %d: the row without an adapter changed", R, g);
+        CHECK(!memcmp(y[1][g], y[2][g], sizeof(float) * (size_t)(R * outs[g])), "R %d target %d: B and Bt differ", R, g);
+        CHECK(!memcmp(y[2][g], y[3][g], sizeof(float) * (size_t)(R * outs[g])), "R %d target %d: 3 threads differ", R, g);
     }
     /* too many rows x targets: refused, nothing written */
     rs_lora_mat big[65];
@@ -286,6 +289,11 @@ TEST(lora_rows) {
         free(y0[g]);
         for (int v = 0; v < 4; v++) free(y[v][g]);
     }
+}
+
+TEST(lora_rows) {
+    lora_rows_case(3);
+    lora_rows_case(LORA_ROWS_MAX);
 }
 
 TEST(lora) {
