@@ -234,15 +234,27 @@ static inline bool bench_parse_int(const char *prog, const char *opt, const char
 }
 
 /* ---------------------------------------------------------------- read bandwidth (bench_bw.c) */
-/* One streaming pass: every pool thread sums its share of x[0..n) (a bench_fn). */
+/* One streaming pass: every pool thread sums its share of x[0..n) (a bench_fn), as one
+ * stream (streams 0 or 1) or as BENCH_BW_STREAMS parts read in lockstep with software
+ * prefetch (streams > 1): the way the packed q8_0 kernel reads, and up to a fifth faster than
+ * one stream on some machines (an Intel Xeon VM: 16.5 against 13-14.7 GB/s on one thread). */
+#define BENCH_BW_STREAMS 4
 typedef struct {
     const float *x;
     int64_t n;
     rs_pool *pool;
+    int streams;
     volatile float sink[256];
 } bench_bw_job;
 void bench_bw_run(void *job);
-/* best GB/s of `reps` passes over a fresh array of `bytes` (0 when it cannot be allocated) */
+/* the last-level cache's size in bytes (0 when the system does not say) */
+size_t bench_llc_bytes(void);
+/* Bytes an array must have to be read from memory rather than the last-level cache: four
+ * times that cache and at least `floor` (some server VMs have 480 MiB of L3, so a 256 MiB
+ * array was partly read from cache). */
+size_t bench_uncached_bytes(size_t floor);
+/* best GB/s of `reps` passes of either reading pattern over a fresh array of `bytes` (0 when
+ * it cannot be allocated) */
 double bench_read_bandwidth_gbs(rs_pool *pool, size_t bytes, int reps);
 
 /* the benchmark drivers (bench_*.c), dispatched by tools/cmd_bench.c */

@@ -200,7 +200,7 @@ int bench_infer_main(int argc, char **argv) {
             snprintf(name, sizeof name, "%d positions", prefill);
             bench_add(&rep, "prefill", name, "tokens/s", nt, s, "tok/s", -1, "");
             /* decode: fill the caches of K slots, then time steps */
-            double bw = bench_read_bandwidth_gbs(pool, (size_t)1 << 28, 3);
+            double bw = bench_read_bandwidth_gbs(pool, bench_uncached_bytes((size_t)1 << 30), 3);
             double limit = bw * 1e9 / (double)wbytes;
             for (int ns = 1; ns <= K; ns += (K > 1 ? K - 1 : 1)) {
                 lx.n_streams = ns;
