@@ -481,7 +481,7 @@ int bench_kernels_main(int argc, char **argv) {
         snprintf(note, sizeof note,
                  "sgemm: '%s' is OpenBLAS with the core it chose for this CPU, '%s' "
                  "rs_sgemm_own; rs_sgemm runs large products on %s here.", blaspath, ownpath,
-                 rs_sgemm_blas_preferred() ? "OpenBLAS" : "the own kernel (OpenBLAS's core is narrower)");
+                 rs_sgemm_blas_preferred() ? "OpenBLAS" : "the own kernel");
         bench_note(&rep, note);
     }
     else

@@ -789,31 +789,31 @@ bool rs_sgemm_has_blas(void) {
 static int g_blas_threads; /* last value given to openblas_set_num_threads (0 = never) */
 char *openblas_get_corename(void);
 
-/* Does OpenBLAS run a kernel at least as wide as ours? Its DYNAMIC_ARCH build picks a core by
- * CPUID, and on CPUs it does not know it falls back to an older core: on a
- * Sapphire-Rapids-class VM under OpenBLAS 0.3.21 to "Prescott" (SSE3), 31 GFLOP/s against 137
- * for the own AVX-512 kernel at 197x768x768; on an AMD EPYC with AVX-512 (Zen 4/5) to
- * "Haswell" (AVX2, 256-bit), 115-124 GFLOP/s (43-46 % of the FMA peak) against 217-239 for
- * the own AVX-512 kernel on one thread (`rsmoe bench kernels`; that CPU runs 512-bit FMAs at
- * full width — on a Zen 4, which splits them in two, the two were within 6 % of each other at
- * 257x1408x1408, README rows (A)). So OpenBLAS keeps the large
- * products only when its core is as wide as the own kernel this CPU runs: one of its AVX-512
- * cores where the own kernel is AVX-512, one of its AVX2 or AVX-512 cores where it is AVX2. */
+/* Does OpenBLAS get the large products on this CPU? Not where the own kernel is AVX-512: there
+ * it was as fast or faster everywhere it was measured. Debian's OpenBLAS 0.3.21 picks an older
+ * core on CPUs it does not know ("Prescott", SSE3, on a Sapphire-Rapids-class VM: 31 GFLOP/s
+ * against 137 at 197x768x768; "Haswell", AVX2, on an AMD EPYC with AVX-512 at full width: 115-124
+ * against 217-239, `rsmoe bench kernels`). Where it does pick its AVX-512 core (SkylakeX, on an
+ * Intel Xeon with AMX, 2026-12-05), the own kernel still ran the ViT-B/16-sized encoder in exact
+ * f32 in 246-248 ms against 280-282 on one thread and 136-138 against 153-159 on two, and stage-I
+ * training steps in the same time (20.0-20.9 s for 100 steps, one thread); and with OpenBLAS out
+ * of the way only one thread pool runs: OpenBLAS's workers spin (sched_yield) for a while after
+ * each call, on the cores the pool's workers need (the bf16-pair encoder on two threads:
+ * 81-82 ms without OpenBLAS calls, 92-126 ms with them for its attention products). Where the
+ * own kernel is AVX2, OpenBLAS keeps the large products if its core is AVX2 or AVX-512 (on an
+ * AVX2-only AMD EPYC it was 6 % faster on two threads, README rows (A)); below AVX2 always. */
 static bool blas_is_wide(void) {
     static int cached = -1; /* -1 unknown, 0 no, 1 yes */
     int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (c >= 0) return c == 1;
-    static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
-    static const char *const avx2_cores[] = {"haswell", "zen"};
+    static const char *const wide_cores[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
     rs_gemm_isa own = rs_gemm_isa_best();
-    bool wide = true;
-    if (own == RS_GEMM_AVX512 || own == RS_GEMM_AVX2) {
+    bool wide = own != RS_GEMM_AVX512;
+    if (own == RS_GEMM_AVX2) {
         const char *name = openblas_get_corename();
         wide = false;
-        for (size_t i = 0; name && i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
-            wide |= !strcasecmp(name, avx512_cores[i]);
-        for (size_t i = 0; name && own == RS_GEMM_AVX2 && i < sizeof avx2_cores / sizeof avx2_cores[0]; i++)
-            wide |= !strcasecmp(name, avx2_cores[i]);
+        for (size_t i = 0; name && i < sizeof wide_cores / sizeof wide_cores[0]; i++)
+            wide |= !strcasecmp(name, wide_cores[i]);
     }
     __atomic_store_n(&cached, wide ? 1 : 0, __ATOMIC_RELAXED);
     return wide;
@@ -862,7 +862,7 @@ void rs_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc, rs_pool *pool) {
 #ifdef RSMOE_USE_BLAS
-    /* large products go to OpenBLAS (where its core is as wide as ours), called from this
+    /* large products go to OpenBLAS (where blas_is_wide says so), called from this
      * thread only (never from our pool's workers), with its thread count set to the pool's size.
      * Only with a pool: pool == NULL is how code running inside a pool worker calls (a
      * worker cannot use its own pool), and such calls stay with the own kernel, so OpenBLAS

@@ -60,8 +60,9 @@ bool rs_sgemm_has_blas(void);
 /* the name of the core OpenBLAS chose for this CPU ("Haswell", "SkylakeX", ...), NULL in builds
  * without it */
 const char *rs_sgemm_blas_core(void);
-/* true when rs_sgemm gives its large products to OpenBLAS on this CPU: built with it, and its
- * core as wide as the own kernel's variant (rs_gemm_isa_best) */
+/* true when rs_sgemm gives its large products to OpenBLAS on this CPU: built with it, and the
+ * own kernel not AVX-512 (rs_gemm_isa_best), and OpenBLAS's core at least AVX2 where the own
+ * kernel is AVX2 */
 bool rs_sgemm_blas_preferred(void);
 /* C = alpha op(A) op(B) + beta C by OpenBLAS whatever its core, with the pool's thread count
  * (one thread for pool == NULL); never from a pool worker. false, C untouched, in builds without
