@@ -369,6 +369,76 @@ TEST(damaged_or_absent_index) {
     rs_gguf_close(g);
 }
 
+/* rs_consensus_choose (inverted n-gram lists) picks what the pairwise definition picks: for
+ * each candidate the weighted sum of rs_consensus_sim with every lent sentence (in order), the
+ * proposals scaled by 1 + bonus, the first maximum. Random sentences over a small vocabulary,
+ * with repeats, zero weights and a df table for some of their n-grams. */
+TEST(consensus_choice_matches_pairwise_sums) {
+    static const char *const vocab[] = {"a", "many", "green", "trees", "are", "around", "the", "pond",
+                                        "some", "buildings", "in", "two", "sides", "of", "river", "bridge"};
+    const int V = (int)(sizeof vocab / sizeof vocab[0]);
+    rs_rng r;
+    rs_rng_seed(&r, 11);
+    /* df of every unigram and of a few bigrams, sorted by hash */
+    uint64_t hash[64];
+    uint32_t df[64];
+    int64_t nh = 0;
+    for (int i = 0; i < V; i++) {
+        size_t l = strlen(vocab[i]);
+        hash[nh++] = rs_retrieval_ngram_hash(&vocab[i], &l, 1);
+    }
+    for (int i = 0; i + 1 < V; i += 3) {
+        const char *w2[2] = {vocab[i], vocab[i + 1]};
+        size_t l2[2] = {strlen(vocab[i]), strlen(vocab[i + 1])};
+        hash[nh++] = rs_retrieval_ngram_hash(w2, l2, 2);
+    }
+    for (int64_t i = 1; i < nh; i++) /* insertion sort */
+        for (int64_t j = i; j > 0 && hash[j - 1] > hash[j]; j--) {
+            uint64_t t = hash[j]; hash[j] = hash[j - 1]; hash[j - 1] = t;
+        }
+    for (int64_t i = 0; i < nh; i++) df[i] = 1 + (uint32_t)(rs_rng_uniform(&r) * 60.0f);
+    int mismatches = 0, trials = 0, chose_prop = 0, chose_lent = 0;
+    for (int t = 0; t < 60; t++) {
+        enum { N = 24, NL = 18 };
+        char buf[N][160];
+        const char *sv[N];
+        float w[NL];
+        bool isp[N];
+        for (int i = 0; i < N; i++) {
+            if (i > 0 && rs_rng_uniform(&r) < 0.2f) { /* a repeat */
+                strcpy(buf[i], buf[(int)(rs_rng_uniform(&r) * (float)i) % i]);
+            } else {
+                int nw = 3 + (int)(rs_rng_uniform(&r) * 10.0f), o = 0;
+                for (int k = 0; k < nw; k++)
+                    o += snprintf(buf[i] + o, sizeof buf[i] - (size_t)o, "%s%s", k ? " " : "",
+                                  vocab[(int)(rs_rng_uniform(&r) * (float)V) % V]);
+            }
+            sv[i] = buf[i];
+            isp[i] = i >= NL;
+        }
+        for (int j = 0; j < NL; j++) w[j] = rs_rng_uniform(&r) < 0.15f ? 0.f : rs_rng_uniform(&r);
+        const float bonus = 0.6f;
+        int want = -1;
+        double best = -INFINITY;
+        for (int i = 0; i < N; i++) {
+            double sc = 0;
+            for (int j = 0; j < NL; j++)
+                if (w[j] > 0) sc += (double)w[j] * rs_consensus_sim(sv[i], sv[j], hash, df, nh, 100);
+            if (isp[i]) sc *= 1.0 + (double)bonus;
+            if (sc > best) { best = sc; want = i; }
+        }
+        int got = rs_consensus_choose(sv, isp, N, w, NL, bonus, hash, df, nh, 100);
+        trials++;
+        if (got != want) mismatches++;
+        if (want >= NL) chose_prop++;
+        else chose_lent++;
+    }
+    CHECK(mismatches == 0, "%d of %d choices differ from the pairwise sums", mismatches, trials);
+    CHECK(chose_prop > 0 && chose_lent > 0, "the trials must pick both kinds: %d proposals, %d lent", chose_prop,
+          chose_lent);
+    CHECK(rs_consensus_choose(NULL, NULL, 0, NULL, 0, 0.f, hash, df, nh, 100) == -1, "no sentence: -1");
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_test_retrieval.XXXXXX");
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
@@ -376,6 +446,7 @@ int main(void) {
     RUN(probe_gradient_matches_finite_differences);
     RUN(index_matches_numpy_reference);
     RUN(damaged_or_absent_index);
+    RUN(consensus_choice_matches_pairwise_sums);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);

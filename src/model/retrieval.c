@@ -152,24 +152,78 @@ double rs_consensus_sim(const char *a, const char *b, const uint64_t *hash, cons
     return s;
 }
 
+/* one n-gram occurrence for the inverted lists of rs_consensus_choose */
+typedef struct {
+    uint64_t h;
+    int s;      /* sentence */
+    double v;
+} ngocc;
+
+static int cmp_ngocc(const void *a, const void *b) {
+    const ngocc *x = a, *y = b;
+    if (x->h != y->h) return (x->h > y->h) - (x->h < y->h);
+    return (x->s > y->s) - (x->s < y->s);
+}
+
+/* Every candidate against every lent sentence, as svec_sim computes each pair, but through
+ * inverted lists: for each n-gram order k the occurrences of all sentences sorted by hash, and
+ * each pair that shares an n-gram gets min(va, vb)·vb added to its dot product. The pairs' sums
+ * see the same terms in the same (ascending hash) order as svec_sim's merge of two sorted lists,
+ * so the similarities are the same bits; the merge spent its time stepping past n-grams two
+ * sentences do not share (6-7 ms of a 50 ms caption, 60 neighbours' ~150 distinct captions). */
 int rs_consensus_choose(const char *const *s, const bool *is_prop, int n, const float *w, int n_lent,
                         float bonus, const uint64_t *hash, const uint32_t *df, int64_t n_ngram,
                         uint32_t n_docs) {
     if (n <= 0) return -1;
+    if (n_lent > n) n_lent = n;
     svec *v = calloc((size_t)n, sizeof *v);   /* every sentence's vector once; lent ones first */
-    bool ok = v != NULL;
+    double *dot = calloc((size_t)4 * (size_t)n * (size_t)(n_lent > 0 ? n_lent : 1), sizeof(double));
+    bool ok = v && dot;
     for (int i = 0; ok && i < n; i++) ok = svec_make(s[i], hash, df, n_ngram, n_docs, &v[i]);
+    for (int k = 0; ok && k < 4 && n_lent > 0; k++) {
+        int64_t m = 0;
+        for (int i = 0; i < n; i++) m += v[i].n[k];
+        ngocc *o = malloc(sizeof(ngocc) * (size_t)(m > 0 ? m : 1));
+        if (!o) { ok = false; break; }
+        m = 0;
+        for (int i = 0; i < n; i++)
+            for (int q = 0; q < v[i].n[k]; q++) o[m++] = (ngocc){v[i].g[k][q].h, i, v[i].g[k][q].v};
+        qsort(o, (size_t)m, sizeof *o, cmp_ngocc);
+        double *dk = dot + (size_t)k * (size_t)n * (size_t)n_lent;
+        for (int64_t g0 = 0, g1; g0 < m; g0 = g1) {
+            for (g1 = g0 + 1; g1 < m && o[g1].h == o[g0].h;) g1++;
+            /* sentences ascend within the group: the lent ones (j < n_lent) come first */
+            for (int64_t b = g0; b < g1 && o[b].s < n_lent; b++) {
+                const double vb = o[b].v;
+                for (int64_t a = g0; a < g1; a++) {
+                    const double va = o[a].v;
+                    dk[(size_t)o[a].s * (size_t)n_lent + (size_t)o[b].s] += (va < vb ? va : vb) * vb;
+                }
+            }
+        }
+        free(o);
+    }
     int best = -1;
     double best_s = -INFINITY;
     for (int i = 0; ok && i < n; i++) {
         double sc = 0;
-        for (int j = 0; j < n_lent; j++)
-            if (w[j] > 0) sc += (double)w[j] * svec_sim(&v[i], &v[j]);
+        for (int j = 0; j < n_lent; j++) {
+            if (!(w[j] > 0)) continue;
+            double total = 0; /* svec_sim from the dot products */
+            for (int k = 0; k < 4; k++) {
+                if (v[i].norm[k] == 0 || v[j].norm[k] == 0) continue;
+                total += dot[((size_t)k * (size_t)n + (size_t)i) * (size_t)n_lent + (size_t)j] /
+                         (v[i].norm[k] * v[j].norm[k]);
+            }
+            const double dl = (double)(v[i].len - v[j].len);
+            sc += (double)w[j] * (total / 4.0 * exp(-dl * dl / 72.0));
+        }
         if (is_prop && is_prop[i]) sc *= 1.0 + (double)bonus;
         if (sc > best_s) { best_s = sc; best = i; }
     }
     for (int i = 0; v && i < n; i++) svec_free(&v[i]);
     free(v);
+    free(dot);
     return ok ? best : -1;
 }
 
