@@ -373,8 +373,6 @@ typedef struct {
     const float *x, *x2, *dy;
 } ew_ctx;
 
-#define SQRT_2_OVER_PI 0.7978845608028654f
-#define GELU_C 0.044715f
 #define INV_SQRT_2PI 0.3989422804014327f
 
 static void gelu_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {

@@ -29,8 +29,6 @@ typedef struct {
     const float *x, *x2;
 } act_ctx;
 
-#define SQRT_2_OVER_PI 0.7978845608028654f
-#define GELU_C 0.044715f
 
 static void gelu_tanh_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     act_ctx *c = vc;

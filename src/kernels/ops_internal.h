@@ -115,6 +115,10 @@ static inline float rs__expf(float x) {
     return p * rs__u2f((ni + 127u) << 23);
 }
 
+/* the tanh-GELU's constants (ops.c's backward, ops_act.c's forward) */
+#define SQRT_2_OVER_PI 0.7978845608028654f
+#define GELU_C 0.044715f
+
 /* 1/(1+e^-x) */
 static inline float rs__sigmoidf(float x) { return 1.0f / (1.0f + rs__expf(-x)); }
 
