@@ -36,8 +36,38 @@
 
 #ifdef RSMOE_USE_BLAS
 #include <cblas.h>
+#include <dlfcn.h>
 #include <limits.h>
-void openblas_set_num_threads(int num_threads); /* also in OpenBLAS's cblas.h; declared for others */
+#include <pthread.h>
+#ifndef RSMOE_OPENBLAS_SO
+#define RSMOE_OPENBLAS_SO "libopenblas.so.0"
+#endif
+
+/* OpenBLAS opened on first need (see the Makefile): the one the build found, else by soname;
+ * absent or incomplete, rs_sgemm keeps everything on the own kernel. */
+static struct {
+    void *lib;
+    __typeof__(cblas_sgemm) *sgemm;
+    void (*set_num_threads)(int);
+    char *(*get_corename)(void);
+} g_ob;
+static pthread_once_t g_ob_once = PTHREAD_ONCE_INIT;
+
+static void ob_open(void) {
+    void *h = dlopen(RSMOE_OPENBLAS_SO, RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return;
+    g_ob.sgemm = (__typeof__(g_ob.sgemm))dlsym(h, "cblas_sgemm");
+    g_ob.set_num_threads = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+    g_ob.get_corename = (char *(*)(void))dlsym(h, "openblas_get_corename");
+    if (g_ob.sgemm && g_ob.set_num_threads && g_ob.get_corename) g_ob.lib = h;
+    else dlclose(h);
+}
+
+static bool ob_ready(void) {
+    pthread_once(&g_ob_once, ob_open);
+    return g_ob.lib != NULL;
+}
 #endif
 
 /* ---------------------------------------------------------------- reference */
@@ -779,7 +809,7 @@ void rs_sgemm_own(bool transA, bool transB, int64_t M, int64_t N, int64_t K, flo
 
 bool rs_sgemm_has_blas(void) {
 #ifdef RSMOE_USE_BLAS
-    return true;
+    return ob_ready();
 #else
     return false;
 #endif
@@ -787,7 +817,7 @@ bool rs_sgemm_has_blas(void) {
 
 #ifdef RSMOE_USE_BLAS
 static int g_blas_threads; /* last value given to openblas_set_num_threads (0 = never) */
-char *openblas_get_corename(void);
+
 
 /* Does OpenBLAS get the large products on this CPU? Not where the own kernel is AVX-512: there
  * it was as fast or faster everywhere it was measured. Debian's OpenBLAS 0.3.21 picks an older
@@ -810,7 +840,7 @@ static bool blas_is_wide(void) {
     rs_gemm_isa own = rs_gemm_isa_best();
     bool wide = own != RS_GEMM_AVX512;
     if (own == RS_GEMM_AVX2) {
-        const char *name = openblas_get_corename();
+        const char *name = ob_ready() ? g_ob.get_corename() : NULL;
         wide = false;
         for (size_t i = 0; name && i < sizeof wide_cores / sizeof wide_cores[0]; i++)
             wide |= !strcasecmp(name, wide_cores[i]);
@@ -822,7 +852,7 @@ static bool blas_is_wide(void) {
 
 const char *rs_sgemm_blas_core(void) {
 #ifdef RSMOE_USE_BLAS
-    return openblas_get_corename();
+    return ob_ready() ? g_ob.get_corename() : NULL;
 #else
     return NULL;
 #endif
@@ -830,7 +860,7 @@ const char *rs_sgemm_blas_core(void) {
 
 bool rs_sgemm_blas_preferred(void) {
 #ifdef RSMOE_USE_BLAS
-    return blas_is_wide();
+    return blas_is_wide() && ob_ready();
 #else
     return false;
 #endif
@@ -840,15 +870,16 @@ bool rs_sgemm_blas(bool transA, bool transB, int64_t M, int64_t N, int64_t K, fl
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                    int64_t ldc, rs_pool *pool) {
 #ifdef RSMOE_USE_BLAS
-    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX ||
+        !ob_ready())
         return false;
     if (!check_args("rs_sgemm_blas", transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return false;
     int nt = pool ? rs_pool_size(pool) : 1;
     if (__atomic_load_n(&g_blas_threads, __ATOMIC_RELAXED) != nt) {
-        openblas_set_num_threads(nt);
+        g_ob.set_num_threads(nt);
         __atomic_store_n(&g_blas_threads, nt, __ATOMIC_RELAXED);
     }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+    g_ob.sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
     return true;
 #else
