@@ -46,8 +46,13 @@ typedef struct { rs_pool *p; int ith; } worker_arg;
  * an idle worker soon gives its vCPU back. On a 2-vCPU VM whose vCPUs the host sometimes
  * time-slices on one core, a spinning worker takes the caller's CPU time: 2,000 spins gave
  * caption maxima of 140-154 ms, 500 gave 115-133 ms with the same ~88 ms medians, 100 raised
- * the medians (bench/caption_latency.sh, interleaved batches, 2026-12-05). */
+ * the medians (bench/caption_latency.sh, interleaved batches, 2026-12-05). On a Xeon VM with
+ * a core per vCPU, 2,000 took 2 ms (4 %) off the default model's 2-thread caption (decode
+ * 27.3-27.6 -> 25.3-26.7 ms, three interleaved batches, maxima no worse): the better count
+ * depends on how the host schedules the vCPUs, so 500 stays; -DSPIN_ITERS=N to try another. */
+#ifndef SPIN_ITERS
 #define SPIN_ITERS 500
+#endif
 
 static void *worker_main(void *arg) {
     worker_arg wa = *(worker_arg *)arg;
