@@ -55,7 +55,8 @@ rs_gemm_isa rs_gemm_isa_best(void);
 void rs_sgemm_own_isa(rs_gemm_isa isa, bool transA, bool transB, int64_t M, int64_t N,
                       int64_t K, float alpha, const float *A, int64_t lda, const float *B,
                       int64_t ldb, float beta, float *C, int64_t ldc, rs_pool *pool);
-/* true when rs_sgemm was built with the OpenBLAS path */
+/* true when rs_sgemm was built with the OpenBLAS path and OpenBLAS could be opened (dlopen, on
+ * the first call of this or of anything that needs it) */
 bool rs_sgemm_has_blas(void);
 /* the name of the core OpenBLAS chose for this CPU ("Haswell", "SkylakeX", ...), NULL in builds
  * without it */
