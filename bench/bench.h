@@ -103,7 +103,7 @@ typedef struct {
     int n, cap;
     char title[128];
     char header[512]; /* e.g. rsmoe_system_info() */
-    char notes[1024];
+    char notes[4096];
 } bench_report;
 
 static inline void bench_report_init(bench_report *rep, const char *title, const char *header) {

@@ -256,6 +256,30 @@ TEST(api_errors) {
     rsmoe_model_free(m);
 }
 
+/* rs_lora_set_bytes (bench infer's bytes per decode step) counts what the file holds for an
+ * expert: every lora_a / lora_b tensor of expert e, as f32 */
+TEST(lora_set_bytes_counts_expert_tensors) {
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(g_model, NULL, &st);
+    REQUIRE(m, "load: %s", rsmoe_last_error());
+    const rs_model *im = rs_model_of(m);
+    REQUIRE(im->moe.n_experts >= 2, "%d experts", im->moe.n_experts);
+    for (int e = 0; e < im->moe.n_experts; e++) {
+        char pre[32];
+        snprintf(pre, sizeof pre, "expert.%d.", e);
+        size_t want = 0;
+        for (int64_t i = 0; i < rs_gguf_n_tensors(im->g); i++) {
+            const rs_tensor *t = rs_gguf_tensor(im->g, i);
+            if (!strncmp(t->name, pre, strlen(pre)) && (strstr(t->name, ".lora_a") || strstr(t->name, ".lora_b")))
+                want += (size_t)rs_tensor_nelements(t) * sizeof(float);
+        }
+        size_t got = rs_lora_set_bytes(&im->experts[e], &im->llm.c);
+        CHECK(want > 0 && got == want, "expert %d: %zu bytes counted, the file holds %zu", e, got, want);
+    }
+    CHECK(rs_lora_set_bytes(NULL, &im->llm.c) == 0, "NULL adapter: 0 bytes");
+    rsmoe_model_free(m);
+}
+
 /* the model with a pretrained CNN encoder (MobileNet v1 0.25 from TFLite) in place of the ViT:
  * the visual tokens the pipeline feeds the Q-Former equal the encoder's own forward on the
  * resized image, and captioning runs */
@@ -337,6 +361,7 @@ int main(void) {
     RUN(q8_repack_matches_rowwise);
     RUN(f32_amx_matches_exact);
     RUN(api_errors);
+    RUN(lora_set_bytes_counts_expert_tensors);
     RUN(cnn_encoder_model);
     free(g_image.data);
     char cmd[400];

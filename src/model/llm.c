@@ -353,3 +353,15 @@ size_t rs_llm_weight_bytes(const rs_llm_weights *w) {
     }
     return n;
 }
+
+size_t rs_lora_set_bytes(const rs_lora_set *ls, const rs_llm_config *c) {
+    if (!ls) return 0;
+    const size_t D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim,
+                 F = (size_t)c->ffn, r = (size_t)ls->rank;
+    const size_t ins[RS_LT_COUNT] = {D, D, D, qd, D, D, F}, outs[RS_LT_COUNT] = {qd, kvd, kvd, D, F, F, D};
+    size_t n = 0;
+    for (int l = 0; l < c->n_layers && l < 64; l++)
+        for (int t = 0; t < RS_LT_COUNT; t++)
+            if (ls->A[l][t] && ls->B[l][t]) n += r * (ins[t] + outs[t]) * sizeof(float);
+    return n;
+}
