@@ -329,7 +329,8 @@ qformer:;
             (st = rs_gguf_writer_set_arr_str(w, "rsmoe.moe.expert_names", names, NULL, K)) ||
             (st = rs_gguf_writer_set_arr_str(w, "rsmoe.moe.expert_prompts", prompts, NULL, K)))
             goto done;
-        const int ins[RS_LT_COUNT] = {D, D, D, qd, D, D, F}, outs[RS_LT_COUNT] = {qd, kvd, kvd, D, F, F, D};
+        int64_t ins[RS_LT_COUNT], outs[RS_LT_COUNT];
+        rs_lora_target_dims(lc, ins, outs);
         for (int e = 0; e < K; e++)
             for (int l = 0; l < lc->n_layers; l++)
                 for (int t = 0; t < RS_LT_COUNT; t++) {

@@ -354,14 +354,21 @@ size_t rs_llm_weight_bytes(const rs_llm_weights *w) {
     return n;
 }
 
+void rs_lora_target_dims(const rs_llm_config *c, int64_t in[RS_LT_COUNT], int64_t out[RS_LT_COUNT]) {
+    const int64_t D = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim,
+                  F = c->ffn;
+    const int64_t ins[RS_LT_COUNT] = {D, D, D, qd, D, D, F}, outs[RS_LT_COUNT] = {qd, kvd, kvd, D, F, F, D};
+    memcpy(in, ins, sizeof ins);
+    memcpy(out, outs, sizeof outs);
+}
+
 size_t rs_lora_set_bytes(const rs_lora_set *ls, const rs_llm_config *c) {
     if (!ls) return 0;
-    const size_t D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim,
-                 F = (size_t)c->ffn, r = (size_t)ls->rank;
-    const size_t ins[RS_LT_COUNT] = {D, D, D, qd, D, D, F}, outs[RS_LT_COUNT] = {qd, kvd, kvd, D, F, F, D};
+    int64_t ins[RS_LT_COUNT], outs[RS_LT_COUNT];
+    rs_lora_target_dims(c, ins, outs);
     size_t n = 0;
     for (int l = 0; l < c->n_layers && l < 64; l++)
         for (int t = 0; t < RS_LT_COUNT; t++)
-            if (ls->A[l][t] && ls->B[l][t]) n += r * (ins[t] + outs[t]) * sizeof(float);
+            if (ls->A[l][t] && ls->B[l][t]) n += (size_t)ls->rank * (size_t)(ins[t] + outs[t]) * sizeof(float);
     return n;
 }

@@ -84,6 +84,8 @@ rsmoe_status rs_llm_embed(const rs_llm_weights *w, const int32_t *ids, int n, fl
 
 /* bytes of weights one decode step reads (all matrices + norms, the output once) */
 size_t rs_llm_weight_bytes(const rs_llm_weights *w);
+/* input and output widths of each LoRA target (rs_lora_target order): A is [r, in], B [out, r] */
+void rs_lora_target_dims(const rs_llm_config *c, int64_t in[RS_LT_COUNT], int64_t out[RS_LT_COUNT]);
 /* Bytes of one adapter's matrices that a decode step reads: A and B (or its transpose) of every
  * adapted layer and target, f32. 0 for NULL. */
 size_t rs_lora_set_bytes(const rs_lora_set *ls, const rs_llm_config *c);

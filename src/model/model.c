@@ -50,8 +50,9 @@ static rsmoe_status bind_moe(rs_model *m) {
         snprintf(c->prompts[e], RS_EXPERT_PROMPT_MAX, "%s", s ? s : k_default_prompts[e]);
     }
     const rs_llm_config *lc = &m->llm.c;
-    int D = lc->dim, qd = lc->n_heads * lc->head_dim, kvd = lc->n_kv_heads * lc->head_dim, F = lc->ffn, r = c->lora_rank;
-    const int ins[RS_LT_COUNT] = {D, D, D, qd, D, D, F}, outs[RS_LT_COUNT] = {qd, kvd, kvd, D, F, F, D};
+    const int D = lc->dim, r = c->lora_rank;
+    int64_t ins[RS_LT_COUNT], outs[RS_LT_COUNT];
+    rs_lora_target_dims(lc, ins, outs);
     c->lora_targets = 0;
     for (int e = 0; e < c->n_experts; e++) {
         rs_lora_set *ls = &m->experts[e];
