@@ -118,11 +118,21 @@ static bool svec_make(const char *s, const uint64_t *hash, const uint32_t *df, i
     return ok;
 }
 
-static double svec_sim(const svec *a, const svec *b) {
+/* the similarity from the four orders' clipped dot products dot[k] (stride `stride`) */
+static double svec_sim_of_dots(const svec *a, const svec *b, const double *dot, size_t stride) {
     double total = 0;
     for (int k = 0; k < 4; k++) {
         if (a->norm[k] == 0 || b->norm[k] == 0) continue;
-        double dot = 0;
+        total += dot[(size_t)k * stride] / (a->norm[k] * b->norm[k]);
+    }
+    double dl = (double)(a->len - b->len);
+    return total / 4.0 * exp(-dl * dl / 72.0);
+}
+
+static double svec_sim(const svec *a, const svec *b) {
+    double dot[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4; k++) {
+        if (a->norm[k] == 0 || b->norm[k] == 0) continue;
         int i = 0, j = 0;
         while (i < a->n[k] && j < b->n[k]) {
             uint64_t x = a->g[k][i].h, y = b->g[k][j].h;
@@ -130,15 +140,13 @@ static double svec_sim(const svec *a, const svec *b) {
             else if (y < x) j++;
             else {
                 double va = a->g[k][i].v, vb = b->g[k][j].v;
-                dot += (va < vb ? va : vb) * vb;
+                dot[k] += (va < vb ? va : vb) * vb;
                 i++;
                 j++;
             }
         }
-        total += dot / (a->norm[k] * b->norm[k]);
     }
-    double dl = (double)(a->len - b->len);
-    return total / 4.0 * exp(-dl * dl / 72.0);
+    return svec_sim_of_dots(a, b, dot, 1);
 }
 
 double rs_consensus_sim(const char *a, const char *b, const uint64_t *hash, const uint32_t *df, int64_t n,
@@ -207,17 +215,10 @@ int rs_consensus_choose(const char *const *s, const bool *is_prop, int n, const 
     double best_s = -INFINITY;
     for (int i = 0; ok && i < n; i++) {
         double sc = 0;
-        for (int j = 0; j < n_lent; j++) {
-            if (!(w[j] > 0)) continue;
-            double total = 0; /* svec_sim from the dot products */
-            for (int k = 0; k < 4; k++) {
-                if (v[i].norm[k] == 0 || v[j].norm[k] == 0) continue;
-                total += dot[((size_t)k * (size_t)n + (size_t)i) * (size_t)n_lent + (size_t)j] /
-                         (v[i].norm[k] * v[j].norm[k]);
-            }
-            const double dl = (double)(v[i].len - v[j].len);
-            sc += (double)w[j] * (total / 4.0 * exp(-dl * dl / 72.0));
-        }
+        for (int j = 0; j < n_lent; j++)
+            if (w[j] > 0)
+                sc += (double)w[j] * svec_sim_of_dots(&v[i], &v[j], dot + (size_t)i * (size_t)n_lent + (size_t)j,
+                                                      (size_t)n * (size_t)n_lent);
         if (is_prop && is_prop[i]) sc *= 1.0 + (double)bonus;
         if (sc > best_s) { best_s = sc; best = i; }
     }
