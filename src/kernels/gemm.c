@@ -818,7 +818,6 @@ bool rs_sgemm_has_blas(void) {
 #ifdef RSMOE_USE_BLAS
 static int g_blas_threads; /* last value given to openblas_set_num_threads (0 = never) */
 
-
 /* Does OpenBLAS get the large products on this CPU? Not where the own kernel is AVX-512: there
  * it was as fast or faster everywhere it was measured. Debian's OpenBLAS 0.3.21 picks an older
  * core on CPUs it does not know ("Prescott", SSE3, on a Sapphire-Rapids-class VM: 31 GFLOP/s

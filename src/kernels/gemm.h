@@ -59,7 +59,7 @@ void rs_sgemm_own_isa(rs_gemm_isa isa, bool transA, bool transB, int64_t M, int6
  * the first call of this or of anything that needs it) */
 bool rs_sgemm_has_blas(void);
 /* the name of the core OpenBLAS chose for this CPU ("Haswell", "SkylakeX", ...), NULL in builds
- * without it */
+ * without it or where it cannot be opened */
 const char *rs_sgemm_blas_core(void);
 /* true when rs_sgemm gives its large products to OpenBLAS on this CPU: built with it, and the
  * own kernel not AVX-512 (rs_gemm_isa_best), and OpenBLAS's core at least AVX2 where the own
@@ -67,7 +67,8 @@ const char *rs_sgemm_blas_core(void);
 bool rs_sgemm_blas_preferred(void);
 /* C = alpha op(A) op(B) + beta C by OpenBLAS whatever its core, with the pool's thread count
  * (one thread for pool == NULL); never from a pool worker. false, C untouched, in builds without
- * BLAS or when a size does not fit an int. For benchmarks and tests; rs_sgemm chooses itself. */
+ * BLAS, where OpenBLAS cannot be opened, or when a size does not fit an int or the operands are
+ * bad (error recorded). For benchmarks and tests; rs_sgemm chooses itself. */
 bool rs_sgemm_blas(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                    int64_t ldc, rs_pool *pool);

@@ -29,7 +29,6 @@ typedef struct {
     const float *x, *x2;
 } act_ctx;
 
-
 static void gelu_tanh_fwd_r(void *vc, int64_t i0, int64_t i1, int ith) {
     act_ctx *c = vc;
     for (int64_t i = i0; i < i1; i++) {
