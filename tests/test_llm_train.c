@@ -114,12 +114,14 @@ typedef struct {
     float *emb;
     int32_t len[8], *targets;
     int adapter[8];
+    const float *weight; /* [B] per-sequence gradient factors, NULL: all 1 */
 } batch;
 
 static void batch_new(batch *bt, int B, int T, const int *len, const int *adapter, int V, int D, uint64_t seed) {
     rs_rng rng;
     rs_rng_seed(&rng, seed);
     bt->B = B;
+    bt->weight = NULL;
     bt->T = T;
     bt->emb = malloc((size_t)B * T * D * sizeof(float));
     bt->targets = malloc((size_t)B * T * sizeof(int32_t));
@@ -387,7 +389,7 @@ static double twin_loss(const model *m, const batch *bt, const rs_lora_train *ad
             double mx = -1e300, z = 0;
             for (int i = 0; i < V; i++) if (lg[i] > mx) mx = lg[i];
             for (int i = 0; i < V; i++) z += exp(lg[i] - mx);
-            tot += log(z) + mx - lg[tg];
+            tot += (bt->weight ? bt->weight[b] : 1.0) * (log(z) + mx - lg[tg]);
             cnt++;
         }
         free(on); free(Wout);
@@ -436,7 +438,8 @@ static void lora_case_free(lora_case *L) {
 }
 static rs_llm_train_batch lora_batch(lora_case *L) {
     rs_llm_train_batch b = {.B = L->bt.B, .T = L->bt.T, .emb = L->bt.emb, .len = L->bt.len,
-                            .targets = L->bt.targets, .adapter = L->bt.adapter, .adapters = L->sets, .n_adapters = 2};
+                            .targets = L->bt.targets, .adapter = L->bt.adapter, .adapters = L->sets, .n_adapters = 2,
+                            .weight = L->bt.weight};
     return b;
 }
 static rsmoe_status lora_step(lora_case *L, float *loss, rs_pool *pool) {
@@ -706,6 +709,50 @@ TEST(finite_differences_double_twin) {
     }
 }
 
+/* per-sequence weights (REINFORCE advantages, negative and zero ones included): the gradients
+ * are those of Σ_b w_b·Σ_t CE / n_scored (the double twin weighted alike), the reported loss
+ * stays the unweighted mean, and a non-finite weight is refused */
+TEST(sequence_weights_finite_differences) {
+    lora_case L;
+    lora_case_new(&L);
+    REQUIRE(L.t, "state: %s", rsmoe_last_error());
+    float loss0 = 0, loss = 0;
+    REQUIRE(lora_step(&L, &loss0, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    float dq0 = L.ads[0].grad.dA[0][RS_LT_Q][3];
+    const float w[4] = {0.7f, -1.3f, 2.0f, 0.0f};
+    L.bt.weight = w;
+    REQUIRE(lora_step(&L, &loss, NULL) == RSMOE_OK, "%s", rsmoe_last_error());
+    CHECK(loss == loss0, "reported loss unweighted: %.9g vs %.9g", loss, loss0);
+    CHECK(L.ads[0].grad.dA[0][RS_LT_Q][3] != dq0, "weights change the gradient");
+    g_fd_fail = 0;
+    struct { int a, l, tg; } picks[] = {{0, 0, RS_LT_Q}, {0, 1, RS_LT_O}, {1, 0, RS_LT_V}, {1, 1, RS_LT_DOWN}};
+    for (size_t i = 0; i < sizeof picks / sizeof picks[0]; i++) {
+        const rs_lora_train *a = &L.ads[picks[i].a];
+        int l = picks[i].l, tg = picks[i].tg;
+        int64_t nA = a->rank * a->in[tg], nB = a->rank * a->out[tg];
+        for (int j = 0; j < 2; j++) {
+            int64_t ia = (int64_t)(j * 7919 + 3) % nA, ib = (int64_t)(j * 104729 + 5) % nB;
+            fd_check("weighted lora A", &L.m, &L.bt, L.ads, a->set.A[l][tg], ia, a->grad.dA[l][tg][ia],
+                     amax(a->grad.dA[l][tg], nA));
+            fd_check("weighted lora B", &L.m, &L.bt, L.ads, a->set.B[l][tg], ib, a->grad.dB[l][tg][ib],
+                     amax(a->grad.dB[l][tg], nB));
+        }
+    }
+    int64_t ne = (int64_t)4 * 8 * 16;
+    double em = amax(L.d_emb, ne);
+    int64_t eidx[4] = {5, 1 * 8 * 16 + 3 * 16 + 7, 2 * 8 * 16 + 6 * 16 + 1, 0 * 8 * 16 + 7 * 16 + 15};
+    for (int j = 0; j < 4; j++) fd_check("weighted d_emb", &L.m, &L.bt, L.ads, L.bt.emb, eidx[j], L.d_emb[eidx[j]], em);
+    /* sequence 3 has weight 0: no gradient reaches its inputs */
+    double z = 0;
+    for (int64_t i = 3 * 8 * 16; i < 4 * 8 * 16; i++) z = fmax(z, fabs(L.d_emb[i]));
+    CHECK(z == 0.0, "zero-weight sequence's d_emb max %g", z);
+    CHECK(g_fd_fail == 0, "%d weighted finite differences off", g_fd_fail);
+    const float bad[4] = {1, NAN, 1, 1};
+    L.bt.weight = bad;
+    CHECK(lora_step(&L, &loss, NULL) == RSMOE_ERR_INVALID_ARG, "NaN weight refused");
+    lora_case_free(&L);
+}
+
 /* the training forward's logits equal the inference forward's (rs_llm_forward, KV cache,
  * per-row LoRA) on every scored row */
 TEST(matches_inference_forward) {
@@ -851,6 +898,7 @@ int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_llm_train_XXXXXX");
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
     RUN(finite_differences_double_twin);
+    RUN(sequence_weights_finite_differences);
     RUN(matches_inference_forward);
     RUN(empty_sequences_and_nothing_scored);
     RUN(errors_and_memory);

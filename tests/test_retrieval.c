@@ -3,6 +3,7 @@
  * (build, file, load, select) against an independent NumPy reference
  * (tests/ref/retrieval_ref.py) on a small synthetic data set; a damaged index is refused. */
 #include "core/core.h"
+#include "eval/eval.h"
 #include "formats/gguf.h"
 #include "formats/gguf_copy.h"
 #include "model/retrieval.h"
@@ -439,6 +440,53 @@ TEST(consensus_choice_matches_pairwise_sums) {
     CHECK(rs_consensus_choose(NULL, NULL, 0, NULL, 0, 0.f, hash, df, nh, 100) == -1, "no sentence: -1");
 }
 
+/* The self-critical reward: rs_cider_d_df with the document frequencies of a corpus' own
+ * references equals the scorer's per-image CIDEr-D (eval/, pycocoevalcap's rules, tested against
+ * its golden values) on every image, and the df table counts images, not sentences. */
+TEST(cider_reward_matches_the_scorer) {
+    char *c0[] = {"a bridge is over a river .", "a bridge crosses the river with trees .", "some cars are on the bridge ."};
+    char *c1[] = {"many buildings are in a dense residential area .", "the residential area is dense with buildings .",
+                  "many green trees are around the buildings .", "a road goes through the residential area ."};
+    char *c2[] = {"it is a piece of bareland .", "the bareland is yellow .", "a road is beside the bareland ."};
+    char *c3[] = {"a river is near a bridge .", "green trees are on both sides of the river ."};
+    rs_ds_item items[4] = {{.ncap = 3, .captions = c0}, {.ncap = 4, .captions = c1}, {.ncap = 3, .captions = c2},
+                           {.ncap = 2, .captions = c3}};
+    rs_dataset ds = {.nitems = 4, .items = items};
+    const char *hyps[4] = {"a bridge is over the river with some cars .", "many buildings are in a dense residential area .",
+                           "a road is beside the yellow bareland .", "trees"};
+    rs_ngram_df df;
+    REQUIRE(rs_ngram_df_build(&ds, NULL, 4, &df) == RSMOE_OK, "df: %s", rsmoe_last_error());
+    CHECK(df.n_docs == 4, "n_docs %u", df.n_docs);
+    /* "bridge" is in images 0 and 3 (three sentences): df 2; "the" in 0, 1, 2, 3: 4 */
+    const char *w1[1] = {"bridge"}, *w2[1] = {"the"};
+    size_t l1[1] = {6}, l2[1] = {3};
+    uint64_t hb = rs_retrieval_ngram_hash(w1, l1, 1), ht = rs_retrieval_ngram_hash(w2, l2, 1);
+    uint32_t dfb = 0, dft = 0;
+    for (int64_t i = 0; i < df.n; i++) {
+        if (df.hash[i] == hb) dfb = df.df[i];
+        if (df.hash[i] == ht) dft = df.df[i];
+        if (i) CHECK(df.hash[i - 1] < df.hash[i], "hashes ascending at %lld", (long long)i);
+    }
+    CHECK(dfb == 2 && dft == 4, "df(bridge) %u (2), df(the) %u (4)", dfb, dft);
+    size_t nrefs[4] = {3, 4, 3, 2};
+    const char *const *refs[4] = {(const char *const *)c0, (const char *const *)c1, (const char *const *)c2,
+                                  (const char *const *)c3};
+    rs_caption_refs cr = {4, nrefs, refs};
+    rs_score_opts so;
+    rs_score_opts_default(&so);
+    so.meteor = false;
+    rs_score_result sr;
+    REQUIRE(rs_score_captions(&cr, hyps, &so, &sr) == RSMOE_OK, "score: %s", rsmoe_last_error());
+    for (int i = 0; i < 4; i++) {
+        double r = rs_cider_d_df(hyps[i], refs[i], (int)nrefs[i], &df);
+        CHECK(fabs(r - sr.cider_img[i]) < 1e-9, "image %d: reward %.12f scorer %.12f", i, r, sr.cider_img[i]);
+    }
+    CHECK(sr.cider_img[1] > 1.0 && sr.cider_img[3] < sr.cider_img[1], "the case discriminates (%.3f, %.3f)", sr.cider_img[1],
+          sr.cider_img[3]);
+    rs_score_result_free(&sr);
+    rs_ngram_df_free(&df);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/rsmoe_test_retrieval.XXXXXX");
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
@@ -447,6 +495,7 @@ int main(void) {
     RUN(index_matches_numpy_reference);
     RUN(damaged_or_absent_index);
     RUN(consensus_choice_matches_pairwise_sums);
+    RUN(cider_reward_matches_the_scorer);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);

@@ -298,6 +298,82 @@ TEST(vqa_mixed_batches) {
           rsmoe_last_error());
 }
 
+/* stage scst on the stage-II model of stages_lower_the_loss_and_chain: rewards are logged and in
+ * range, the experts' adapters start from stage II's and change, an interrupted run resumes
+ * bit-exactly, and options the stage cannot honour are refused. (That it raises the reward is
+ * tests/test_scst.sh, on RSICD: the test preset's byte-level samples score ~0.) */
+static double g_reward[512];
+static int g_nreward;
+static void on_reward(const rs_train_event *e, void *ud) {
+    on_log(e, ud);
+    if (e->kind == 0 && g_nreward < 512) g_reward[g_nreward++] = e->reward;
+}
+static rs_train_config scst_config(const char *model, const char *out, int steps) {
+    rs_train_config c = base_config("scst", model, out, steps);
+    c.max_caption_tokens = 16;
+    c.batch = 3;
+    c.scst_samples = 4;
+    return c;
+}
+TEST(scst_trains_the_experts_and_resumes) {
+    char s2[200], a[200], b[200];
+    snprintf(s2, sizeof s2, "%s/s2.gguf", g_dir);
+    snprintf(a, sizeof a, "%s/scst_a.gguf", g_dir);
+    snprintf(b, sizeof b, "%s/scst_b.gguf", g_dir);
+    struct stat sb;
+    REQUIRE(stat(s2, &sb) == 0, "the stage-II model of stages_lower_the_loss_and_chain");
+    losses LA = {0}, LB = {0};
+    rs_train_config c = scst_config(s2, a, 8);
+    g_nreward = 0;
+    REQUIRE(rs_train_run(&c, on_reward, &LA) == RSMOE_OK, "scst: %s", rsmoe_last_error());
+    REQUIRE(g_nreward == 8 && LA.n == 8, "8 steps logged (%d)", g_nreward);
+    for (int i = 0; i < 8; i++)
+        CHECK(g_reward[i] >= 0 && g_reward[i] < 10 && isfinite(LA.loss[i]), "step %d: reward %g loss %g", i + 1, g_reward[i],
+              LA.loss[i]);
+    /* the adapters changed from stage II's, the gate did not (no routing gradient but the gate loss's) */
+    rs_model *m2, *ma;
+    REQUIRE(rs_model_load(s2, &m2) == RSMOE_OK && rs_model_load(a, &ma) == RSMOE_OK, "load");
+    const rs_tensor *t2 = rs_gguf_find_tensor(m2->g, "expert.1.blk.0.attn_q.lora_b"),
+                    *ta = rs_gguf_find_tensor(ma->g, "expert.1.blk.0.attn_q.lora_b");
+    REQUIRE(t2 && ta && rs_tensor_nbytes(t2) == rs_tensor_nbytes(ta), "expert tensors");
+    CHECK(memcmp(t2->data, ta->data, rs_tensor_nbytes(t2)) != 0, "adapters trained");
+    double d = 0;
+    for (int64_t i = 0; i < rs_tensor_nelements(t2); i++) d = fmax(d, fabs(((const float *)t2->data)[i] - ((const float *)ta->data)[i]));
+    CHECK(d < 0.1, "adapters moved from stage II's (max change %g), not re-initialised", d);
+    rs_model_free(m2);
+    rs_model_free(ma);
+    /* interrupted after step 4 and resumed: the same 8 losses and the same file as 8 steps at once */
+    c = scst_config(s2, b, 8);
+    c.save_every = 4;
+    c.stop_at = 4;
+    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "first half: %s", rsmoe_last_error());
+    c.stop_at = 0;
+    c.resume = 1;
+    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "resumed: %s", rsmoe_last_error());
+    REQUIRE(LB.n == 8, "8 steps in all (%d)", LB.n);
+    for (int i = 0; i < 8; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    REQUIRE(fa && fb, "outputs");
+    int same = 1, ca, cb;
+    do { ca = fgetc(fa); cb = fgetc(fb); same &= ca == cb; } while (ca != EOF && cb != EOF);
+    fclose(fa);
+    fclose(fb);
+    CHECK(same, "resumed scst model equals the uninterrupted one byte for byte");
+    /* what the stage cannot honour */
+    c = scst_config(s2, a, 2);
+    c.scst_samples = 1;
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "scst_samples"), "1 sample: %s",
+          rsmoe_last_error());
+    c = scst_config(s2, a, 2);
+    c.feat_dropout = 0.1f;
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "feat_dropout"), "dropout: %s",
+          rsmoe_last_error());
+    c = scst_config(s2, a, 2);
+    c.batch = 400;
+    CHECK(rs_train_run(&c, NULL, NULL) == RSMOE_ERR_INVALID_ARG && strstr(rsmoe_last_error(), "4096"), "too many sequences: %s",
+          rsmoe_last_error());
+}
+
 TEST(rsicd_50_steps) {
     const char *sh = test_shared_dir();
     if (!sh) SKIP("../shared (RSICD) is absent");
@@ -377,6 +453,7 @@ int main(void) {
                "{\"id\": 2, \"question_id\": 2, \"answer\": \"river\", \"active\": true}]}");
     fclose(f);
     RUN(stages_lower_the_loss_and_chain);
+    RUN(scst_trains_the_experts_and_resumes);
     RUN(stage1_full_llm);
     RUN(resume_is_bit_exact);
     RUN(feature_dropout_resumes_exactly);

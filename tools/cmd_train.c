@@ -8,16 +8,20 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: rsmoe train --stage lm|1|2 [--config FILE] [--OPTION VALUE ...]\n\n"
+            "usage: rsmoe train --stage lm|1|2|scst [--config FILE] [--OPTION VALUE ...]\n\n"
             "Trains one stage of RS-MoE (docs/training.md). Every config key is also a flag (--batch 8 sets\n"
             "batch = 8); flags override the config file.\n"
             "  stage lm  the LLM Block from scratch on the training captions (all its weights)\n"
             "  stage 1   Q-Former + projection + LoRA on the LLM Block (image tokens from a feature cache)\n"
             "  stage 2   one LoRA per expert (from the stage-I model) + the Instruction Router\n"
+            "  stage scst  self-critical training of a stage-II model's experts and router: each expert\n"
+            "            samples --scst-samples captions (default 5) of each of --batch images; reward =\n"
+            "            CIDEr-D against the image's references, baseline = the other samples' mean\n"
             "keys: model out data images features val_features train_split val_split steps batch accum warmup\n"
             "      lr min_lr weight_decay clip beta1 beta2 eps lora_rank lora_alpha gate_loss max_caption_tokens\n"
             "      log_every eval_every save_every val_batches val_images threads seed limit stop_at resume\n"
             "      train_llm feat_dropout aug_features vqa_data vqa_images vqa_features vqa_split vqa_ratio\n"
+            "      scst_samples\n"
             "  --resume        continue from OUT.state (written with every checkpoint) exactly where it stopped\n"
             "  --train-llm 1   stage 1: train every LLM weight with the Q-Former instead of a LoRA (for an\n"
             "                  LLM trained from scratch, as the default model's recipe does)\n"
@@ -37,9 +41,12 @@ static void usage(FILE *f) {
 
 static void on_event(const rs_train_event *e, void *ud) {
     (void)ud;
-    if (e->kind == 0)
-        printf("step %6lld/%lld  loss %.4f  grad-norm %.3f  lr %.3g  %.0f tok/s  elapsed %.0f s  ETA %.0f s\n",
-               (long long)e->step, (long long)e->steps, e->loss, e->grad_norm, e->lr, e->tokens_per_s, e->elapsed_s, e->eta_s);
+    if (e->kind == 0) {
+        printf("step %6lld/%lld  loss %.4f", (long long)e->step, (long long)e->steps, e->loss);
+        if (e->reward >= 0) printf("  reward (CIDEr-D of the samples) %.2f", 100 * e->reward);
+        printf("  grad-norm %.3f  lr %.3g  %.0f tok/s  elapsed %.0f s  ETA %.0f s\n", e->grad_norm, e->lr, e->tokens_per_s,
+               e->elapsed_s, e->eta_s);
+    }
     else if (e->kind == 1) {
         printf("step %6lld  validation loss %.4f", (long long)e->step, e->val_loss);
         if (e->val_cider >= 0) printf("  validation CIDEr-D %.2f", 100 * e->val_cider);

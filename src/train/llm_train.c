@@ -435,6 +435,8 @@ rsmoe_status rs_llm_train_forward(rs_llm_train *t, const rs_llm_weights *w, cons
         if (a >= 0 && b->adapters[a] && b->adapters[a]->rank > t->max_rank)
             return rs_error(RSMOE_ERR_INVALID_ARG, "LLM training: adapter %d has rank %d, above the state's %d", a,
                             b->adapters[a]->rank, t->max_rank);
+        if (b->weight && !isfinite(b->weight[i]))
+            return rs_error(RSMOE_ERR_INVALID_ARG, "LLM training: sequence %d has weight %g (not finite)", i, (double)b->weight[i]);
         t->len[i] = len;
         t->adapter[i] = a;
     }
@@ -542,6 +544,11 @@ rsmoe_status rs_llm_train_backward(rs_llm_train *t, const rs_llm_weights *w, con
     rs_vec_zero(t->dxn, N * D);
     if (ns > 0) {
         if ((st = rs_cross_entropy_bwd(dlogits, t->logits, t->stgt, ns, V, RS_IGNORE_INDEX, scale, pool))) return st;
+        if (t->b.weight) /* scored rows are in packed order: sequence i owns rows off[i] .. off[i+1]-1 */
+            for (int64_t i = 0, seq = 0; i < ns; i++) {
+                while (t->srow[i] >= t->off[seq + 1]) seq++;
+                rs_vec_scale(dlogits + i * V, t->b.weight[seq], V);
+            }
         for (int64_t i = 0; i < ns; i++)
             memcpy(t->tmp + i * D, t->xnf + (int64_t)t->srow[i] * D, (size_t)D * sizeof(float));
         float *gout = G ? (c->tied ? G->tok_embd : G->output) : NULL;

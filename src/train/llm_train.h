@@ -117,6 +117,10 @@ typedef struct {
     const int *adapter;      /* [B] index into adapters or -1; NULL: all base */
     const rs_lora_set *const *adapters; /* [n_adapters] (entries may be NULL = base) */
     int n_adapters;
+    const float *weight;     /* [B] per-sequence factor of the gradient (NULL: all 1): the backward
+                              * differentiates Σ_b weight[b]·Σ_t CE(b,t) / n_scored, e.g. with
+                              * REINFORCE advantages (self-critical training); the forward's *loss
+                              * stays the unweighted mean */
 } rs_llm_train_batch;
 
 /* Forward: keeps the activations, writes *loss (mean CE over scored targets; 0 when none)

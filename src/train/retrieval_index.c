@@ -108,6 +108,68 @@ static bool sentence_ngrams(const char *s, uint64_t **h, size_t *n, size_t *cap)
     return true;
 }
 
+rsmoe_status rs_ngram_df_build(const rs_dataset *ds, const int *items, int n, rs_ngram_df *out) {
+    memset(out, 0, sizeof *out);
+    u64map dfmap = {0};
+    uint64_t *hs = NULL;
+    size_t nhs = 0, caphs = 0;
+    char norm[2048];
+    rsmoe_status st = RSMOE_OK;
+    for (int i = 0; i < n && !st; i++) {
+        const rs_ds_item *it = &ds->items[items ? items[i] : i];
+        nhs = 0;
+        for (int c = 0; c < it->ncap && !st; c++) {
+            rs_retrieval_words(it->captions[c], norm, sizeof norm);
+            if (norm[0] && !sentence_ngrams(norm, &hs, &nhs, &caphs)) st = rs_error(RSMOE_ERR_NOMEM, "out of memory");
+        }
+        qsort(hs, nhs, sizeof *hs, cmp_u64);
+        for (size_t j = 0; j < nhs && !st; j++)
+            if ((!j || hs[j] != hs[j - 1]) && !map_put(&dfmap, hs[j], 1, NULL)) st = rs_error(RSMOE_ERR_NOMEM, "out of memory");
+    }
+    free(hs);
+    if (!st) {
+        out->hash = malloc(sizeof(uint64_t) * (dfmap.n + 1));
+        out->df = malloc(sizeof(uint32_t) * (dfmap.n + 1));
+        if (!out->hash || !out->df) st = rs_error(RSMOE_ERR_NOMEM, "out of memory");
+    }
+    if (!st) {
+        size_t m = 0;
+        for (size_t i = 0; i < dfmap.cap; i++)
+            if (dfmap.val[i] != UINT32_MAX) out->hash[m++] = dfmap.key[i];
+        qsort(out->hash, m, sizeof *out->hash, cmp_u64);
+        for (size_t i = 0; i < m; i++) {
+            uint32_t v = 0;
+            map_put(&dfmap, out->hash[i], 0, &v);
+            out->df[i] = v;
+        }
+        out->n = (int64_t)m;
+        out->n_docs = (uint32_t)n;
+    }
+    map_free(&dfmap);
+    if (st) rs_ngram_df_free(out);
+    return st;
+}
+
+void rs_ngram_df_free(rs_ngram_df *d) {
+    free(d->hash);
+    free(d->df);
+    memset(d, 0, sizeof *d);
+}
+
+double rs_cider_d_df(const char *hyp, const char *const *refs, int n_refs, const rs_ngram_df *df) {
+    if (n_refs < 1) return 0;
+    char h[2048], r[2048];
+    rs_retrieval_words(hyp, h, sizeof h);
+    double sum = 0;
+    for (int i = 0; i < n_refs; i++) {
+        rs_retrieval_words(refs[i], r, sizeof r);
+        double v = rs_consensus_sim(h, r, df->hash, df->df, df->n, df->n_docs);
+        if (isnan(v)) return NAN;
+        sum += v;
+    }
+    return 10.0 * sum / n_refs;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 static rsmoe_status add_tensor(rs_gguf_writer *w, const char *name, int ndim, int64_t ne0, int64_t ne1, void *data,
@@ -130,9 +192,8 @@ rsmoe_status rs_retrieval_build(const rs_dataset *ds, const rs_features *f, cons
     float *tok = malloc(sizeof(float) * (size_t)T * (size_t)D);
     const char **classes = malloc(sizeof(char *) * (size_t)(ds->nitems + 1));
     rsmoe_status st = RSMOE_OK;
-    u64map smap = {0}, dfmap = {0};
-    uint64_t *hs = NULL;
-    size_t nhs = 0, caphs = 0;
+    u64map smap = {0};
+    rs_ngram_df df = {0};
     const char **sents = NULL;
     float *Z = NULL, *gW = NULL, *gb = NULL, *mW = NULL, *vW = NULL, *mb = NULL, *vb = NULL;
     int32_t *y = NULL;
@@ -253,7 +314,6 @@ rsmoe_status rs_retrieval_build(const rs_dataset *ds, const rs_features *f, cons
     for (int n = 0; n < N; n++) {
         const rs_ds_item *it = &ds->items[items[n]];
         img_off[n] = (int32_t)q;
-        nhs = 0;
         for (int c = 0; c < it->ncap; c++) {
             rs_retrieval_words(it->captions[c], norm, sizeof norm);
             if (!norm[0]) continue;
@@ -268,32 +328,17 @@ rsmoe_status rs_retrieval_build(const rs_dataset *ds, const rs_features *f, cons
                 if (!map_put(&smap, h, (uint32_t)ns, &id1)) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); goto done; }
             }
             img_sent[q++] = (int32_t)(id1 - 1);
-            if (!sentence_ngrams(norm, &hs, &nhs, &caphs)) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); goto done; }
         }
-        qsort(hs, nhs, sizeof *hs, cmp_u64);
-        for (size_t i = 0; i < nhs; i++)
-            if ((!i || hs[i] != hs[i - 1]) && !map_put(&dfmap, hs[i], 1, NULL)) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); goto done; }
     }
     img_off[N] = (int32_t)q;
     if (q == 0) { st = rs_error(RSMOE_ERR_INVALID_ARG, "retrieval index: no caption has a word"); goto done; }
-    uint64_t *ngh = malloc(sizeof(uint64_t) * (dfmap.n + 1));
-    uint32_t *ngd = malloc(sizeof(uint32_t) * (dfmap.n + 1));
-    if (!ngh || !ngd) { free(ngh); free(ngd); st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); goto done; }
-    size_t m = 0;
-    for (size_t i = 0; i < dfmap.cap; i++)
-        if (dfmap.val[i] != UINT32_MAX) ngh[m++] = dfmap.key[i];
-    qsort(ngh, m, sizeof *ngh, cmp_u64);
-    for (size_t i = 0; i < m; i++) {
-        uint32_t v = 0;
-        map_put(&dfmap, ngh[i], 0, &v);
-        ngd[i] = v;
-    }
+    if ((st = rs_ngram_df_build(ds, items, N, &df))) goto done;
     rep->n_img = N;
     rep->n_sent = ns;
-    rep->n_ngram = (int64_t)m;
+    rep->n_ngram = df.n;
     /* sentences as written, trimmed of surrounding spaces */
     size_t *lens = malloc(sizeof(size_t) * (size_t)ns);
-    if (!lens) { free(ngh); free(ngd); st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); goto done; }
+    if (!lens) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); goto done; }
     for (int i = 0; i < ns; i++) {
         while (*sents[i] == ' ') sents[i]++;
         lens[i] = strlen(sents[i]);
@@ -305,10 +350,8 @@ rsmoe_status rs_retrieval_build(const rs_dataset *ds, const rs_features *f, cons
     if (!st) st = rs_gguf_writer_set_u32(w, "rsmoe.retrieval.n_docs", (uint32_t)N);
     if (!st && C) st = rs_gguf_writer_set_arr_str(w, "rsmoe.retrieval.classes", classes, NULL, C);
     if (!st) st = rs_gguf_writer_set_arr_str(w, "rsmoe.retrieval.sentences", sents, lens, ns);
-    if (!st) st = rs_gguf_writer_set_arr_data(w, "rsmoe.retrieval.ngram_hash", RS_GGUF_U64, ngh, (int64_t)m);
-    if (!st) st = rs_gguf_writer_set_arr_data(w, "rsmoe.retrieval.ngram_df", RS_GGUF_U32, ngd, (int64_t)m);
-    free(ngh);
-    free(ngd);
+    if (!st) st = rs_gguf_writer_set_arr_data(w, "rsmoe.retrieval.ngram_hash", RS_GGUF_U64, df.hash, df.n);
+    if (!st) st = rs_gguf_writer_set_arr_data(w, "rsmoe.retrieval.ngram_df", RS_GGUF_U32, df.df, df.n);
     free(lens);
     if (!st) st = add_tensor(w, "retrieval.mean", 1, D, 1, mean, RS_F32);
     if (!st) st = add_tensor(w, "retrieval.istd", 1, D, 1, istd, RS_F32);
@@ -320,8 +363,7 @@ rsmoe_status rs_retrieval_build(const rs_dataset *ds, const rs_features *f, cons
     if (!st) st = rs_gguf_writer_set_arr_data(w, "rsmoe.retrieval.img_sent", RS_GGUF_I32, img_sent, q);
 done:
     map_free(&smap);
-    map_free(&dfmap);
-    free(hs);
+    rs_ngram_df_free(&df);
     free(sents);
     free(items);
     free(fidx);

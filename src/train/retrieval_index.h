@@ -29,6 +29,25 @@ typedef struct {
 float rs_probe_loss_grad(const float *Z, const int32_t *y, int64_t n, int D, int C, const float *W,
                          const float *b, float *gW, float *gb, rs_pool *pool);
 
+/* Document frequencies of the 1..4-grams of captions, as CIDEr-D counts them over a corpus:
+ * df[i] = how many of the n images (items[0..n), or the first n items when items is NULL) hold
+ * the n-gram hash[i] (rs_retrieval_ngram_hash of the words rs_retrieval_words writes) in any of
+ * their captions; hash ascending; n_docs = n. The retrieval index's table, and the reward of
+ * self-critical training (train/trainer.c). */
+typedef struct {
+    uint64_t *hash;
+    uint32_t *df;
+    int64_t n;
+    uint32_t n_docs;
+} rs_ngram_df;
+rsmoe_status rs_ngram_df_build(const rs_dataset *ds, const int *items, int n, rs_ngram_df *out);
+void rs_ngram_df_free(rs_ngram_df *d);
+/* CIDEr-D of one caption against its references (pycocoevalcap's per-image score: ×10, σ 6,
+ * clipped counts; words as rs_retrieval_words writes them) with the document frequencies of a
+ * corpus; NAN on out-of-memory. Equals rs_score_captions' per-image CIDEr-D when df is built
+ * from that corpus' references and the text needs no PTB tokenisation beyond word splitting. */
+double rs_cider_d_df(const char *hyp, const char *const *refs, int n_refs, const rs_ngram_df *df);
+
 /* The buffers behind the tensors rs_retrieval_build adds (valid until the writer has written) */
 typedef struct {
     void *buf[16];

@@ -6,12 +6,14 @@
 #include "eval/eval.h"
 #include "formats/gguf.h"
 #include "kernels/ops.h"
+#include "model/generate.h"
 #include "model/llm_load.h"
 #include "model/model.h"
 #include "rsmoe.h"
 #include "train/features.h"
 #include "train/llm_train.h"
 #include "train/qformer_train.h"
+#include "train/retrieval_index.h"
 #include "train/router_train.h"
 
 #include <math.h>
@@ -48,6 +50,7 @@ rs_train_config rs_train_default_config(void) {
     c.eps = 1e-8f;
     c.gate_loss = 0.1f;
     c.vqa_ratio = 0.25f;
+    c.scst_samples = 5;
     c.seed = 42;
     return c;
 }
@@ -66,7 +69,7 @@ rsmoe_status rs_train_config_set(rs_train_config *c, const char *key, const char
     STR(stage) STR(model) STR(out) STR(data) STR(images) STR(features) STR(val_features) STR(train_split) STR(val_split)
     STR(vqa_data) STR(vqa_images) STR(vqa_features) STR(vqa_split) STR(aug_features)
     INT(steps) INT(batch) INT(accum) INT(warmup) INT(log_every) INT(eval_every) INT(save_every) INT(val_batches)
-    INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at) INT(train_llm)
+    INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at) INT(train_llm) INT(scst_samples)
     FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(feat_dropout) FLT(vqa_ratio)
     if (!strcmp(key, "seed")) { unsigned long long x = strtoull(v, &e, 10); if (!*v || *e) goto bad; c->seed = x; return RSMOE_OK; }
 #undef STR
@@ -106,8 +109,8 @@ rsmoe_status rs_train_config_load(rs_train_config *c, const char *path) {
 }
 
 rsmoe_status rs_train_config_check(const rs_train_config *c) {
-    if (strcmp(c->stage, "lm") && strcmp(c->stage, "1") && strcmp(c->stage, "2"))
-        return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage must be lm, 1 or 2 (is '%s')", c->stage);
+    if (strcmp(c->stage, "lm") && strcmp(c->stage, "1") && strcmp(c->stage, "2") && strcmp(c->stage, "scst"))
+        return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage must be lm, 1, 2 or scst (is '%s')", c->stage);
     if (!c->model[0]) return rs_error(RSMOE_ERR_INVALID_ARG, "train: no model (--model)");
     if (!c->out[0]) return rs_error(RSMOE_ERR_INVALID_ARG, "train: no output path (--out)");
     if (!c->data[0]) return rs_error(RSMOE_ERR_INVALID_ARG, "train: no data set (--data)");
@@ -125,6 +128,14 @@ rsmoe_status rs_train_config_check(const rs_train_config *c) {
         return rs_error(RSMOE_ERR_INVALID_ARG, "train: feat_dropout must be in [0, 1) (is %g)", (double)c->feat_dropout);
     if (c->aug_features[0] && !strcmp(c->stage, "lm"))
         return rs_error(RSMOE_ERR_INVALID_ARG, "train: aug_features is for stages 1 and 2 (stage lm reads no image)");
+    if (!strcmp(c->stage, "scst")) {
+        /* the captions are sampled from the model as it sees the image: no other view, no
+         * dropout (the sample and its gradient must come from the same policy); captions only */
+        if (c->scst_samples < 2) return rs_error(RSMOE_ERR_INVALID_ARG, "train: scst_samples must be >= 2 (the baseline is the other samples' mean)");
+        if (c->feat_dropout > 0 || c->aug_features[0] || c->vqa_data[0])
+            return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage scst takes no feat_dropout, aug_features or vqa_data (it samples "
+                            "captions of the training images as the model sees them)");
+    }
     return RSMOE_OK;
 }
 
@@ -184,6 +195,7 @@ typedef struct {
     int32_t *qids, *pids;
     int nq, np;
     const float *route; /* stage 2: routing target over the experts */
+    bool no_eos;    /* stage scst: a sampled caption cut at max_caption_tokens (no end token to score) */
 } sample;
 
 typedef struct {
@@ -403,7 +415,8 @@ typedef struct {
     const rs_train_config *c;
     rs_model *m;
     rs_pool *pool;
-    int stage;                  /* 0 = lm, 1, 2 */
+    int stage;                  /* 0 = lm, 1, 2, 3 = scst (stages 2 and 3 train the experts and the router) */
+    int Bmax;                   /* sequences per micro-batch: batch (scst: batch × K × scst_samples) */
     bool full;                  /* every LLM weight trained (stage lm; stage 1 with train_llm) */
     int K, Q, M, D, V;
     rs_llm_weights lw;          /* weights the LLM trains/runs with */
@@ -430,6 +443,16 @@ typedef struct {
     rs_lora_grad *lgrads[RS_MAX_EXPERTS];
     float *qsc, *ie; /* stage 2: frozen Q-Former scratch; instruction embeddings */
     int64_t sample0; /* position of the micro-batch's first sample in the run (seeds feat_dropout) */
+    const float *seq_w; /* per-sequence gradient factors of the next micro_batch (scst), NULL: none */
+    /* stage scst */
+    rs_llm_state *gen;  /* the sampling's KV cache: Bmax slots */
+    rs_ngram_df df;     /* the training captions' document frequencies (CIDEr-D reward) */
+    sample *ss;         /* [Bmax] the sampled captions as training samples */
+    const sample **sp;  /* [Bmax] */
+    int32_t *sids;      /* [Bmax, max_caption_tokens + 1] their tokens */
+    rs_gen_stream *streams;
+    rs_gen_result *gres;
+    float *adv;         /* [Bmax] advantages */
 } trainer;
 
 /* Dropout on one sample's cached encoder tokens: a pure function of the seed and the sample's
@@ -462,7 +485,10 @@ static void trainer_free(trainer *t) {
     rs_qformer_train_free(t->qft);
     rs_router_train_free(t->rt);
     for (int i = 0; i < t->n_lora; i++) rs_lora_train_free(&t->lora[i]);
-    if (t->stage == 2) rs_router_params_free(&t->rp);
+    if (t->stage >= 2) rs_router_params_free(&t->rp);
+    rs_llm_state_free(t->gen);
+    rs_ngram_df_free(&t->df);
+    free(t->ss); free(t->sp); free(t->sids); free(t->streams); free(t->gres); free(t->adv);
     if (t->stage == 1) rs_qformer_params_free(&t->qfp);
     if (t->full) { rs_llm_grads_free(&t->llm_grads); rs_tparams_free(&t->llm_set); rs_llm_unbind(&t->lw); }
     free_groups(&t->gs);
@@ -505,10 +531,30 @@ static rsmoe_status bind_mutable_llm(trainer *t) {
     return RSMOE_OK;
 }
 
+/* stage scst: expert e's adapter as stage II left it (f32 tensors expert.E.blk.L.TARGET.lora_a/b) */
+static rsmoe_status load_expert(trainer *t, int e) {
+    rs_lora_train *lt = &t->lora[e];
+    for (int l = 0; l < lt->n_layers; l++)
+        for (int k = 0; k < RS_LT_COUNT; k++) {
+            if (!lt->set.A[l][k]) continue;
+            for (int ab = 0; ab < 2; ab++) {
+                char nm[RS_NAME_MAX];
+                snprintf(nm, sizeof nm, "expert.%d.blk.%d.%s.lora_%c", e, l, rs_lora_target_names[k], ab ? 'b' : 'a');
+                const rs_tensor *x = rs_gguf_find_tensor(t->m->g, nm);
+                int64_t n = (int64_t)lt->rank * (ab ? lt->out[k] : lt->in[k]);
+                if (!x || x->type != RS_F32 || rs_tensor_nelements(x) != n)
+                    return rs_error(RSMOE_ERR_FORMAT, "%s: stage scst starts from a stage-II model with f32 expert adapters; "
+                                    "tensor %s is %s", t->c->model, nm, !x ? "missing" : x->type != RS_F32 ? "not f32" : "of another size");
+                memcpy(ab ? (float *)lt->set.B[l][k] : (float *)lt->set.A[l][k], x->data, sizeof(float) * (size_t)n);
+            }
+        }
+    return RSMOE_OK;
+}
+
 static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T) {
     rsmoe_status st;
     t->c = c;
-    t->stage = !strcmp(c->stage, "lm") ? 0 : !strcmp(c->stage, "1") ? 1 : 2;
+    t->stage = !strcmp(c->stage, "lm") ? 0 : !strcmp(c->stage, "1") ? 1 : !strcmp(c->stage, "2") ? 2 : 3;
     t->pool = rs_pool_new(c->threads > 0 ? c->threads : rs_default_threads());
     if (!t->pool) return RSMOE_ERR_NOMEM;
     const rs_model *m = t->m;
@@ -516,16 +562,21 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     t->V = m->llm.c.vocab;
     t->Q = m->qf.c.n_query;
     t->K = m->moe.n_experts;
-    t->M = t->stage == 2 ? m->moe.n_soft : 0;
-    if (t->stage == 2 && t->K < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage 2 needs a model with experts");
+    t->M = t->stage >= 2 ? m->moe.n_soft : 0;
+    if (t->stage >= 2 && t->K < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage %s needs a model with experts", c->stage);
     t->max_T = max_T;
-    int B = c->batch, D = t->D;
+    int64_t Bl = (int64_t)c->batch * (t->stage == 3 ? (int64_t)t->K * c->scst_samples : 1);
+    if (Bl > 4096)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage scst: batch × experts × scst_samples = %lld sequences (at most 4096)",
+                        (long long)Bl);
+    int B = (int)Bl, D = t->D;
+    t->Bmax = B;
     t->lw = m->llm;
     /* instruction and prompts */
     if ((st = rs_tokenizer_encode(m->tok, m->instr_caption, false, t->instr, 256, &t->n_instr))) return st;
     t->max_q = t->n_instr > t->vqa_max_q ? t->n_instr : t->vqa_max_q;
-    for (int e = 0; e < (t->stage == 2 ? t->K : 1); e++) {
-        const char *p = t->stage == 2 ? m->moe.prompts[e] : m->instr_caption;
+    for (int e = 0; e < (t->stage >= 2 ? t->K : 1); e++) {
+        const char *p = t->stage >= 2 ? m->moe.prompts[e] : m->instr_caption;
         if ((st = rs_tokenizer_encode(m->tok, p, true, t->prompt[e], 256, &t->n_prompt[e]))) return st;
     }
     t->full = t->stage == 0 || (t->stage == 1 && c->train_llm);
@@ -557,7 +608,7 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
             if ((st = add_group(&t->gs, nm, p->param, p->grad, p->n, p->tensor.ndim > 1 && p->tensor.ne[1] > 1))) return st;
         }
         t->n_lora = t->full ? 0 : 1;
-    } else if (t->stage == 2) {
+    } else if (t->stage >= 2) {
         if ((st = rs_router_params_new(m->g, &t->rp))) return st;
         if ((st = rs_router_train_new(&t->rp, B, &t->rt))) return st;
         if ((st = add_group(&t->gs, "router", t->rp.set.params, t->rp.set.grads, t->rp.set.total, true))) return st;
@@ -566,11 +617,12 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     rs_rng rng;
     rs_rng_seed(&rng, c->seed ^ 0x10e4);
     for (int i = 0; i < t->n_lora; i++) {
-        int r = t->stage == 2 ? m->moe.lora_rank : c->lora_rank;
-        float a = t->stage == 2 ? m->moe.lora_alpha : c->lora_alpha;
-        unsigned targets = t->stage == 2 && m->moe.lora_targets ? m->moe.lora_targets : (1u << RS_LT_COUNT) - 1;
+        int r = t->stage >= 2 ? m->moe.lora_rank : c->lora_rank;
+        float a = t->stage >= 2 ? m->moe.lora_alpha : c->lora_alpha;
+        unsigned targets = t->stage >= 2 && m->moe.lora_targets ? m->moe.lora_targets : (1u << RS_LT_COUNT) - 1;
         if ((st = rs_lora_train_new(&m->llm.c, r, a, targets, &t->lora[i]))) return st;
         rs_lora_train_init(&t->lora[i], &rng, 0.0f);
+        if (t->stage == 3 && (st = load_expert(t, i))) return st;
         char nm[32];
         snprintf(nm, sizeof nm, "lora.%d", i);
         if ((st = add_group(&t->gs, nm, t->lora[i].params, t->lora[i].grads, t->lora[i].n, true))) return st;
@@ -597,10 +649,24 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     t->qlen = malloc(sizeof(int32_t) * (size_t)B);
     t->tok_ids = malloc(sizeof(int32_t) * BT);
     t->adapter = malloc(sizeof(int) * (size_t)B);
-    if (t->stage == 2) {
+    if (t->stage >= 2) {
         t->qsc = malloc(sizeof(float) * rs_qformer_scratch_floats(&m->qf.c, m->enc_tokens, t->max_q, rs_pool_size(t->pool)));
         t->ie = malloc(sizeof(float) * 256 * (size_t)D);
         if (!t->qsc || !t->ie) return rs_error(RSMOE_ERR_NOMEM, "train: out of memory");
+    }
+    if (t->stage == 3) {
+        /* sampling: one cache slot per sampled caption; the prefill runs every stream's head */
+        int max_new = c->max_caption_tokens + 1, head = 0;
+        for (int e = 0; e < t->K; e++)
+            if (t->Q + t->M + t->n_prompt[e] > head) head = t->Q + t->M + t->n_prompt[e];
+        if ((st = rs_llm_state_new(&m->llm.c, max_T, B, B * head > B ? B * head : B, B, t->lora[0].rank, &t->gen))) return st;
+        t->ss = calloc((size_t)B, sizeof *t->ss);
+        t->sp = calloc((size_t)B, sizeof *t->sp);
+        t->sids = malloc(sizeof(int32_t) * (size_t)B * (size_t)max_new);
+        t->streams = calloc((size_t)B, sizeof *t->streams);
+        t->gres = calloc((size_t)B, sizeof *t->gres);
+        t->adv = malloc(sizeof(float) * (size_t)B);
+        if (!t->ss || !t->sp || !t->sids || !t->streams || !t->gres || !t->adv) return rs_error(RSMOE_ERR_NOMEM, "train: out of memory");
     }
     if (!t->img || !t->prefix || !t->d_prefix || !t->emb || !t->d_emb || !t->instr_pool || !t->gates || !t->soft || !t->d_soft ||
         !t->route_t || !t->d_logits || !t->targets || !t->len || !t->qids || !t->qlen || !t->tok_ids || !t->adapter)
@@ -614,7 +680,7 @@ static const int32_t *sample_text(const trainer *t, const sample *s, int *n) {
     return s->qids ? s->qids : t->instr;
 }
 static const int32_t *sample_prompt(const trainer *t, const sample *s, int *n) {
-    int k = t->stage == 2 ? s->expert : 0;
+    int k = t->stage >= 2 ? s->expert : 0;
     *n = s->pids ? s->np : t->n_prompt[k];
     return s->pids ? s->pids : t->prompt[k];
 }
@@ -627,10 +693,10 @@ static int head_rows(const trainer *t, const sample *s) {
     return t->Q + t->M + np;
 }
 
-/* One micro-batch: forward + backward; returns the loss and the scored tokens. train=false:
- * forward only (validation). */
-static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool train, float loss_scale,
-                                double *loss_out, int64_t *n_scored) {
+/* A micro-batch's inputs: the image tokens (train: in the sample's view, with dropout), the
+ * visual prefix, the router's gates and soft prompts (stages 2, scst), and per sequence its
+ * input embeddings t->emb [B, *T, D], targets, lengths and token ids. */
+static rsmoe_status build_inputs(trainer *t, const sample *const *S, int B, bool train, int *T_out) {
     const rs_model *m = t->m;
     int D = t->D, Q = t->Q, M = t->M, T = 0;
     rsmoe_status st;
@@ -638,7 +704,7 @@ static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool 
     int eos = rs_tokenizer_eos(m->tok), bos = rs_tokenizer_bos(m->tok);
     for (int b = 0; b < B; b++) {
         const sample *s = S[b];
-        int rows = head_rows(t, s) + s->n + (eos >= 0 ? 1 : 0);
+        int rows = head_rows(t, s) + s->n + (eos >= 0 && !s->no_eos ? 1 : 0);
         if (rows > T) T = rows;
     }
     if (T > t->max_T) return rs_error(RSMOE_ERR_INTERNAL, "train: sequence of %d rows over the %d planned", T, t->max_T);
@@ -665,13 +731,21 @@ static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool 
         } else {
             /* frozen Q-Former: the inference forward, one image at a time */
             float *qsc = t->qsc;
-            for (int b = 0; b < B; b++)
+            for (int b = 0; b < B; b++) {
+                /* stage scst: a sampled caption of the image before it (same tokens, no dropout,
+                 * caption instruction) has the same prefix */
+                if (t->stage == 3 && b > 0 && S[b]->item == S[b - 1]->item && S[b]->fc == S[b - 1]->fc && !S[b]->qids &&
+                    !S[b - 1]->qids) {
+                    memcpy(t->prefix + (size_t)b * Q * D, t->prefix + (size_t)(b - 1) * Q * D, sizeof(float) * (size_t)Q * D);
+                    continue;
+                }
                 if ((st = rs_qformer_forward(&m->qf, t->img + per_img * b, m->enc_tokens, t->qids + (size_t)b * n_text, t->qlen[b],
                                              t->prefix + (size_t)b * Q * D, NULL, qsc, t->pool)))
                     return st;
+            }
         }
     }
-    if (t->stage == 2) {
+    if (t->stage >= 2) {
         /* router: pooled instruction embedding, gates, soft prompts */
         float *ie = t->ie;
         for (int b = 0; b < B; b++) {
@@ -708,7 +782,7 @@ static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool 
         }
         int cap0 = r;
         for (int i = 0; i < s->n; i++) ids[r++] = s->ids[i];
-        if (eos >= 0) ids[r++] = eos;
+        if (eos >= 0 && !s->no_eos) ids[r++] = eos;
         t->len[b] = r;
         /* row j predicts token j+1 from the caption's first token on */
         for (int j = cap0 - 1; j + 1 < r; j++)
@@ -717,13 +791,25 @@ static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool 
             if (ids[j] >= 0 && (st = rs_llm_embed(&t->lw, &ids[j], 1, e + (size_t)j * D))) return st;
         t->adapter[b] = t->n_lora == 0 ? -1 : t->stage == 1 ? 0 : s->expert;
     }
+    *T_out = T;
+    return RSMOE_OK;
+}
+
+/* One micro-batch: forward + backward; returns the loss and the scored tokens. train=false:
+ * forward only (validation). */
+static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool train, float loss_scale,
+                                double *loss_out, int64_t *n_scored) {
+    int D = t->D, Q = t->Q, M = t->M, T = 0;
+    rsmoe_status st;
+    if ((st = build_inputs(t, S, B, train, &T))) return st;
     rs_llm_train_batch lb = {.B = B, .T = T, .emb = t->emb, .len = t->len, .targets = t->targets,
-                             .adapter = t->n_lora ? t->adapter : NULL, .adapters = t->adapters, .n_adapters = t->n_lora};
+                             .adapter = t->n_lora ? t->adapter : NULL, .adapters = t->adapters, .n_adapters = t->n_lora,
+                             .weight = t->seq_w};
     float loss;
     if ((st = rs_llm_train_forward(t->lt, &t->lw, &lb, &loss, n_scored, t->pool))) return st;
     if (!isfinite(loss)) return rs_error(RSMOE_ERR_NUMERIC, "train: the loss is %g (not finite)", (double)loss);
     double gate_loss = 0;
-    if (t->stage == 2) {
+    if (t->stage >= 2) {
         for (int b = 0; b < B; b++)
             for (int k = 0; k < t->K; k++) t->route_t[b * t->K + k] = S[b]->route[k];
         float gl = 0;
@@ -749,7 +835,7 @@ static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool 
         for (int b = 0; b < B; b++)
             memcpy(t->d_prefix + (size_t)b * Q * D, t->d_emb + (size_t)b * T * D, sizeof(float) * (size_t)Q * D);
         if ((st = rs_qformer_train_backward(t->qft, &t->qfp, t->d_prefix, NULL, t->pool))) return st;
-    } else if (t->stage == 2) {
+    } else if (t->stage >= 2) {
         memset(t->d_soft, 0, sizeof(float) * (size_t)B * t->K * M * D);
         for (int b = 0; b < B; b++)
             if (M > 0)
@@ -759,6 +845,81 @@ static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool 
             return st;
     }
     return RSMOE_OK;
+}
+
+/* ------------------------------------------------------------------ stage scst */
+/* One micro-batch of stage scst on the images whose first caption sample in d is img[0..nb):
+ * each expert samples scst_samples captions of each image from the current model (temperature
+ * 1, no other view, no dropout: the policy as it is), each is scored by CIDEr-D against the
+ * image's references (t->df: the training split's document frequencies), and one forward and
+ * backward runs over them with the advantages (reward - mean reward of the image and expert's
+ * other samples) as the sequences' gradient factors: the gradient of -Σ advantage·log p / the
+ * scored tokens. *loss: the mean negative log-likelihood of the sampled tokens (+ gate loss);
+ * *reward: the samples' mean CIDEr-D. */
+static rsmoe_status scst_micro(trainer *t, const dataset_t *d, const int *img, int nb, int64_t mb, float loss_scale,
+                               double *loss, int64_t *n_scored, double *reward) {
+    const rs_train_config *c = t->c;
+    const int K = t->K, n = c->scst_samples, H = nb * K, Bs = H * n, D = t->D, max_new = c->max_caption_tokens + 1;
+    int T = 0;
+    rsmoe_status st;
+    sample *heads = malloc(sizeof(sample) * (size_t)H);
+    if (!heads) return rs_error(RSMOE_ERR_NOMEM, "train: out of memory");
+    /* heads: one sequence per (image, expert) without a caption; their rows prefix the sampling */
+    for (int i = 0; i < nb; i++)
+        for (int k = 0; k < K; k++) {
+            sample *h = &heads[i * K + k];
+            *h = d->s[img[i]];
+            h->expert = k;
+            h->ids = h->qids = h->pids = NULL;
+            h->n = h->nq = h->np = 0;
+            h->no_eos = true;
+            t->sp[i * K + k] = h;
+        }
+    if ((st = build_inputs(t, t->sp, H, false, &T))) goto out;
+    for (int h = 0; h < H; h++) {
+        int rows = head_rows(t, &heads[h]);
+        for (int j = 0; j < n; j++) {
+            int q = h * n + j;
+            t->streams[q] = (rs_gen_stream){.prefix = t->emb + (size_t)h * T * D, .prefix_len = rows, .adapter = heads[h].expert};
+            t->gres[q].ids = t->sids + (size_t)q * max_new;
+        }
+    }
+    rs_gen_params gp = {.beams = 1, .max_new = max_new, .min_new = 0, .rep_penalty = 1, .len_penalty = 1, .temperature = 1,
+                        .top_p = 1, .seed = c->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)mb + 1};
+    int eos = rs_tokenizer_eos(t->m->tok);
+    if (eos >= 0) gp.stop[gp.n_stop++] = eos;
+    if ((st = rs_generate(&t->lw, t->gen, t->adapters, t->streams, Bs, &gp, t->gres, NULL, t->pool, NULL, NULL))) goto out;
+    /* rewards, then advantages against the leave-one-out mean of each (image, expert) */
+    double rsum = 0;
+    for (int q = 0; q < Bs; q++) {
+        char txt[4096];
+        const rs_ds_item *it = &d->ds.items[heads[q / n].item];
+        if ((st = rs_tokenizer_decode(t->m->tok, t->gres[q].ids, t->gres[q].n, txt, sizeof txt, NULL))) goto out;
+        double r = rs_cider_d_df(txt, (const char *const *)it->captions, it->ncap, &t->df);
+        if (isnan(r)) { st = rs_error(RSMOE_ERR_NOMEM, "train: out of memory"); goto out; }
+        t->adv[q] = (float)r;
+        rsum += r;
+    }
+    for (int h = 0; h < H; h++) {
+        float *a = t->adv + (size_t)h * n;
+        double sum = 0;
+        for (int j = 0; j < n; j++) sum += a[j];
+        for (int j = 0; j < n; j++) a[j] = (float)(a[j] - (sum - a[j]) / (n - 1));
+    }
+    for (int q = 0; q < Bs; q++) {
+        t->ss[q] = heads[q / n];
+        t->ss[q].ids = t->gres[q].ids;
+        t->ss[q].n = t->gres[q].n;
+        t->ss[q].no_eos = !t->gres[q].ended;
+        t->sp[q] = &t->ss[q];
+    }
+    t->seq_w = t->adv;
+    st = micro_batch(t, t->sp, Bs, true, loss_scale, loss, n_scored);
+    t->seq_w = NULL;
+    *reward = rsum / Bs;
+out:
+    free(heads);
+    return st;
 }
 
 /* ------------------------------------------------------------------ schedule, optimiser */
@@ -966,7 +1127,7 @@ static rsmoe_status val_cider(trainer *t, const dataset_t *v, const char *model_
     gp.beams = 1;
     gp.max_len = t->c->max_caption_tokens + 2;
     gp.style = RSMOE_STYLE_BRIEF;
-    gp.use_experts = t->stage == 2;
+    gp.use_experts = t->stage >= 2;
     st = hyps && nrefs && refs ? RSMOE_OK : RSMOE_ERR_NOMEM;
     for (int i = 0; i < n && !st; i++) {
         const rs_ds_item *it = &v->ds.items[i];
@@ -1010,6 +1171,7 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     memset(t, 0, sizeof *t);
     dataset_t train = {0}, val = {0}, vqa = {0};
     order_t ord = {0}, vord = {0};
+    int *img_first = NULL, *img_item = NULL, n_img = 0; /* stage scst: each image's first caption sample, its item */
     char state_path[1100], tmp_path[1100];
     snprintf(state_path, sizeof state_path, "%s.state", c->out);
     snprintf(tmp_path, sizeof tmp_path, "%s.val.gguf", c->out);
@@ -1051,6 +1213,16 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     if ((st = trainer_init(t, c, max_T))) goto out;
     if (c->batch > 1024) { st = rs_error(RSMOE_ERR_INVALID_ARG, "train: batch above 1024"); goto out; }
     ord.n = train.n;
+    if (t->stage == 3) {
+        /* scst draws images, not sentences: load_data lists an image's captions together */
+        img_first = malloc(sizeof(int) * (size_t)train.n);
+        img_item = malloc(sizeof(int) * (size_t)train.n);
+        if (!img_first || !img_item) { st = RSMOE_ERR_NOMEM; goto out; }
+        for (int i = 0; i < train.n; i++)
+            if (!i || train.s[i].item != train.s[i - 1].item) { img_first[n_img] = i; img_item[n_img++] = train.s[i].item; }
+        if ((st = rs_ngram_df_build(&train.ds, img_item, n_img, &t->df))) goto out;
+        ord.n = n_img;
+    }
     ord.seed = c->seed;
     ord.epoch = -1;
     ord.perm = malloc(sizeof(int) * (size_t)train.n);
@@ -1067,7 +1239,7 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
         if (access(state_path, F_OK) != 0) { st = rs_error(RSMOE_ERR_IO, "train: --resume but %s does not exist", state_path); goto out; }
         if ((st = load_state(t, state_path, &step0))) goto out;
     }
-    double t0 = rs_time_s(), tok_acc = 0, loss_acc = 0, t_log = t0;
+    double t0 = rs_time_s(), tok_acc = 0, loss_acc = 0, t_log = t0, rew_acc = 0;
     int n_acc = 0;
     const sample *S[1024];
     const int Bc = c->batch - Bv; /* captions per micro-batch */
@@ -1079,12 +1251,20 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
         for (int a = 0; a < c->accum; a++) {
             /* captions, then questions; each list in its own seeded order */
             int64_t mb = step * c->accum + a;
-            for (int b = 0; b < Bc; b++) S[b] = &train.s[order_get(&ord, mb * (int64_t)Bc + b)];
-            for (int b = 0; b < Bv; b++) S[Bc + b] = &vqa.s[order_get(&vord, mb * (int64_t)Bv + b)];
             double l;
             int64_t n;
             t->sample0 = mb * (int64_t)c->batch;
-            if ((st = micro_batch(t, S, c->batch, true, 1.0f / (float)c->accum, &l, &n))) goto out;
+            if (t->stage == 3) {
+                int img[1024];
+                double r = 0;
+                for (int b = 0; b < c->batch; b++) img[b] = img_first[order_get(&ord, mb * (int64_t)c->batch + b)];
+                if ((st = scst_micro(t, &train, img, c->batch, mb, 1.0f / (float)c->accum, &l, &n, &r))) goto out;
+                rew_acc += r / c->accum;
+            } else {
+                for (int b = 0; b < Bc; b++) S[b] = &train.s[order_get(&ord, mb * (int64_t)Bc + b)];
+                for (int b = 0; b < Bv; b++) S[Bc + b] = &vqa.s[order_get(&vord, mb * (int64_t)Bv + b)];
+                if ((st = micro_batch(t, S, c->batch, true, 1.0f / (float)c->accum, &l, &n))) goto out;
+            }
             step_loss += l / c->accum;
             step_tok += n;
         }
@@ -1097,20 +1277,20 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
         if (log && ((step + 1) % (c->log_every > 0 ? c->log_every : 1) == 0 || step + 1 == c->steps)) {
             rs_train_event e = {.step = step + 1, .steps = c->steps, .loss = loss_acc / n_acc, .lr = lr,
                                 .tokens_per_s = tok_acc / (now - t_log > 1e-9 ? now - t_log : 1e-9),
-                                .elapsed_s = now - t0, .grad_norm = gn};
+                                .elapsed_s = now - t0, .grad_norm = gn, .reward = t->stage == 3 ? rew_acc / n_acc : -1};
             e.eta_s = (now - t0) / (double)(step + 1 - step0) * (double)(c->steps - step - 1);
             log(&e, ud);
-            loss_acc = tok_acc = 0;
+            loss_acc = tok_acc = rew_acc = 0;
             n_acc = 0;
             t_log = now;
         }
         bool last = step + 1 == c->steps;
         if (last || (c->save_every > 0 && (step + 1) % c->save_every == 0)) {
             if ((st = export_model(t, c->out)) || (st = save_state(t, state_path, step + 1))) goto out;
-            if (log) { rs_train_event e = {.step = step + 1, .steps = c->steps, .kind = 2, .path = c->out}; log(&e, ud); }
+            if (log) { rs_train_event e = {.step = step + 1, .steps = c->steps, .kind = 2, .path = c->out, .reward = -1}; log(&e, ud); }
         }
         if (have_val && (last || (c->eval_every > 0 && (step + 1) % c->eval_every == 0))) {
-            rs_train_event e = {.step = step + 1, .steps = c->steps, .kind = 1, .val_cider = -1};
+            rs_train_event e = {.step = step + 1, .steps = c->steps, .kind = 1, .val_cider = -1, .reward = -1};
             if ((st = val_loss(t, &val, &e.val_loss))) goto out;
             if (c->val_images > 0) {
                 if ((st = export_model(t, tmp_path)) || (st = val_cider(t, &val, tmp_path, &e.val_cider))) goto out;
@@ -1120,6 +1300,8 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
         }
     }
 out:
+    free(img_first);
+    free(img_item);
     free(ord.perm);
     free(vord.perm);
     free_data(&train);

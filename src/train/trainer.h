@@ -6,6 +6,12 @@
  *   2   stage II: one LoRA adapter per expert on the stage-I weights (which the stage-I output
  *       has merged into the base) + the Instruction Router (gates and soft prompts); everything
  *       of stage I frozen.
+ *   scst (ours, after stage II) self-critical sequence training (Rennie et al. 2017) of the
+ *       stage-II model's expert adapters and router: each expert samples scst_samples captions
+ *       of each image; a caption's reward is its CIDEr-D against the image's references
+ *       (document frequencies of the training split), its advantage the reward minus the mean
+ *       reward of the other samples of that image and expert, and the gradient that of
+ *       -Σ advantage·log p(caption) (REINFORCE with a leave-one-out baseline).
  * AdamW (decoupled weight decay), linear warm-up then cosine decay, gradient clipping,
  * gradient accumulation, seeded sample order (a function of the seed and the step, so a
  * resumed run continues bit-exactly), periodic validation loss and validation CIDEr-D,
@@ -15,7 +21,7 @@
 #include "core/core.h"
 
 typedef struct {
-    char stage[8];            /* "lm", "1", "2" */
+    char stage[8];            /* "lm", "1", "2", "scst" */
     char model[1024];         /* input model (f32 weights) */
     char out[1024];           /* output model; the resumable state goes to OUT.state */
     char data[1024];          /* Karpathy data set */
@@ -44,6 +50,9 @@ typedef struct {
                                * in other views (`rsmoe features --view`); each training sample's
                                * image tokens come from one of features + these, picked by the seed
                                * and the sample's position ("" = none) */
+    int scst_samples;         /* stage scst: captions sampled per image and expert (default 5, >= 2);
+                               * batch counts images there, so a micro-batch holds
+                               * batch × experts × scst_samples sequences */
     float feat_dropout;       /* stages 1, 2: dropout on the cached image-encoder tokens (each value
                                * zeroed with this probability, the rest scaled by 1/(1-p)) while
                                * training: against memorising images by their exact features */
@@ -62,6 +71,8 @@ typedef struct {
     double loss, lr, tokens_per_s, eta_s, elapsed_s, grad_norm;
     int kind;                 /* 0 train, 1 validation, 2 checkpoint */
     double val_loss, val_cider;
+    double reward;            /* stage scst: mean CIDEr-D of the sampled captions since the last
+                               * event (kind 0); -1 for the other stages */
     const char *path;         /* checkpoint written */
 } rs_train_event;
 
