@@ -23,6 +23,9 @@ T=${THREADS:-2}
 S1_STEPS=${S1_STEPS:-6000}
 FEAT_DROPOUT=${FEAT_DROPOUT:-0.2}
 S2_STEPS=${S2_STEPS:-3000}
+SCST_STEPS=${SCST_STEPS:-1500}
+SCST_LR=${SCST_LR:-2e-4}
+SCST_MIN_LR=${SCST_MIN_LR:-2e-5}
 # other views of the training images (flips, rotations: `rsmoe features --view`), each a feature
 # cache of its own, mixed into both training stages (--aug-features); "" = none
 VIEWS=${VIEWS-}
@@ -57,10 +60,14 @@ step "stage 1 (Q-Former + every LLM weight: the LLM is trained from scratch here
     --min-lr 5e-5 --warmup 200 --eval-every 2000 --save-every 500 --max-caption-tokens 40 \
     --vqa-data "$WORK/qs-train.json" --vqa-ratio 0.2 --feat-dropout $FEAT_DROPOUT $AUGOPT $R && touch "$WORK/s1.done"; }
 step "stage 2 (experts + router; half of each batch is questions)"
-[ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON \
+[ -f "$WORK/s2.done" ] || { $B train --stage 2 --model "$WORK/s1.gguf" --out "$WORK/rsmoe-rsicd-s2.gguf" $COMMON \
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --vqa-data "$WORK/q-train.json" --vqa-ratio 0.5 \
     --steps $S2_STEPS --batch 16 --lr 2e-4 --min-lr 5e-5 --warmup 50 --eval-every 3000 --save-every 250 \
     --max-caption-tokens 40 $AUGOPT $R && touch "$WORK/s2.done"; }
+step "self-critical training of the experts (stage scst: sampled captions rewarded by their CIDEr-D)"
+[ -f "$WORK/s3.done" ] || { $B train --stage scst --model "$WORK/rsmoe-rsicd-s2.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON \
+    --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --steps $SCST_STEPS --batch 8 --scst-samples 5 \
+    --lr $SCST_LR --min-lr $SCST_MIN_LR --warmup 0 --eval-every 1000 --save-every 100 --max-caption-tokens 40 $R && touch "$WORK/s3.done"; }
 step "half-precision copy, and the 8-bit copy of it that ships (the CNN encoder stays f32)"
 $B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16
 $B quantize "$WORK/rsmoe-rsicd-f16.gguf" "$WORK/rsmoe-rsicd-q8-base.gguf" q8_0

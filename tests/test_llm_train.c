@@ -643,6 +643,25 @@ static double amax(const float *x, int64_t n) {
     return m;
 }
 
+/* finite differences of both LoRA factors of a few (adapter, layer, target) picks, two
+ * coordinates each */
+typedef struct { int a, l, tg; } lora_pick;
+static void fd_lora_picks(const char *what, lora_case *L, const lora_pick *picks, size_t n) {
+    char nm[64];
+    for (size_t i = 0; i < n; i++) {
+        const rs_lora_train *a = &L->ads[picks[i].a];
+        int l = picks[i].l, tg = picks[i].tg;
+        int64_t nA = a->rank * a->in[tg], nB = a->rank * a->out[tg];
+        for (int j = 0; j < 2; j++) {
+            int64_t ia = (int64_t)(j * 7919 + 3) % nA, ib = (int64_t)(j * 104729 + 5) % nB;
+            snprintf(nm, sizeof nm, "%s A", what);
+            fd_check(nm, &L->m, &L->bt, L->ads, a->set.A[l][tg], ia, a->grad.dA[l][tg][ia], amax(a->grad.dA[l][tg], nA));
+            snprintf(nm, sizeof nm, "%s B", what);
+            fd_check(nm, &L->m, &L->bt, L->ads, a->set.B[l][tg], ib, a->grad.dB[l][tg][ib], amax(a->grad.dB[l][tg], nB));
+        }
+    }
+}
+
 TEST(finite_differences_double_twin) {
     /* LoRA case: LoRA A/B of both adapters, d_emb (valid and padded rows) */
     lora_case L;
@@ -653,20 +672,9 @@ TEST(finite_differences_double_twin) {
     double tl = twin_loss(&L.m, &L.bt, L.ads, NULL);
     CHECK(fabs(loss - tl) <= LOSS_TOL * fabs(tl), "loss %.9g twin %.9g", loss, tl);
     g_fd_fail = 0;
-    struct { int a, l, tg; } picks[] = {{0, 0, RS_LT_Q}, {0, 1, RS_LT_K}, {0, 0, RS_LT_O}, {0, 1, RS_LT_UP},
-                                        {1, 0, RS_LT_V}, {1, 1, RS_LT_DOWN}};
-    for (size_t i = 0; i < sizeof picks / sizeof picks[0]; i++) {
-        const rs_lora_train *a = &L.ads[picks[i].a];
-        int l = picks[i].l, tg = picks[i].tg;
-        int64_t nA = a->rank * a->in[tg], nB = a->rank * a->out[tg];
-        for (int j = 0; j < 2; j++) {
-            int64_t ia = (int64_t)(j * 7919 + 3) % nA, ib = (int64_t)(j * 104729 + 5) % nB;
-            fd_check("lora A", &L.m, &L.bt, L.ads, a->set.A[l][tg], ia, a->grad.dA[l][tg][ia],
-                     amax(a->grad.dA[l][tg], nA));
-            fd_check("lora B", &L.m, &L.bt, L.ads, a->set.B[l][tg], ib, a->grad.dB[l][tg][ib],
-                     amax(a->grad.dB[l][tg], nB));
-        }
-    }
+    const lora_pick picks[] = {{0, 0, RS_LT_Q}, {0, 1, RS_LT_K}, {0, 0, RS_LT_O}, {0, 1, RS_LT_UP},
+                               {1, 0, RS_LT_V}, {1, 1, RS_LT_DOWN}};
+    fd_lora_picks("lora", &L, picks, sizeof picks / sizeof picks[0]);
     int64_t ne = (int64_t)4 * 8 * 16;
     double em = amax(L.d_emb, ne);
     int64_t eidx[5] = {5, 1 * 8 * 16 + 3 * 16 + 7, 2 * 8 * 16 + 6 * 16 + 1, 0 * 8 * 16 + 7 * 16 + 15,
@@ -725,19 +733,8 @@ TEST(sequence_weights_finite_differences) {
     CHECK(loss == loss0, "reported loss unweighted: %.9g vs %.9g", loss, loss0);
     CHECK(L.ads[0].grad.dA[0][RS_LT_Q][3] != dq0, "weights change the gradient");
     g_fd_fail = 0;
-    struct { int a, l, tg; } picks[] = {{0, 0, RS_LT_Q}, {0, 1, RS_LT_O}, {1, 0, RS_LT_V}, {1, 1, RS_LT_DOWN}};
-    for (size_t i = 0; i < sizeof picks / sizeof picks[0]; i++) {
-        const rs_lora_train *a = &L.ads[picks[i].a];
-        int l = picks[i].l, tg = picks[i].tg;
-        int64_t nA = a->rank * a->in[tg], nB = a->rank * a->out[tg];
-        for (int j = 0; j < 2; j++) {
-            int64_t ia = (int64_t)(j * 7919 + 3) % nA, ib = (int64_t)(j * 104729 + 5) % nB;
-            fd_check("weighted lora A", &L.m, &L.bt, L.ads, a->set.A[l][tg], ia, a->grad.dA[l][tg][ia],
-                     amax(a->grad.dA[l][tg], nA));
-            fd_check("weighted lora B", &L.m, &L.bt, L.ads, a->set.B[l][tg], ib, a->grad.dB[l][tg][ib],
-                     amax(a->grad.dB[l][tg], nB));
-        }
-    }
+    const lora_pick picks[] = {{0, 0, RS_LT_Q}, {0, 1, RS_LT_O}, {1, 0, RS_LT_V}, {1, 1, RS_LT_DOWN}};
+    fd_lora_picks("weighted lora", &L, picks, sizeof picks / sizeof picks[0]);
     int64_t ne = (int64_t)4 * 8 * 16;
     double em = amax(L.d_emb, ne);
     int64_t eidx[4] = {5, 1 * 8 * 16 + 3 * 16 + 7, 2 * 8 * 16 + 6 * 16 + 1, 0 * 8 * 16 + 7 * 16 + 15};

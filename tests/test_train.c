@@ -30,6 +30,17 @@ static rs_train_config base_config(const char *stage, const char *model, const c
     return fixture_config(stage, model, out, g_data, g_feat, steps);
 }
 
+/* whether files a and b exist and hold the same bytes */
+static bool same_files(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    int ca, cb;
+    if (same) do { ca = fgetc(fa); cb = fgetc(fb); same &= ca == cb; } while (ca != EOF && cb != EOF);
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
 static double mean(const double *x, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) s += x[i];
@@ -114,13 +125,7 @@ TEST(resume_is_bit_exact) {
     REQUIRE(LB.n == 8, "8 steps in all (%d)", LB.n);
     for (int i = 0; i < 8; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
     /* the two final models are identical files */
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    REQUIRE(fa && fb, "outputs");
-    int same = 1, ca, cb;
-    do { ca = fgetc(fa); cb = fgetc(fb); same &= ca == cb; } while (ca != EOF && cb != EOF);
-    fclose(fa);
-    fclose(fb);
-    CHECK(same, "resumed model equals the uninterrupted one byte for byte");
+    CHECK(same_files(a, b), "resumed model equals the uninterrupted one byte for byte");
 }
 
 /* c interrupted after step 3 (checkpoint every 3) and resumed: its 6 losses in *L */
@@ -323,11 +328,11 @@ TEST(scst_trains_the_experts_and_resumes) {
     struct stat sb;
     REQUIRE(stat(s2, &sb) == 0, "the stage-II model of stages_lower_the_loss_and_chain");
     losses LA = {0}, LB = {0};
-    rs_train_config c = scst_config(s2, a, 8);
+    rs_train_config c = scst_config(s2, a, 6);
     g_nreward = 0;
     REQUIRE(rs_train_run(&c, on_reward, &LA) == RSMOE_OK, "scst: %s", rsmoe_last_error());
-    REQUIRE(g_nreward == 8 && LA.n == 8, "8 steps logged (%d)", g_nreward);
-    for (int i = 0; i < 8; i++)
+    REQUIRE(g_nreward == 6 && LA.n == 6, "6 steps logged (%d)", g_nreward);
+    for (int i = 0; i < 6; i++)
         CHECK(g_reward[i] >= 0 && g_reward[i] < 10 && isfinite(LA.loss[i]), "step %d: reward %g loss %g", i + 1, g_reward[i],
               LA.loss[i]);
     /* the adapters changed from stage II's, the gate did not (no routing gradient but the gate loss's) */
@@ -342,23 +347,11 @@ TEST(scst_trains_the_experts_and_resumes) {
     CHECK(d < 0.1, "adapters moved from stage II's (max change %g), not re-initialised", d);
     rs_model_free(m2);
     rs_model_free(ma);
-    /* interrupted after step 4 and resumed: the same 8 losses and the same file as 8 steps at once */
-    c = scst_config(s2, b, 8);
-    c.save_every = 4;
-    c.stop_at = 4;
-    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "first half: %s", rsmoe_last_error());
-    c.stop_at = 0;
-    c.resume = 1;
-    REQUIRE(rs_train_run(&c, on_log, &LB) == RSMOE_OK, "resumed: %s", rsmoe_last_error());
-    REQUIRE(LB.n == 8, "8 steps in all (%d)", LB.n);
-    for (int i = 0; i < 8; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    REQUIRE(fa && fb, "outputs");
-    int same = 1, ca, cb;
-    do { ca = fgetc(fa); cb = fgetc(fb); same &= ca == cb; } while (ca != EOF && cb != EOF);
-    fclose(fa);
-    fclose(fb);
-    CHECK(same, "resumed scst model equals the uninterrupted one byte for byte");
+    /* interrupted after step 3 and resumed: the same 6 losses and the same file as 6 steps at once */
+    run_interrupted(scst_config(s2, b, 6), &LB);
+    REQUIRE(LB.n == 6, "6 steps in all (%d)", LB.n);
+    for (int i = 0; i < 6; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
+    CHECK(same_files(a, b), "resumed scst model equals the uninterrupted one byte for byte");
     /* what the stage cannot honour */
     c = scst_config(s2, a, 2);
     c.scst_samples = 1;
