@@ -24,8 +24,8 @@ S1_STEPS=${S1_STEPS:-6000}
 FEAT_DROPOUT=${FEAT_DROPOUT:-0.2}
 S2_STEPS=${S2_STEPS:-3000}
 SCST_STEPS=${SCST_STEPS:-1500}
-SCST_LR=${SCST_LR:-2e-4}
-SCST_MIN_LR=${SCST_MIN_LR:-2e-5}
+SCST_LR=${SCST_LR:-5e-5}
+SCST_MIN_LR=${SCST_MIN_LR:-$SCST_LR}
 # other views of the training images (flips, rotations: `rsmoe features --view`), each a feature
 # cache of its own, mixed into both training stages (--aug-features); "" = none
 VIEWS=${VIEWS-}
@@ -67,6 +67,7 @@ step "stage 2 (experts + router; half of each batch is questions)"
 step "self-critical training of the experts (stage scst: sampled captions rewarded by their CIDEr-D)"
 [ -f "$WORK/s3.done" ] || { $B train --stage scst --model "$WORK/rsmoe-rsicd-s2.gguf" --out "$WORK/rsmoe-rsicd.gguf" $COMMON \
     --features "$WORK/feat-train.gguf" --val-features "$WORK/feat-val.gguf" --steps $SCST_STEPS --batch 8 --scst-samples 5 \
+    --vqa-data "$WORK/q-train.json" --vqa-ratio 1 \
     --lr $SCST_LR --min-lr $SCST_MIN_LR --warmup 0 --eval-every 1000 --save-every 100 --max-caption-tokens 40 $R && touch "$WORK/s3.done"; }
 step "half-precision copy, and the 8-bit copy of it that ships (the CNN encoder stays f32)"
 $B quantize "$WORK/rsmoe-rsicd.gguf" "$WORK/rsmoe-rsicd-f16.gguf" f16

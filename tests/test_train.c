@@ -352,6 +352,16 @@ TEST(scst_trains_the_experts_and_resumes) {
     REQUIRE(LB.n == 6, "6 steps in all (%d)", LB.n);
     for (int i = 0; i < 6; i++) CHECK(LA.loss[i] == LB.loss[i], "step %d: %.9g vs %.9g", i + 1, LA.loss[i], LB.loss[i]);
     CHECK(same_files(a, b), "resumed scst model equals the uninterrupted one byte for byte");
+    /* questions mixed in (trained by their cross-entropy beside the sampled captions) change
+     * what the run writes; the captions' samples stay those of the run without them (same
+     * seed, same images), so the difference is the questions' gradient */
+    c = scst_config(s2, a, 3);
+    snprintf(c.vqa_data, sizeof c.vqa_data, "%s", g_vqa);
+    c.vqa_ratio = 1.0f;
+    REQUIRE(rs_train_run(&c, NULL, NULL) == RSMOE_OK, "scst with questions: %s", rsmoe_last_error());
+    c = scst_config(s2, b, 3);
+    REQUIRE(rs_train_run(&c, NULL, NULL) == RSMOE_OK, "scst without: %s", rsmoe_last_error());
+    CHECK(!same_files(a, b), "the questions' gradient reaches the model");
     /* what the stage cannot honour */
     c = scst_config(s2, a, 2);
     c.scst_samples = 1;

@@ -132,9 +132,9 @@ rsmoe_status rs_train_config_check(const rs_train_config *c) {
         /* the captions are sampled from the model as it sees the image: no other view, no
          * dropout (the sample and its gradient must come from the same policy); captions only */
         if (c->scst_samples < 2) return rs_error(RSMOE_ERR_INVALID_ARG, "train: scst_samples must be >= 2 (the baseline is the other samples' mean)");
-        if (c->feat_dropout > 0 || c->aug_features[0] || c->vqa_data[0])
-            return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage scst takes no feat_dropout, aug_features or vqa_data (it samples "
-                            "captions of the training images as the model sees them)");
+        if (c->feat_dropout > 0 || c->aug_features[0])
+            return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage scst takes no feat_dropout or aug_features (it samples captions "
+                            "of the training images as the model sees them)");
     }
     return RSMOE_OK;
 }
@@ -434,6 +434,7 @@ typedef struct {
     int n_instr, n_prompt[RS_MAX_EXPERTS];
     int max_q;       /* longest Q-Former text: the caption instruction or a question */
     int vqa_max_q;   /* longest question (0: no questions); set before trainer_init */
+    int n_vqa;       /* questions per micro-batch (0: none); set before trainer_init */
     int max_T;
     /* batch buffers */
     float *img, *prefix, *d_prefix, *emb, *d_emb, *instr_pool, *gates, *soft, *d_soft, *route_t, *d_logits;
@@ -565,10 +566,10 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     t->M = t->stage >= 2 ? m->moe.n_soft : 0;
     if (t->stage >= 2 && t->K < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage %s needs a model with experts", c->stage);
     t->max_T = max_T;
-    int64_t Bl = (int64_t)c->batch * (t->stage == 3 ? (int64_t)t->K * c->scst_samples : 1);
+    int64_t Bl = t->stage == 3 ? (int64_t)c->batch * t->K * c->scst_samples + t->n_vqa : c->batch;
     if (Bl > 4096)
-        return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage scst: batch × experts × scst_samples = %lld sequences (at most 4096)",
-                        (long long)Bl);
+        return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage scst: batch × experts × scst_samples (+ questions) = %lld sequences "
+                        "(at most 4096)", (long long)Bl);
     int B = (int)Bl, D = t->D;
     t->Bmax = B;
     t->lw = m->llm;
@@ -856,8 +857,8 @@ static rsmoe_status micro_batch(trainer *t, const sample *const *S, int B, bool 
  * other samples) as the sequences' gradient factors: the gradient of -Σ advantage·log p / the
  * scored tokens. *loss: the mean negative log-likelihood of the sampled tokens (+ gate loss);
  * *reward: the samples' mean CIDEr-D. */
-static rsmoe_status scst_micro(trainer *t, const dataset_t *d, const int *img, int nb, int64_t mb, float loss_scale,
-                               double *loss, int64_t *n_scored, double *reward) {
+static rsmoe_status scst_micro(trainer *t, const dataset_t *d, const int *img, int nb, const sample *const *qs, int nq,
+                               int64_t mb, float loss_scale, double *loss, int64_t *n_scored, double *reward) {
     const rs_train_config *c = t->c;
     const int K = t->K, n = c->scst_samples, H = nb * K, Bs = H * n, D = t->D, max_new = c->max_caption_tokens + 1;
     int T = 0;
@@ -906,15 +907,26 @@ static rsmoe_status scst_micro(trainer *t, const dataset_t *d, const int *img, i
         for (int j = 0; j < n; j++) sum += a[j];
         for (int j = 0; j < n; j++) a[j] = (float)(a[j] - (sum - a[j]) / (n - 1));
     }
+    int64_t n_cap = 0, n_q = 0; /* scored tokens of the captions and of the questions' answers */
     for (int q = 0; q < Bs; q++) {
         t->ss[q] = heads[q / n];
         t->ss[q].ids = t->gres[q].ids;
         t->ss[q].n = t->gres[q].n;
         t->ss[q].no_eos = !t->gres[q].ended;
         t->sp[q] = &t->ss[q];
+        n_cap += t->ss[q].n + (t->ss[q].no_eos ? 0 : 1);
     }
+    /* questions (vqa_data) keep their cross-entropy, so that answering is not forgotten: the
+     * gradient is that of Σ advantage·CE / n_cap + Σ CE / n_q, each part per token of its own */
+    for (int i = 0; i < nq; i++) {
+        t->sp[Bs + i] = qs[i];
+        n_q += qs[i]->n + (rs_tokenizer_eos(t->m->tok) >= 0 ? 1 : 0);
+    }
+    double n_all = (double)(n_cap + n_q);
+    for (int q = 0; q < Bs; q++) t->adv[q] = n_cap ? (float)(t->adv[q] * n_all / (double)n_cap) : 0.f;
+    for (int i = 0; i < nq; i++) t->adv[Bs + i] = n_q ? (float)(n_all / (double)n_q) : 0.f;
     t->seq_w = t->adv;
-    st = micro_batch(t, t->sp, Bs, true, loss_scale, loss, n_scored);
+    st = micro_batch(t, t->sp, Bs + nq, true, loss_scale, loss, n_scored);
     t->seq_w = NULL;
     *reward = rsum / Bs;
 out:
@@ -1210,6 +1222,7 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
             goto out;
         }
     }
+    t->n_vqa = Bv;
     if ((st = trainer_init(t, c, max_T))) goto out;
     if (c->batch > 1024) { st = rs_error(RSMOE_ERR_INVALID_ARG, "train: batch above 1024"); goto out; }
     ord.n = train.n;
@@ -1258,7 +1271,8 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
                 int img[1024];
                 double r = 0;
                 for (int b = 0; b < c->batch; b++) img[b] = img_first[order_get(&ord, mb * (int64_t)c->batch + b)];
-                if ((st = scst_micro(t, &train, img, c->batch, mb, 1.0f / (float)c->accum, &l, &n, &r))) goto out;
+                for (int b = 0; b < Bv; b++) S[b] = &vqa.s[order_get(&vord, mb * (int64_t)Bv + b)];
+                if ((st = scst_micro(t, &train, img, c->batch, S, Bv, mb, 1.0f / (float)c->accum, &l, &n, &r))) goto out;
                 rew_acc += r / c->accum;
             } else {
                 for (int b = 0; b < Bc; b++) S[b] = &train.s[order_get(&ord, mb * (int64_t)Bc + b)];
