@@ -51,6 +51,7 @@ rs_train_config rs_train_default_config(void) {
     c.gate_loss = 0.1f;
     c.vqa_ratio = 0.25f;
     c.scst_samples = 5;
+    c.scst_vqa_weight = 0.1f;
     c.seed = 42;
     return c;
 }
@@ -70,7 +71,7 @@ rsmoe_status rs_train_config_set(rs_train_config *c, const char *key, const char
     STR(vqa_data) STR(vqa_images) STR(vqa_features) STR(vqa_split) STR(aug_features)
     INT(steps) INT(batch) INT(accum) INT(warmup) INT(log_every) INT(eval_every) INT(save_every) INT(val_batches)
     INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at) INT(train_llm) INT(scst_samples)
-    FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(feat_dropout) FLT(vqa_ratio)
+    FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(feat_dropout) FLT(vqa_ratio) FLT(scst_vqa_weight)
     if (!strcmp(key, "seed")) { unsigned long long x = strtoull(v, &e, 10); if (!*v || *e) goto bad; c->seed = x; return RSMOE_OK; }
 #undef STR
 #undef INT
@@ -917,14 +918,15 @@ static rsmoe_status scst_micro(trainer *t, const dataset_t *d, const int *img, i
         n_cap += t->ss[q].n + (t->ss[q].no_eos ? 0 : 1);
     }
     /* questions (vqa_data) keep their cross-entropy, so that answering is not forgotten: the
-     * gradient is that of Σ advantage·CE / n_cap + Σ CE / n_q, each part per token of its own */
+     * gradient is that of Σ advantage·CE / n_cap + w·Σ CE / n_q (w = scst_vqa_weight), each
+     * part per token of its own */
     for (int i = 0; i < nq; i++) {
         t->sp[Bs + i] = qs[i];
         n_q += qs[i]->n + (rs_tokenizer_eos(t->m->tok) >= 0 ? 1 : 0);
     }
     double n_all = (double)(n_cap + n_q);
     for (int q = 0; q < Bs; q++) t->adv[q] = n_cap ? (float)(t->adv[q] * n_all / (double)n_cap) : 0.f;
-    for (int i = 0; i < nq; i++) t->adv[Bs + i] = n_q ? (float)(n_all / (double)n_q) : 0.f;
+    for (int i = 0; i < nq; i++) t->adv[Bs + i] = n_q ? (float)(c->scst_vqa_weight * n_all / (double)n_q) : 0.f;
     t->seq_w = t->adv;
     st = micro_batch(t, t->sp, Bs + nq, true, loss_scale, loss, n_scored);
     t->seq_w = NULL;

@@ -53,6 +53,8 @@ typedef struct {
     int scst_samples;         /* stage scst: captions sampled per image and expert (default 5, >= 2);
                                * batch counts images there, so a micro-batch holds
                                * batch × experts × scst_samples sequences */
+    float scst_vqa_weight;    /* stage scst: weight of the questions' mean cross-entropy beside the
+                               * captions' policy gradient (default 0.1) */
     float feat_dropout;       /* stages 1, 2: dropout on the cached image-encoder tokens (each value
                                * zeroed with this probability, the rest scaled by 1/(1-p)) while
                                * training: against memorising images by their exact features */
