@@ -417,7 +417,6 @@ typedef struct {
     rs_model *m;
     rs_pool *pool;
     int stage;                  /* 0 = lm, 1, 2, 3 = scst (stages 2 and 3 train the experts and the router) */
-    int Bmax;                   /* sequences per micro-batch: batch (scst: batch × K × scst_samples) */
     bool full;                  /* every LLM weight trained (stage lm; stage 1 with train_llm) */
     int K, Q, M, D, V;
     rs_llm_weights lw;          /* weights the LLM trains/runs with */
@@ -446,15 +445,15 @@ typedef struct {
     float *qsc, *ie; /* stage 2: frozen Q-Former scratch; instruction embeddings */
     int64_t sample0; /* position of the micro-batch's first sample in the run (seeds feat_dropout) */
     const float *seq_w; /* per-sequence gradient factors of the next micro_batch (scst), NULL: none */
-    /* stage scst */
-    rs_llm_state *gen;  /* the sampling's KV cache: Bmax slots */
+    /* stage scst, each sized for a micro-batch's sequences (batch × K × scst_samples + questions) */
+    rs_llm_state *gen;  /* the sampling's KV cache: a slot per sequence */
     rs_ngram_df df;     /* the training captions' document frequencies (CIDEr-D reward) */
-    sample *ss;         /* [Bmax] the sampled captions as training samples */
-    const sample **sp;  /* [Bmax] */
-    int32_t *sids;      /* [Bmax, max_caption_tokens + 1] their tokens */
+    sample *ss;         /* the sampled captions as training samples */
+    const sample **sp;
+    int32_t *sids;      /* [sequences, max_caption_tokens + 1] their tokens */
     rs_gen_stream *streams;
     rs_gen_result *gres;
-    float *adv;         /* [Bmax] advantages */
+    float *adv;         /* advantages, then the sequences' gradient factors */
 } trainer;
 
 /* Dropout on one sample's cached encoder tokens: a pure function of the seed and the sample's
@@ -572,7 +571,6 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
         return rs_error(RSMOE_ERR_INVALID_ARG, "train: stage scst: batch × experts × scst_samples (+ questions) = %lld sequences "
                         "(at most 4096)", (long long)Bl);
     int B = (int)Bl, D = t->D;
-    t->Bmax = B;
     t->lw = m->llm;
     /* instruction and prompts */
     if ((st = rs_tokenizer_encode(m->tok, m->instr_caption, false, t->instr, 256, &t->n_instr))) return st;
@@ -922,7 +920,7 @@ static rsmoe_status scst_micro(trainer *t, const dataset_t *d, const int *img, i
      * part per token of its own */
     for (int i = 0; i < nq; i++) {
         t->sp[Bs + i] = qs[i];
-        n_q += qs[i]->n + (rs_tokenizer_eos(t->m->tok) >= 0 ? 1 : 0);
+        n_q += qs[i]->n + (eos >= 0 ? 1 : 0);
     }
     double n_all = (double)(n_cap + n_q);
     for (int q = 0; q < Bs; q++) t->adv[q] = n_cap ? (float)(t->adv[q] * n_all / (double)n_cap) : 0.f;
@@ -1185,7 +1183,7 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     memset(t, 0, sizeof *t);
     dataset_t train = {0}, val = {0}, vqa = {0};
     order_t ord = {0}, vord = {0};
-    int *img_first = NULL, *img_item = NULL, n_img = 0; /* stage scst: each image's first caption sample, its item */
+    int *img_first = NULL, n_img = 0; /* stage scst: each image's first caption sample */
     char state_path[1100], tmp_path[1100];
     snprintf(state_path, sizeof state_path, "%s.state", c->out);
     snprintf(tmp_path, sizeof tmp_path, "%s.val.gguf", c->out);
@@ -1231,11 +1229,13 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     if (t->stage == 3) {
         /* scst draws images, not sentences: load_data lists an image's captions together */
         img_first = malloc(sizeof(int) * (size_t)train.n);
-        img_item = malloc(sizeof(int) * (size_t)train.n);
-        if (!img_first || !img_item) { st = RSMOE_ERR_NOMEM; goto out; }
+        int *img_item = malloc(sizeof(int) * (size_t)train.n);
+        if (!img_first || !img_item) { free(img_item); st = RSMOE_ERR_NOMEM; goto out; }
         for (int i = 0; i < train.n; i++)
             if (!i || train.s[i].item != train.s[i - 1].item) { img_first[n_img] = i; img_item[n_img++] = train.s[i].item; }
-        if ((st = rs_ngram_df_build(&train.ds, img_item, n_img, &t->df))) goto out;
+        st = rs_ngram_df_build(&train.ds, img_item, n_img, &t->df);
+        free(img_item);
+        if (st) goto out;
         ord.n = n_img;
     }
     ord.seed = c->seed;
@@ -1317,7 +1317,6 @@ rsmoe_status rs_train_run(const rs_train_config *c, rs_train_log_fn log, void *u
     }
 out:
     free(img_first);
-    free(img_item);
     free(ord.perm);
     free(vord.perm);
     free_data(&train);
