@@ -39,6 +39,15 @@ c2=$(sed -n 's/.*"BLEU-4":[[:space:]]*\([-0-9.e]*\).*/\1/p' "$T/s.json" | head -
 check "BLEU-4 equals rsmoe score ($c1 vs $c2)" '[ -n "$c1" ] && [ "$c1" = "$c2" ]'
 "$B" eval -m "$T/m.gguf" --data /nonexistent.json >/dev/null 2>"$T/e5"; rc=$?
 check "missing data set: clear error" '[ $rc -ne 0 ] && grep -q nonexistent "$T/e5"'
+# repetition penalty defaults: brief captions 1.0 (rsmoe_brief_default_params), detailed 1.5,
+# an explicit --rep-penalty wins either way; `rsmoe caption --brief` the same
+check "brief run's header: rep=1" 'head -1 "$T/run.hyps.tsv" | grep -q " style=brief .* rep=1 "'
+"$B" eval -m "$T/m.gguf" --data "$T/ds.json" --images tests/data --beams 1 --max-len 6 --no-meteor --style detailed --out "$T/det" >/dev/null 2>&1
+"$B" eval -m "$T/m.gguf" --data "$T/ds.json" --images tests/data --beams 1 --max-len 6 --no-meteor --rep-penalty 1.3 --out "$T/r13" >/dev/null 2>&1
+check "detailed run's header: rep=1.5; --rep-penalty 1.3 kept" 'head -1 "$T/det.hyps.tsv" | grep -q " style=detailed .* rep=1.5 " && head -1 "$T/r13.hyps.tsv" | grep -q " rep=1.3 "'
+C="$B caption -m $T/m.gguf --brief --beams 1 --max-len 24 --threads 1 tests/data/rgb37.png"
+$C >"$T/cb" 2>&1; $C --rep-penalty 1 >"$T/cb1" 2>&1; $C --rep-penalty 3 >"$T/cb3" 2>&1
+check "caption --brief = --rep-penalty 1, and the penalty changes this caption" 'cmp -s "$T/cb" "$T/cb1" && ! cmp -s "$T/cb" "$T/cb3"'
 # the feature cache of a flipped view, and a view that does not exist refused before any work
 "$B" features -m "$T/m.gguf" --data "$T/ds.json" --images tests/data --view hflip --threads 1 -o "$T/f-hflip.gguf" >"$T/fo" 2>&1; rc=$?
 check "features --view hflip writes a cache" '[ $rc -eq 0 ] && [ -s "$T/f-hflip.gguf" ] && grep -q "view hflip" "$T/fo"'

@@ -45,13 +45,14 @@ static void usage(FILE *f, bool vqa) {
                "  --retrieval-only   --brief, ablation: the index's captions alone (no expert proposal)\n"
                "  --instruction TEXT the global instruction (caption; default: the model's)\n"
                "  --threads N        threads (default: all cores)\n",
-            vqa ? 10 : 256, vqa ? "1.0" : "1.5");
+            vqa ? 10 : 256, vqa ? "1.0" : "1.5; 1.0 with --brief");
 }
 
 static int parse(int argc, char **argv, bool vqa, opts *o) {
     memset(o, 0, sizeof *o);
     o->gp = vqa ? rsmoe_vqa_default_params() : rsmoe_caption_default_params();
     const char *cmd = vqa ? "vqa" : "caption";
+    bool rep_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -68,7 +69,7 @@ static int parse(int argc, char **argv, bool vqa, opts *o) {
         else if (!strcmp(a, "--min-len")) NUM_I(o->gp.min_len, 0);
         else if (!strcmp(a, "--top-k")) NUM_I(o->gp.top_k_experts, 1);
         else if (!strcmp(a, "--threads")) NUM_I(o->threads, 1);
-        else if (!strcmp(a, "--rep-penalty")) NUM_F(o->gp.repetition_penalty);
+        else if (!strcmp(a, "--rep-penalty")) { NUM_F(o->gp.repetition_penalty); rep_set = true; }
         else if (!strcmp(a, "--len-penalty")) NUM_F(o->gp.length_penalty);
         else if (!strcmp(a, "--temp")) NUM_F(o->gp.temperature);
         else if (!strcmp(a, "--top-p")) NUM_F(o->gp.top_p);
@@ -88,6 +89,8 @@ static int parse(int argc, char **argv, bool vqa, opts *o) {
 #undef NUM_I
 #undef NUM_F
     }
+    if (o->gp.style == RSMOE_STYLE_BRIEF && !vqa && !rep_set)
+        o->gp.repetition_penalty = rsmoe_brief_default_params().repetition_penalty;
     if (!o->model) { fprintf(stderr, "rsmoe %s: -m MODEL is required\n", cmd); usage(stderr, vqa); return 2; }
     if (vqa && o->n_files != 2) { fprintf(stderr, "rsmoe vqa: give one IMAGE and one QUESTION\n"); usage(stderr, vqa); return 2; }
     if (!vqa && o->n_files < 1) { fprintf(stderr, "rsmoe caption: give at least one IMAGE\n"); usage(stderr, vqa); return 2; }

@@ -26,7 +26,8 @@ static void usage(FILE *f) {
             "  --out PREFIX      output prefix (default: eval-<split>)\n"
             "  --limit N         only the first N images (or questions)\n"
             "  --style S         brief (default: one sentence, the protocol of the RSICD/UCM/Sydney tables) or detailed\n"
-            "  --beams N, --max-len N, --rep-penalty F, --no-experts, --uniform-gates, --threads N\n"
+            "  --beams N, --max-len N, --no-experts, --uniform-gates, --threads N\n"
+            "  --rep-penalty F   repetition penalty (default: 1.0 brief, 1.5 detailed; questions 1.0)\n"
             "  --no-retrieval    brief captions chosen by log-probability even when the model has a\n"
             "                    retrieval index (`rsmoe index`)\n"
             "  --retrieval-only  ablation: brief captions from the index's captions alone (no expert proposal)\n"
@@ -101,9 +102,8 @@ static void clean_field(char *s) {
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *images = NULL, *split = "test", *prefix = NULL;
     int limit = 0, threads = 0, json = 0, meteor = 1;
-    rsmoe_generate_params gp = rsmoe_caption_default_params();
-    gp.style = RSMOE_STYLE_BRIEF;
-    bool vqa_beams_set = false;
+    rsmoe_generate_params gp = rsmoe_brief_default_params();
+    bool vqa_beams_set = false, rep_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -117,7 +117,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && has) { threads = atoi(argv[++i]); if (threads < 1) goto bad; }
         else if (!strcmp(a, "--beams") && has) { gp.beams = atoi(argv[++i]); vqa_beams_set = true; if (gp.beams < 1 || gp.beams > 16) goto bad; }
         else if (!strcmp(a, "--max-len") && has) { gp.max_len = atoi(argv[++i]); if (gp.max_len < 1) goto bad; }
-        else if (!strcmp(a, "--rep-penalty") && has) { gp.repetition_penalty = (float)atof(argv[++i]); if (!(gp.repetition_penalty > 0)) goto bad; }
+        else if (!strcmp(a, "--rep-penalty") && has) { gp.repetition_penalty = (float)atof(argv[++i]); rep_set = true; if (!(gp.repetition_penalty > 0)) goto bad; }
         else if (!strcmp(a, "--style") && has) {
             const char *s = argv[++i];
             if (!strcmp(s, "brief")) gp.style = RSMOE_STYLE_BRIEF;
@@ -136,6 +136,9 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     if (!model || !data) { usage(stderr); return 2; }
+    /* detailed captions keep the detailed default penalty unless one is given */
+    if (gp.style == RSMOE_STYLE_DETAILED && !rep_set)
+        gp.repetition_penalty = rsmoe_caption_default_params().repetition_penalty;
     char root[4096], pfx[4096], hyp_path[4200], score_path[4200];
     if (!images) {
         const char *slash = strrchr(data, '/');

@@ -252,6 +252,13 @@ rsmoe_generate_params rsmoe_caption_default_params(void) {
                                    .use_retrieval = true};
 }
 
+rsmoe_generate_params rsmoe_brief_default_params(void) {
+    rsmoe_generate_params p = rsmoe_caption_default_params();
+    p.style = RSMOE_STYLE_BRIEF;
+    p.repetition_penalty = 1.0f;
+    return p;
+}
+
 rsmoe_generate_params rsmoe_vqa_default_params(void) {
     rsmoe_generate_params p = rsmoe_caption_default_params();
     p.max_len = 10;

@@ -351,7 +351,8 @@ static void parse_options(req *r) {
     if ((v = option(r, F_STYLE))) {
         if (r->endpoint == EP_VQA) set_err(r, 400, "style applies to /v1/caption only%s", NULL);
         else if (!strcmp(v, "detailed")) r->gp.style = RSMOE_STYLE_DETAILED;
-        else if (!strcmp(v, "brief")) r->gp.style = RSMOE_STYLE_BRIEF;
+        else if (!strcmp(v, "brief")) r->gp.style = RSMOE_STYLE_BRIEF,
+                                       r->gp.repetition_penalty = rsmoe_brief_default_params().repetition_penalty;
         else set_err(r, 400, "style must be 'detailed' or 'brief'%s", NULL);
     }
     if ((v = option(r, F_ASPECTS)) && !parse_bool(v, &r->want_aspects)) set_err(r, 400, "aspects must be true or false%s", NULL);

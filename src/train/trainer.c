@@ -1135,10 +1135,9 @@ static rsmoe_status val_cider(trainer *t, const dataset_t *v, const char *model_
     size_t *nrefs = calloc((size_t)(n > 0 ? n : 1), sizeof(size_t));
     const char *const **refs = calloc((size_t)(n > 0 ? n : 1), sizeof(char **));
     int k = 0;
-    rsmoe_generate_params gp = rsmoe_caption_default_params();
+    rsmoe_generate_params gp = rsmoe_brief_default_params();
     gp.beams = 1;
     gp.max_len = t->c->max_caption_tokens + 2;
-    gp.style = RSMOE_STYLE_BRIEF;
     gp.use_experts = t->stage >= 2;
     st = hyps && nrefs && refs ? RSMOE_OK : RSMOE_ERR_NOMEM;
     for (int i = 0; i < n && !st; i++) {
