@@ -15,6 +15,7 @@
 #include "train/features.h"
 #include "train/trainer.h"
 
+#include <math.h>
 #include <sys/stat.h>
 
 static char g_dir[128], g_model[200], g_data[200], g_feat[200];
@@ -87,6 +88,60 @@ TEST(stages_lower_the_loss_and_chain) {
         rsmoe_context_free(cx);
         rsmoe_model_free(m);
     }
+}
+
+/* n floats of tensor `name` of the GGUF at path (f32); false when missing */
+static bool read_f32(const char *path, const char *name, float *out, int64_t n) {
+    rs_gguf *g = NULL;
+    if (rs_gguf_open(path, &g)) return false;
+    const rs_tensor *t = rs_gguf_find_tensor(g, name);
+    bool ok = t && t->type == RS_F32 && rs_tensor_nelements(t) == n;
+    if (ok) memcpy(out, t->data, sizeof(float) * (size_t)n);
+    rs_gguf_close(g);
+    return ok;
+}
+
+/* gate_lr_mult: the router's gate learns at lr × the factor (AdamW's step, its decoupled decay
+ * included, is proportional to the learning rate), the soft-prompt network at lr itself; after
+ * one stage-2 step from the same start, the gate moved twice as far with factor 2 as with 1,
+ * not at all with 0, and the soft-prompt network the same with either */
+TEST(gate_lr_mult_scales_the_gate_step) {
+    char s1[200], out[3][200];
+    snprintf(s1, sizeof s1, "%s/s1.gguf", g_dir);
+    const float mult[3] = {1, 2, 0};
+    for (int k = 0; k < 3; k++) {
+        snprintf(out[k], sizeof out[k], "%s/glr%d.gguf", g_dir, k);
+        rs_train_config c = base_config("2", s1, out[k], 1);
+        c.max_caption_tokens = 16;
+        c.gate_lr_mult = mult[k];
+        REQUIRE(rs_train_run(&c, NULL, NULL) == RSMOE_OK, "stage 2, gate_lr_mult %g: %s", mult[k], rsmoe_last_error());
+    }
+    rs_gguf *g = NULL;
+    REQUIRE(rs_gguf_open(s1, &g) == RSMOE_OK, "open %s", s1);
+    const rs_tensor *gw = rs_gguf_find_tensor(g, "router.gate.weight"), *su = rs_gguf_find_tensor(g, "router.soft_up.weight");
+    const int64_t ng = gw ? rs_tensor_nelements(gw) : 0, ns = su ? rs_tensor_nelements(su) : 0;
+    rs_gguf_close(g);
+    REQUIRE(ng > 0 && ns > 0, "the preset has a gate and a soft-prompt network");
+    float *w0 = malloc(sizeof(float) * (size_t)ng * 4), *s = malloc(sizeof(float) * (size_t)ns * 3);
+    REQUIRE(w0 && s, "memory");
+    bool ok = read_f32(s1, "router.gate.weight", w0, ng) && read_f32(s1, "router.soft_up.weight", s, ns);
+    for (int k = 0; k < 3; k++) ok = ok && read_f32(out[k], "router.gate.weight", w0 + (k + 1) * ng, ng);
+    for (int k = 0; k < 2; k++) ok = ok && read_f32(out[k], "router.soft_up.weight", s + (k + 1) * ns, ns);
+    REQUIRE(ok, "router tensors readable");
+    double d1 = 0, err = 0, d0 = 0;
+    for (int64_t i = 0; i < ng; i++) {
+        const double a = (double)w0[ng + i] - w0[i], b = (double)w0[2 * ng + i] - w0[i];
+        d1 = fmax(d1, fabs(a));
+        err = fmax(err, fabs(b - 2 * a));
+        d0 = fmax(d0, fabs((double)w0[3 * ng + i] - w0[i]));
+    }
+    CHECK(d1 > 0, "the gate did not move");
+    CHECK(err <= 1e-3 * d1, "factor 2 vs 1: max |step2 - 2 step1| = %g (step %g)", err, d1);
+    CHECK(d0 == 0, "factor 0 moved the gate by %g", d0);
+    bool soft_same = !memcmp(s + ns, s + 2 * ns, sizeof(float) * (size_t)ns), soft_moved = memcmp(s, s + ns, sizeof(float) * (size_t)ns) != 0;
+    CHECK(soft_same && soft_moved, "soft-prompt network: same step with either factor (%d), moved (%d)", soft_same, soft_moved);
+    free(w0);
+    free(s);
 }
 
 /* stage I with every LLM weight trained (an LLM from scratch): the loss falls, the exported
@@ -456,6 +511,7 @@ int main(void) {
                "{\"id\": 2, \"question_id\": 2, \"answer\": \"river\", \"active\": true}]}");
     fclose(f);
     RUN(stages_lower_the_loss_and_chain);
+    RUN(gate_lr_mult_scales_the_gate_step);
     RUN(scst_trains_the_experts_and_resumes);
     RUN(stage1_full_llm);
     RUN(resume_is_bit_exact);

@@ -49,6 +49,7 @@ rs_train_config rs_train_default_config(void) {
     c.beta2 = 0.999f;
     c.eps = 1e-8f;
     c.gate_loss = 0.1f;
+    c.gate_lr_mult = 30.0f; /* docs/training.md "The router's learning rate" */
     c.vqa_ratio = 0.25f;
     c.scst_samples = 5;
     c.scst_vqa_weight = 0.1f;
@@ -71,7 +72,7 @@ rsmoe_status rs_train_config_set(rs_train_config *c, const char *key, const char
     STR(vqa_data) STR(vqa_images) STR(vqa_features) STR(vqa_split) STR(aug_features)
     INT(steps) INT(batch) INT(accum) INT(warmup) INT(log_every) INT(eval_every) INT(save_every) INT(val_batches)
     INT(val_images) INT(threads) INT(max_caption_tokens) INT(lora_rank) INT(resume) INT(limit) INT(stop_at) INT(train_llm) INT(scst_samples)
-    FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(feat_dropout) FLT(vqa_ratio) FLT(scst_vqa_weight)
+    FLT(lr) FLT(min_lr) FLT(weight_decay) FLT(clip) FLT(beta1) FLT(beta2) FLT(eps) FLT(lora_alpha) FLT(gate_loss) FLT(gate_lr_mult) FLT(feat_dropout) FLT(vqa_ratio) FLT(scst_vqa_weight)
     if (!strcmp(key, "seed")) { unsigned long long x = strtoull(v, &e, 10); if (!*v || *e) goto bad; c->seed = x; return RSMOE_OK; }
 #undef STR
 #undef INT
@@ -146,6 +147,7 @@ typedef struct {
     float *p, *g, *m, *v;
     int64_t n;
     bool decay;
+    float lr_mult;        /* this group's learning rate = the schedule's × lr_mult */
 } group;
 
 typedef struct {
@@ -168,6 +170,7 @@ static rsmoe_status add_group(groups *gs, const char *name, float *p, float *g, 
     x->g = g;
     x->n = n;
     x->decay = decay;
+    x->lr_mult = 1.0f;
     x->m = calloc((size_t)n, sizeof(float));
     x->v = calloc((size_t)n, sizeof(float));
     if (!x->m || !x->v) return rs_error(RSMOE_ERR_NOMEM, "out of memory for the optimiser");
@@ -611,7 +614,14 @@ static rsmoe_status trainer_init(trainer *t, const rs_train_config *c, int max_T
     } else if (t->stage >= 2) {
         if ((st = rs_router_params_new(m->g, &t->rp))) return st;
         if ((st = rs_router_train_new(&t->rp, B, &t->rt))) return st;
-        if ((st = add_group(&t->gs, "router", t->rp.set.params, t->rp.set.grads, t->rp.set.total, true))) return st;
+        /* the gate (router.gate.weight, .bias: the set's first two tensors, contiguous) in a group
+         * of its own with its learning-rate factor, the soft-prompt network in another */
+        const int64_t ng = t->rp.set.p[0].n + t->rp.set.p[1].n;
+        if ((st = add_group(&t->gs, "router.gate", t->rp.set.params, t->rp.set.grads, ng, true))) return st;
+        t->gs.g[t->gs.n - 1].lr_mult = c->gate_lr_mult;
+        if (t->rp.set.total > ng &&
+            (st = add_group(&t->gs, "router.soft", t->rp.set.params + ng, t->rp.set.grads + ng, t->rp.set.total - ng, true)))
+            return st;
         t->n_lora = t->K;
     }
     rs_rng rng;
@@ -960,6 +970,7 @@ static rsmoe_status optimiser_step(trainer *t, int64_t step, double lr, double *
     for (int i = 0; i < t->gs.n; i++) {
         group *x = &t->gs.g[i];
         rs_adamw_cfg gc = ac;
+        gc.lr = (float)(lr * x->lr_mult);
         if (!x->decay) gc.weight_decay = 0;
         rs_adamw_step(x->p, x->g, x->m, x->v, x->n, step + 1, &gc, t->pool);
     }

@@ -32,6 +32,8 @@ typedef struct {
     int steps, batch, accum, warmup, log_every, eval_every, save_every, val_batches, val_images;
     int threads, max_caption_tokens, lora_rank;
     float lr, min_lr, weight_decay, clip, beta1, beta2, eps, lora_alpha, gate_loss;
+    float gate_lr_mult;       /* stages 2, scst: the router's gate (router.gate.*) learns at lr × this
+                               * (default 30; 1 = the rate of everything else) */
     uint64_t seed;
     int resume;               /* 1: continue from OUT.state */
     int limit;                /* use only the first N training images (0 = all) */
