@@ -219,6 +219,30 @@ TEST(tls_scratch) {
     CHECK(rs_tls_scratch(RS_TLS_COUNT, 10) == NULL, "a slot out of range gave a buffer");
 }
 
+/* the vendor flag some kernels choose by agrees with the kernel's own report */
+TEST(cpu_vendor) {
+#if defined(__x86_64__)
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) {
+        SKIP("no /proc/cpuinfo to compare with");
+        return;
+    }
+    char line[512], vendor[64] = "";
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "vendor_id", 9)) {
+            const char *v = strchr(line, ':');
+            if (v) sscanf(v + 1, "%63s", vendor);
+            break;
+        }
+    fclose(f);
+    REQUIRE(vendor[0], "no vendor_id line in /proc/cpuinfo");
+    const bool amd = !strcmp(vendor, "AuthenticAMD") || !strcmp(vendor, "HygonGenuine");
+    CHECK(rs_cpu()->amd == amd, "rs_cpu()->amd = %d, /proc/cpuinfo says %s", rs_cpu()->amd, vendor);
+#else
+    CHECK(!rs_cpu()->amd, "amd set off x86");
+#endif
+}
+
 int main(void) {
     RUN(tls_scratch);
     RUN(f16_roundtrip_exact);
@@ -232,5 +256,6 @@ int main(void) {
     RUN(rng_reproducible_and_normal);
     RUN(errors);
     RUN(read_file);
+    RUN(cpu_vendor);
     return test_summary();
 }

@@ -148,6 +148,8 @@ typedef struct {
     bool amx_int8; /* AMX tiles + int8 in the CPU and enabled by the OS (XCR0); a process must
                     * still ask Linux for the tile state: rs_cpu_amx_ready() */
     bool amx_bf16; /* AMX-BF16 as well (same conditions) */
+    bool amd;      /* vendor "AuthenticAMD" (or "HygonGenuine"): kernels whose best memory access
+                    * pattern was measured to differ between vendors choose by it */
 } rs_cpu_features;
 const rs_cpu_features *rs_cpu(void);              /* detected once (cpuid + xgetbv) */
 /* true when this process may run AMX tile instructions: the CPU has AMX-INT8 or AMX-BF16 (check

@@ -19,6 +19,11 @@ static void detect(void) {
     memset(&g_cpu, 0, sizeof g_cpu);
 #if defined(__x86_64__) || defined(__i386__)
     unsigned a, b, c, d;
+    if (__get_cpuid(0, &a, &b, &c, &d)) {
+        char v[13];
+        memcpy(v, &b, 4), memcpy(v + 4, &d, 4), memcpy(v + 8, &c, 4), v[12] = 0;
+        g_cpu.amd = !strcmp(v, "AuthenticAMD") || !strcmp(v, "HygonGenuine");
+    }
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
     bool osxsave = (c >> 27) & 1;
     bool fma = (c >> 12) & 1, f16c = (c >> 29) & 1, avx = (c >> 28) & 1;

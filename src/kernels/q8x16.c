@@ -19,6 +19,17 @@
 #ifndef Q16_PF_HINT
 #define Q16_PF_HINT _MM_HINT_T1
 #endif
+/* ...except for one activation row on AMD: there the hardware prefetcher alone streams the
+ * weights faster. paper-1b q8_0, one expert decoding (2-vCPU AMD EPYC, Zen 4, `rsmoe bench
+ * infer`, two interleaved rounds on a quiet machine): one thread 16.4-17.0 tok/s (66-67 % of the
+ * bandwidth limit) with the prefetch, 20.1-20.4 (77-86 %) without; two threads 22.0-23.7 against
+ * 22.9-24.8. Batches of rows gained nothing from dropping it or from other hints (T0, NTA, 32
+ * records ahead: 42.7-47.1 tok/s for 3 rows on one thread, within the noise), so they keep it;
+ * the Intel Xeons measured before keep it for every row count.
+ * -1: by vendor (rs_cpu()->amd), 0: off for one row, 1: on for one row. */
+#ifndef Q16_PF_ONE_ROW
+#define Q16_PF_ONE_ROW -1
+#endif
 
 typedef struct q16_job q16_job;
 typedef void (*q16_fn)(const q16_job *j, int64_t g, int64_t m0, int mr);
@@ -39,6 +50,7 @@ struct q16_job {
     int64_t ldy;
     int accumulate;
     int amx;              /* 16-row tiles by AMX (TDPBSUD), the rest by fn */
+    int pf_one;           /* software prefetch in one-row tiles (Q16_PF_ONE_ROW) */
     q16_fn fn;
     /* the matrices sharing these activations: matrix i holds the global groups
      * [g0[i], g0[i + 1]); the worker points wq, wd, y, ldy at it */
@@ -119,13 +131,13 @@ T512V TI __m512i q16_dpbusd_bcast(__m512i s, __m512i w, const int8_t *x) {
     return s;
 }
 
-T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int MR) {
+T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int MR, const bool PF) {
     __m512 acc[Q16_MR];
     for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
     const uint8_t *w = j->wq + (g * j->nb + j->b0) * Q16_REC;
     const uint16_t *wd = j->wd + (g * j->nb + j->b0) * RS_Q8X16_ROWS;
     for (int64_t b = 0; b < j->nbk; b++, w += Q16_REC, wd += RS_Q8X16_ROWS) {
-        q16_prefetch(w);
+        if (PF) q16_prefetch(w);
         __m512i wv[8];
         for (int q = 0; q < 8; q++) wv[q] = _mm512_load_si512((const void *)(w + 64 * q));
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)wd));
@@ -145,14 +157,17 @@ T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int M
 
 T512V static void q16_group_vnni(const q16_job *j, int64_t g, int64_t m0, int mr) {
     switch (mr) {
-    case 1: q16_tile_vnni(j, g, m0, 1); break;
-    case 2: q16_tile_vnni(j, g, m0, 2); break;
-    case 3: q16_tile_vnni(j, g, m0, 3); break;
-    case 4: q16_tile_vnni(j, g, m0, 4); break;
-    case 5: q16_tile_vnni(j, g, m0, 5); break;
-    case 6: q16_tile_vnni(j, g, m0, 6); break;
-    case 7: q16_tile_vnni(j, g, m0, 7); break;
-    default: q16_tile_vnni(j, g, m0, 8); break;
+    case 1:
+        if (j->pf_one) q16_tile_vnni(j, g, m0, 1, true);
+        else q16_tile_vnni(j, g, m0, 1, false);
+        break;
+    case 2: q16_tile_vnni(j, g, m0, 2, true); break;
+    case 3: q16_tile_vnni(j, g, m0, 3, true); break;
+    case 4: q16_tile_vnni(j, g, m0, 4, true); break;
+    case 5: q16_tile_vnni(j, g, m0, 5, true); break;
+    case 6: q16_tile_vnni(j, g, m0, 6, true); break;
+    case 7: q16_tile_vnni(j, g, m0, 7, true); break;
+    default: q16_tile_vnni(j, g, m0, 8, true); break;
     }
 }
 
@@ -337,6 +352,7 @@ static void q16_run(rs_quant_isa isa, int nmat, const void *const *Wp, const int
         j.fn = q16_group_vnni;
         /* AMX for batches of 16+ rows (the encoder's tokens, prefill) unless VNNI is asked for */
         j.amx = isa != RS_QUANT_AVX512_EXT && M >= 16 && rs_cpu()->amx_int8 && rs_cpu_amx_ready();
+        j.pf_one = Q16_PF_ONE_ROW < 0 ? !rs_cpu()->amd : Q16_PF_ONE_ROW;
     }
 #else
     (void)isa;
