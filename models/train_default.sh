@@ -10,7 +10,8 @@
 # evaluation on val (where runs are compared) and on test, each with and without the index.
 # Reproducible: every step is seeded; the training stages (and the index) run on one thread (their
 # results depend on the thread count), THREADS (default 2) only for features and evaluation.
-# About 50 minutes on a 2-vCPU Xeon (stage I 20, stage II 9, scst 17 minutes).
+# About 50 minutes on a 2-vCPU Xeon (stage I 20, stage II 9, scst 17 minutes); 63.5 minutes on a
+# 2-vCPU AMD EPYC (Zen 4) with other jobs beside it.
 #   usage: sh models/train_default.sh [SHARED_DIR] [WORK_DIR]
 # SHARED_DIR holds data/rsicd (the RSICD release) and data/weights (mobilenet_v2_1.0_224_quant.tflite);
 # the result is WORK_DIR/rsmoe-rsicd-q8.gguf (shipped as models/rsmoe-rsicd.gguf; f32 training result:
