@@ -86,10 +86,10 @@ static bool run_reference(const rs_train_config *c, int stage, const char *model
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 tests/ref/train_torch.py %d %s %s %s %s steps=%d batch=%d accum=%d warmup=%d lr=%.9g "
              "min_lr=%.9g weight_decay=%.9g clip=%.9g beta1=%.9g beta2=%.9g eps=%.9g lora_rank=%d lora_alpha=%.9g "
-             "gate_loss=%.9g max_caption_tokens=%d seed=%llu %s %s",
+             "gate_loss=%.9g gate_lr_mult=%.9g max_caption_tokens=%d seed=%llu %s %s",
              stage, model, g_data, g_feat, out, c->steps, c->batch, c->accum, c->warmup, (double)c->lr, (double)c->min_lr,
              (double)c->weight_decay, (double)c->clip, (double)c->beta1, (double)c->beta2, (double)c->eps, c->lora_rank,
-             (double)c->lora_alpha, (double)c->gate_loss, c->max_caption_tokens, (unsigned long long)c->seed, asp, exp);
+             (double)c->lora_alpha, (double)c->gate_loss, (double)c->gate_lr_mult, c->max_caption_tokens, (unsigned long long)c->seed, asp, exp);
     if (system(cmd) != 0) return false;
     FILE *f = fopen(out, "r");
     if (!f) return false;

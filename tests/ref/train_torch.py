@@ -7,7 +7,7 @@ usage: /usr/bin/python3 tests/ref/train_torch.py STAGE MODEL.gguf DATA.json FEAT
            KEY=VALUE...
 
 STAGE is 1 or 2. KEY=VALUE gives the run's configuration (rs_train_config names): steps batch
-accum warmup lr min_lr weight_decay clip beta1 beta2 eps lora_rank lora_alpha gate_loss
+accum warmup lr min_lr weight_decay clip beta1 beta2 eps lora_rank lora_alpha gate_loss gate_lr_mult
 max_caption_tokens seed, and aspects=A,B,... the aspect (0 theme, 1 objects, 2 relationships)
 of every training caption in data-set order (stage II; labelled by hand in the C test).
 
@@ -325,8 +325,14 @@ class Run:
         # weight decay on every trained tensor except the Q-Former's vectors (LayerNorm weights,
         # biases: one row in the GGUF's layout), as the C trainer groups them
         nodecay = {id(self.W[n]) for n in getattr(self, "qnames", []) if self.W[n].dim() < 2 or self.W[n].shape[0] < 2}
-        groups = [{"params": [p for p in self.params if id(p) not in nodecay], "weight_decay": f32("weight_decay")},
-                  {"params": [p for p in self.params if id(p) in nodecay], "weight_decay": 0.0}]
+        # the router's gate (router.gate.*) learns at lr × gate_lr_mult, as the C trainer's group
+        gate = {id(self.W[n]) for n in getattr(self, "rnames", []) if n.startswith("router.gate.")}
+        rest = [p for p in self.params if id(p) not in gate]
+        groups = [{"params": [p for p in rest if id(p) not in nodecay], "weight_decay": f32("weight_decay"), "mult": 1.0},
+                  {"params": [p for p in rest if id(p) in nodecay], "weight_decay": 0.0, "mult": 1.0}]
+        if gate:
+            groups.append({"params": [p for p in self.params if id(p) in gate], "weight_decay": f32("weight_decay"),
+                           "mult": f32("gate_lr_mult")})
         opt = torch.optim.AdamW(groups, lr=f32("lr"), betas=(f32("beta1"), f32("beta2")), eps=f32("eps"))
         steps, B, accum, seed = int(c["steps"]), int(c["batch"]), int(c["accum"]), int(c["seed"])
         n = len(self.samples)
@@ -353,7 +359,7 @@ class Run:
             clip = f32("clip")
             gn = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else float("inf")).item()
             for pg in opt.param_groups:
-                pg["lr"] = self.lr_at(step)
+                pg["lr"] = self.lr_at(step) * pg["mult"]
             opt.step()
             out.append((step + 1, step_loss, gn))
         return out
@@ -381,7 +387,7 @@ def main():
         sys.exit(__doc__)
     stage, model, data, feats, outp = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
     cfg = dict(steps=5, batch=4, accum=1, warmup=2, lr=1e-3, min_lr=1e-4, weight_decay=0.05, clip=1.0, beta1=0.9,
-               beta2=0.999, eps=1e-8, lora_rank=8, lora_alpha=16, gate_loss=0.1, max_caption_tokens=48, seed=42)
+               beta2=0.999, eps=1e-8, lora_rank=8, lora_alpha=16, gate_loss=0.1, gate_lr_mult=30, max_caption_tokens=48, seed=42)
     for kv in sys.argv[6:]:
         k, v = kv.split("=", 1)
         cfg[k] = [int(x) for x in v.split(",") if x] if k == "aspects" else v if k == "export" else float(v)
