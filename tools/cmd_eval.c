@@ -102,7 +102,8 @@ static void clean_field(char *s) {
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *images = NULL, *split = "test", *prefix = NULL;
     int limit = 0, threads = 0, json = 0, meteor = 1;
-    rsmoe_generate_params gp = rsmoe_brief_default_params();
+    rsmoe_generate_params gp = rsmoe_caption_default_params();
+    gp.style = RSMOE_STYLE_BRIEF;
     bool vqa_beams_set = false, rep_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -136,9 +137,9 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     if (!model || !data) { usage(stderr); return 2; }
-    /* detailed captions keep the detailed default penalty unless one is given */
-    if (gp.style == RSMOE_STYLE_DETAILED && !rep_set)
-        gp.repetition_penalty = rsmoe_caption_default_params().repetition_penalty;
+    /* brief captions: no repetition penalty unless one is given (the rule of `rsmoe caption --brief`) */
+    if (gp.style == RSMOE_STYLE_BRIEF && !rep_set)
+        gp.repetition_penalty = rsmoe_brief_default_params().repetition_penalty;
     char root[4096], pfx[4096], hyp_path[4200], score_path[4200];
     if (!images) {
         const char *slash = strrchr(data, '/');
