@@ -81,13 +81,16 @@ static void run_caption(void *p) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: rsmoe bench infer -m MODEL.gguf [--threads N[,N..]] [--reps R] [--steps S] [--no-repack] [--exact-f32] [--json]\n\n"
+    fprintf(f, "usage: rsmoe bench infer -m MODEL.gguf [--threads N[,N..]] [--reps R] [--steps S] [--parts LIST]\n"
+               "                         [--no-repack] [--exact-f32] [--json]\n\n"
                "Times the parts of a caption: image encoder, Q-Former, LLM prefill, decoding of one expert\n"
                "and of all experts as one batch, and a whole greedy caption; prints peak RSS.\n"
                "  --threads LIST  thread counts to run (default 1,2)\n"
                "  --reps R        repetitions per figure (default 3; median reported)\n"
                "  --steps S       decode steps timed (default 32)\n"
                "  --caption-len N tokens per expert in the end-to-end caption (default 32)\n"
+               "  --parts LIST    comma-separated parts to time: encoder, qformer, prefill, decode, caption\n"
+               "                  (default all; e.g. --parts decode for the decode rates and their ratio)\n"
                "  --no-repack     keep q8_0 weights as stored (row-wise kernels) instead of repacking\n"
                "                  them for the AVX-512 VNNI kernel, which is the default where the CPU has it\n"
                "  --exact-f32     keep the image encoder's f32 matrices exact f32 instead of packing them\n"
@@ -97,6 +100,8 @@ static void usage(FILE *f) {
 int bench_infer_main(int argc, char **argv) {
     const char *path = NULL;
     int reps = 3, steps = 32, cap_len = 32, json = 0, nthr = 0, thr[8], repack = 1, amx_f32 = 1;
+    enum { P_ENC = 1, P_QF = 2, P_PRE = 4, P_DEC = 8, P_CAP = 16 };
+    int parts = P_ENC | P_QF | P_PRE | P_DEC | P_CAP;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -107,6 +112,22 @@ int bench_infer_main(int argc, char **argv) {
         else if (!strcmp(a, "--reps") && i + 1 < argc) { reps = atoi(argv[++i]); if (reps < 1 || reps > 100) goto bad; }
         else if (!strcmp(a, "--steps") && i + 1 < argc) { steps = atoi(argv[++i]); if (steps < 1 || steps > 4096) goto bad; }
         else if (!strcmp(a, "--caption-len") && i + 1 < argc) { cap_len = atoi(argv[++i]); if (cap_len < 1 || cap_len > 1024) goto bad; }
+        else if (!strcmp(a, "--parts") && i + 1 < argc) {
+            static const char *const names[] = {"encoder", "qformer", "prefill", "decode", "caption"};
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", argv[++i]);
+            parts = 0;
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                int k = 0;
+                while (k < 5 && strcmp(tok, names[k])) k++;
+                if (k == 5) {
+                    fprintf(stderr, "rsmoe bench infer: unknown part '%s' (encoder, qformer, prefill, decode, caption)\n", tok);
+                    return 2;
+                }
+                parts |= 1 << k;
+            }
+            if (!parts) goto bad;
+        }
         else if (!strcmp(a, "--threads") && i + 1 < argc) {
             char *s = argv[++i], *e;
             nthr = 0;
@@ -184,74 +205,83 @@ int bench_infer_main(int argc, char **argv) {
             ec.n_ids = 12;
             char name[64];
             double t[128];
-            bench_time(run_encoder, &ec, 1, reps, t);
-            bench_stats s = bench_stats_of(t, reps);
-            for (int k = 0; k < 3; k++) ((double *)&s)[k] *= 1e3;
-            s.mean *= 1e3; s.sd *= 1e3;
-            snprintf(name, sizeof name, "%s %dx%d px, %d tokens", m->vision_kind == RS_VISION_CNN ? "CNN" : "ViT",
-                     side_w, side_h, m->enc_tokens);
-            bench_add(&rep, "image encoder", name, "ms/image", nt, s, "ms", -1, "");
-            bench_time(run_qf, &ec, 1, reps, t);
-            s = bench_stats_of(t, reps);
-            for (int k = 0; k < 3; k++) ((double *)&s)[k] *= 1e3;
-            s.mean *= 1e3; s.sd *= 1e3;
-            snprintf(name, sizeof name, "%d queries + 12 tokens", m->qf.c.n_query);
-            bench_add(&rep, "q-former", name, "ms", nt, s, "ms", -1, "");
+            bench_stats s;
+            if (parts & P_ENC) {
+                bench_time(run_encoder, &ec, 1, reps, t);
+                s = bench_stats_of(t, reps);
+                for (int k = 0; k < 3; k++) ((double *)&s)[k] *= 1e3;
+                s.mean *= 1e3; s.sd *= 1e3;
+                snprintf(name, sizeof name, "%s %dx%d px, %d tokens", m->vision_kind == RS_VISION_CNN ? "CNN" : "ViT",
+                         side_w, side_h, m->enc_tokens);
+                bench_add(&rep, "image encoder", name, "ms/image", nt, s, "ms", -1, "");
+            }
+            if (parts & P_QF) {
+                bench_time(run_qf, &ec, 1, reps, t);
+                s = bench_stats_of(t, reps);
+                for (int k = 0; k < 3; k++) ((double *)&s)[k] *= 1e3;
+                s.mean *= 1e3; s.sd *= 1e3;
+                snprintf(name, sizeof name, "%d queries + 12 tokens", m->qf.c.n_query);
+                bench_add(&rep, "q-former", name, "ms", nt, s, "ms", -1, "");
+            }
             lx.rows = prefill;
-            s = bench_rate(run_prefill, &lx, 1, reps, prefill, 1.0);
-            snprintf(name, sizeof name, "%d positions", prefill);
-            bench_add(&rep, "prefill", name, "tokens/s", nt, s, "tok/s", -1, "");
+            if (parts & P_PRE) {
+                s = bench_rate(run_prefill, &lx, 1, reps, prefill, 1.0);
+                snprintf(name, sizeof name, "%d positions", prefill);
+                bench_add(&rep, "prefill", name, "tokens/s", nt, s, "tok/s", -1, "");
+            }
             /* decode: fill the caches of K slots, then time steps */
-            double bw = bench_read_bandwidth_gbs(pool, bench_uncached_bytes((size_t)1 << 30), 3);
-            double limit = bw * 1e9 / (double)(wbytes + abytes); /* steps/s of one stream */
-            for (int ns = 1; ns <= K; ns += (K > 1 ? K - 1 : 1)) {
-                lx.n_streams = ns;
-                lx.prefill = prefill;
-                lx.steps = steps;
-                s = bench_rate(run_decode, &lx, 0, reps, (double)steps * ns, 1.0);
-                snprintf(name, sizeof name, "%d stream%s (aggregate)", ns, ns > 1 ? "s batched" : "");
-                /* % of the steps/s that reading the base weights and ns adapters allows */
-                const double lim_ns = bw * 1e9 / (double)(wbytes + (size_t)ns * abytes);
-                bench_result *r = bench_add(&rep, "decode", name, "tokens/s", nt, s, "tok/s",
-                                            100.0 * s.med / ns / lim_ns, "bw limit");
-                (void)r;
-            }
-            double one = 0, many = 0;
-            for (int i = 0; i < rep.n; i++)
-                if (!strcmp(rep.r[i].section, "decode") && rep.r[i].threads == nt) {
-                    if (strstr(rep.r[i].name, "1 stream ")) one = rep.r[i].st.med;
-                    else many = rep.r[i].st.med;
+            if (parts & P_DEC) {
+                double bw = bench_read_bandwidth_gbs(pool, bench_uncached_bytes((size_t)1 << 30), 3);
+                double limit = bw * 1e9 / (double)(wbytes + abytes); /* steps/s of one stream */
+                for (int ns = 1; ns <= K; ns += (K > 1 ? K - 1 : 1)) {
+                    lx.n_streams = ns;
+                    lx.prefill = prefill;
+                    lx.steps = steps;
+                    s = bench_rate(run_decode, &lx, 0, reps, (double)steps * ns, 1.0);
+                    snprintf(name, sizeof name, "%d stream%s (aggregate)", ns, ns > 1 ? "s batched" : "");
+                    /* % of the steps/s that reading the base weights and ns adapters allows */
+                    const double lim_ns = bw * 1e9 / (double)(wbytes + (size_t)ns * abytes);
+                    bench_result *r = bench_add(&rep, "decode", name, "tokens/s", nt, s, "tok/s",
+                                                100.0 * s.med / ns / lim_ns, "bw limit");
+                    (void)r;
                 }
-            /* the same ratio from interleaved pairs (one expert, then the batch, reps times): on a
-             * shared machine the load drifts between the two figures above; a pair sees the same */
-            double pr[BENCH_MAX_REPS];
-            int npr = 0;
-            for (int i = 0; K > 1 && i < reps && i < BENCH_MAX_REPS; i++) {
-                lx.n_streams = 1;
-                double t1 = rs_time_s();
-                run_decode(&lx);
-                t1 = rs_time_s() - t1;
-                lx.n_streams = K;
-                double tk = rs_time_s();
-                run_decode(&lx);
-                tk = rs_time_s() - tk;
-                if (t1 > 0 && tk > 0) pr[npr++] = K * t1 / tk;
+                double one = 0, many = 0;
+                for (int i = 0; i < rep.n; i++)
+                    if (!strcmp(rep.r[i].section, "decode") && rep.r[i].threads == nt) {
+                        if (strstr(rep.r[i].name, "1 stream ")) one = rep.r[i].st.med;
+                        else many = rep.r[i].st.med;
+                    }
+                /* the same ratio from interleaved pairs (one expert, then the batch, reps times): on a
+                 * shared machine the load drifts between the two figures above; a pair sees the same */
+                double pr[BENCH_MAX_REPS];
+                int npr = 0;
+                for (int i = 0; K > 1 && i < reps && i < BENCH_MAX_REPS; i++) {
+                    lx.n_streams = 1;
+                    double t1 = rs_time_s();
+                    run_decode(&lx);
+                    t1 = rs_time_s() - t1;
+                    lx.n_streams = K;
+                    double tk = rs_time_s();
+                    run_decode(&lx);
+                    tk = rs_time_s() - tk;
+                    if (t1 > 0 && tk > 0) pr[npr++] = K * t1 / tk;
+                }
+                bench_stats ps = bench_stats_of(pr, npr);
+                char note[512];
+                snprintf(note, sizeof note,
+                         "%d thread(s): weights read per decode step %.1f MiB + %.1f MiB per expert's adapter; measured "
+                         "read bandwidth %.1f GB/s -> limit %.1f steps/s for one stream; %d-expert batch = %.2fx the "
+                         "aggregate rate of one expert alone (interleaved pairs: median %.2fx, %.2f-%.2f over %d)",
+                         nt, wbytes / 1048576.0, abytes / 1048576.0, bw, limit, K, one > 0 ? many / one : 0, ps.med,
+                         ps.min, ps.max, npr);
+                bench_note(&rep, note);
             }
-            bench_stats ps = bench_stats_of(pr, npr);
-            char note[512];
-            snprintf(note, sizeof note,
-                     "%d thread(s): weights read per decode step %.1f MiB + %.1f MiB per expert's adapter; measured "
-                     "read bandwidth %.1f GB/s -> limit %.1f steps/s for one stream; %d-expert batch = %.2fx the "
-                     "aggregate rate of one expert alone (interleaved pairs: median %.2fx, %.2f-%.2f over %d)",
-                     nt, wbytes / 1048576.0, abytes / 1048576.0, bw, limit, K, one > 0 ? many / one : 0, ps.med,
-                     ps.min, ps.max, npr);
-            bench_note(&rep, note);
             /* end to end: greedy caption through the public API */
             rsmoe_context_params cp = rsmoe_context_default_params();
             cp.n_threads = nt;
             cp.max_beams = 1;
             cp.n_ctx = prefill + 256 + cap_len;
-            rsmoe_context *ctx = rsmoe_context_new(pm, &cp, &st);
+            rsmoe_context *ctx = (parts & P_CAP) ? rsmoe_context_new(pm, &cp, &st) : NULL;
             if (ctx) {
                 /* the encoder's random image, through the public API */
                 rsmoe_image img = {.width = side_w, .height = side_h, .data = ec.img.data};

@@ -61,6 +61,14 @@ bj=$("$B" bench infer -m "$M" --threads 1 --reps 1 --steps 4 --caption-len 4 --j
 echo "$bj" | grep -q '"section": "image encoder", "case": "CNN 224x224' && echo "$bj" | grep -q '"section": "decode"' &&
   echo "$bj" | grep -q '"section": "caption"'
 check "bench infer times the CNN encoder, decode and a caption" $((rc | $?)) "$(echo "$bj" | tail -c 400)"
+# --parts decode: the decode rates and their ratio only; an unknown part is refused
+bj=$("$B" bench infer -m "$M" --threads 1 --reps 1 --steps 4 --parts decode --json 2>&1); rc=$?
+echo "$bj" | grep -q '"section": "decode"' && ! echo "$bj" | grep -q '"section": "image encoder"' &&
+  ! echo "$bj" | grep -q '"section": "caption"' && echo "$bj" | grep -q 'batch = [0-9.]*x the aggregate'
+check "bench infer --parts decode times decode alone" $((rc | $?)) "$(echo "$bj" | tail -c 400)"
+bj=$("$B" bench infer -m "$M" --parts decode,vision 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$bj" | grep -q "unknown part 'vision'"
+check "bench infer --parts refuses an unknown part" $? "rc=$rc $bj"
 # bench/caption_latency.sh: a median for every phase of the JSON timings and the wall time
 lat=$(RSMOE="$B" sh bench/caption_latency.sh -n 2 -t 1 2>&1); rc=$?
 echo "$lat" | sed 's/^/  /'
