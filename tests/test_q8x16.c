@@ -1,7 +1,7 @@
 /* test_q8x16.c - the 16-row packed q8_0 layout and its matmul: the layout against a formula
  * written here, the plain C twin against the exact product of the quantised operands
  * (quant.h's bound), the VNNI and AMX kernels bit for bit against the twin, tiles / K
- * chunks / threads, and the refusals. */
+ * chunks / threads / one or four weight streams (rs_q8x16_set_streams), and the refusals. */
 #include "kernels/q8x16.h"
 #include "kernels/quant.h"
 #include "test.h"
@@ -156,12 +156,20 @@ TEST(vnni_equals_c_twin_bit_for_bit) {
     rs_pool *pool = rs_pool_new(2);
     REQUIRE(pool, "pool");
     rs_pool_set_min_work(pool, 0); /* small products on the threads too */
-    const int64_t shapes[][3] = {{1, 16, 32}, {2, 48, 96}, {3, 64, 256}, {8, 32, 128}, {11, 80, 160}, {197, 32, 768}};
-    /* the full scratch, and one forcing M tiles of one row and K chunks of two blocks */
-    const twin_variant v[] = {{0, pool}, {2 * 40, pool}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        CHECK(twin_case(RS_QUANT_AVX512_EXT, "vnni", shapes[s][0], shapes[s][1], shapes[s][2], 5, v, 2) == 0,
-              "vnni shape %zu", s);
+    /* the last three have enough groups of 16 columns per thread's chunk (35, 65, 33 in all) for
+     * rows 1-3 to read them as four streams at once, with a remainder read one group at a time */
+    const int64_t shapes[][3] = {{1, 16, 32},   {2, 48, 96},    {3, 64, 256},  {8, 32, 128}, {11, 80, 160},
+                                 {197, 32, 768}, {1, 560, 64}, {2, 1040, 96}, {3, 528, 256}};
+    /* the full scratch on 2 threads and on the caller's, and one forcing M tiles of one row and
+     * K chunks of two blocks (the accumulate path) */
+    const twin_variant v[] = {{0, pool}, {0, NULL}, {2 * 40, pool}};
+    for (int streams = 1; streams <= 4; streams += 3) {
+        rs_q8x16_set_streams(streams);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            CHECK(twin_case(RS_QUANT_AVX512_EXT, "vnni", shapes[s][0], shapes[s][1], shapes[s][2], 5, v, 3) == 0,
+                  "vnni shape %zu, %d stream(s)", s, streams);
+    }
+    rs_q8x16_set_streams(0);
     rs_pool_free(pool);
 }
 
@@ -206,21 +214,26 @@ TEST(agrees_with_matmul_w_q8) {
 
 /* several matrices sharing the input: each output bit for bit what its own rs_matmul_q8x16
  * gives, on 1 and 3 threads (threaded however small), over row counts that take the VNNI tiles
- * (1, 3, 9) and AMX (17, where it is), and a K long enough to need two K chunks */
+ * (1, 2, 3, 9) and AMX (17, where it is), and a K long enough to need two K chunks */
 TEST(multi_equals_single_bit_for_bit) {
     const int64_t Ks[2] = {96, 32 * (RS_MATMUL_W_STACK / 40 + 40)};
-    const int64_t N[3] = {48, 16, 80};
+    const int64_t Nsets[2][3] = {{48, 16, 80}, {272, 64, 400}};
     rs_pool *pool = rs_pool_new(3);
     REQUIRE(pool, "pool");
     rs_pool_set_min_work(pool, 0);
-    for (int kk = 0; kk < 2; kk++) {
+    /* the second set (46 groups of 16 columns) has chunks long enough for four streams, whose
+     * runs cross from one matrix into the next; on one stream and on four */
+    for (int cs = 0; cs < 4; cs++) {
+        const int64_t *N = Nsets[cs & 1];
+        const int kk = cs >> 1, streams = cs & 1 ? 4 : 1;
+        rs_q8x16_set_streams(streams);
         const int64_t K = Ks[kk];
         rs_block_q8_0 *q[3];
         const void *p[3];
         for (int i = 0; i < 3; i++) { q[i] = rand_q8(N[i], K); p[i] = pack(q[i], N[i], K); }
         REQUIRE(p[0] && p[1] && p[2], "pack");
-        const int Ms[4] = {1, 3, 9, 17};
-        for (int mi = 0; mi < 4; mi++) {
+        const int Ms[5] = {1, 2, 3, 9, 17};
+        for (int mi = 0; mi < 5; mi++) {
             const int64_t M = Ms[mi];
             float *x = malloc(sizeof(float) * (size_t)(M * K));
             for (int64_t t = 0; t < M * K; t++) x[t] = frand();
@@ -236,8 +249,8 @@ TEST(multi_equals_single_bit_for_bit) {
                 rs_matmul_q8x16_multi(3, p, N, ym, x, M, K, pl);
                 for (int i = 0; i < 3; i++) {
                     CHECK(!memcmp(ym[i], ys[i], sizeof(float) * (size_t)(M * N[i])),
-                          "K %lld, M %lld, %d thread(s): matrix %d differs from its single product",
-                          (long long)K, (long long)M, th ? 3 : 1, i);
+                          "K %lld, M %lld, %d thread(s), %d stream(s): matrix %d differs from its single product",
+                          (long long)K, (long long)M, th ? 3 : 1, streams, i);
                     free(ym[i]);
                     free(ys[i]);
                 }
@@ -247,7 +260,7 @@ TEST(multi_equals_single_bit_for_bit) {
         /* the products are the right ones (not just equal): matrix 2 against rs_matmul_w's q8_0
          * (which sums in another order: as agrees_with_matmul_w_q8) */
         float x1[96], yw[80], *y3[3], y0[48], y1[16], y2[80];
-        if (K == 96) {
+        if (K == 96 && N[2] == 80) {
             for (int t = 0; t < 96; t++) x1[t] = frand();
             y3[0] = y0; y3[1] = y1; y3[2] = y2;
             rs_matmul_q8x16_multi(3, p, N, y3, x1, 1, K, NULL);
@@ -261,6 +274,7 @@ TEST(multi_equals_single_bit_for_bit) {
         }
         for (int i = 0; i < 3; i++) { free(q[i]); free((void *)p[i]); }
     }
+    rs_q8x16_set_streams(0);
     rs_pool_free(pool);
     /* refusals: no matrix, too many, a width not packable; the outputs untouched */
     rs_clear_error();

@@ -53,5 +53,9 @@ void rs_matmul_q8x16_multi(int n, const void *const *Wp, const int64_t *N, float
  * most that) bounds the activation scratch, so tests can force M tiles and K chunks */
 void rs_matmul_q8x16_isa(rs_quant_isa isa, const void *Wp, const float *x, float *y, int64_t M,
                          int64_t N, int64_t K, rs_pool *pool, size_t scratch_bytes);
+/* how the VNNI kernel reads the weights for 1-3 activation rows: 0 = by CPU (four sequential
+ * streams at once on AMD, one elsewhere), 1 = one stream, 2+ = four streams. The same bits
+ * either way; for tests and benchmarks (process-wide, set it before products run). */
+void rs_q8x16_set_streams(int n);
 
 #endif
