@@ -19,6 +19,8 @@
  * With 16 or more activation rows and AMX-INT8 (rs_cpu_amx_ready), 16-row tiles run on AMX
  * (a record is an AMX B tile; TDPBSUD gives the same exact int32 block products, finished in
  * the same order): bit for bit the same result again.
+ * On AMD, 1-3 activation rows (an expert batch) read each thread's chunk of groups as four
+ * sequential weight streams at once (q8x16.c says why); the operations per output are unchanged.
  * Activation scratch lives on the caller's stack (RS_MATMUL_W_STACK bytes), M in tiles and
  * K in chunks as rs_matmul_w; only when 16 rows of a long K do not fit it and AMX runs are
  * 16 rows' scratch allocated. */
