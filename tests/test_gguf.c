@@ -4,6 +4,7 @@
  * run under ASan), atomic writes, and the real ggml vocab files checked against facts
  * extracted by an independent Python parser (tests/ref/gguf_facts.py). */
 #include "formats/gguf.h"
+#include "formats/gguf_copy.h"
 #include "test.h"
 
 #include <dirent.h>
@@ -902,6 +903,73 @@ TEST(real_vocab_files) {
     }
 }
 
+
+/* checkpoint averaging (gguf_copy.h): f32 tensors that differ become their mean (double sum in
+ * file order, one rounding), equal tensors and the metadata are copied; a differing non-f32
+ * tensor, another shape, a missing tensor, one input and an output equal to an input refused */
+static int write_ckpt(const char *path, const float *a, int a_rows, const float *b, const uint16_t *c,
+                      const char *c_name) {
+    rs_gguf_writer *w = rs_gguf_writer_new();
+    if (!w) return -1;
+    rs_tensor ta, tb, tc;
+    const int64_t nea[2] = {3, a_rows}, neb[1] = {4}, nec[1] = {4};
+    int bad = rs_gguf_writer_set_str(w, "general.name", "ckpt") || rs_gguf_writer_set_u32(w, "x.step", 7) ||
+              rs_tensor_init(&ta, "a", RS_F32, 2, nea, (void *)a) || rs_tensor_init(&tb, "b", RS_F32, 1, neb, (void *)b) ||
+              rs_tensor_init(&tc, c_name, RS_F16, 1, nec, (void *)c) || rs_gguf_writer_add_tensor(w, &ta) ||
+              rs_gguf_writer_add_tensor(w, &tb) || rs_gguf_writer_add_tensor(w, &tc) || rs_gguf_writer_write(w, path);
+    rs_gguf_writer_free(w);
+    return bad ? -1 : 0;
+}
+
+TEST(average_checkpoints) {
+    char p[5][512], out[512];
+    const char *names[5] = {"c1.gguf", "c2.gguf", "c3.gguf", "c4.gguf", "c5.gguf"};
+    for (int i = 0; i < 5; i++) path_in_tmp(p[i], sizeof p[i], names[i]);
+    path_in_tmp(out, sizeof out, "avg.gguf");
+    float a[3][6], b[4] = {1.5f, -2, 0, 1e-30f};
+    uint16_t c[4] = {0x3c00, 0x4000, 0xbc00, 0}, c2[4] = {0x3c00, 0x4000, 0xbc00, 1};
+    rs_rng rng;
+    rs_rng_seed(&rng, 11);
+    for (int k = 0; k < 3; k++) rs_rng_fill_uniform(&rng, a[k], 6, -3, 3);
+    a[0][5] = a[1][5] = a[2][5] = 0.1f; /* one element equal in all */
+    REQUIRE(!write_ckpt(p[0], a[0], 2, b, c, "c") && !write_ckpt(p[1], a[1], 2, b, c, "c") &&
+            !write_ckpt(p[2], a[2], 2, b, c, "c"), "write checkpoints");
+    const char *in3[3] = {p[0], p[1], p[2]};
+    rs_average_report r;
+    CHECK(rs_gguf_average(in3, 3, out, &r) == RSMOE_OK, "average: %s", rsmoe_last_error());
+    CHECK(r.averaged == 1 && r.same == 2, "report: %d averaged, %d same", r.averaged, r.same);
+    rs_gguf *g = NULL;
+    REQUIRE(rs_gguf_open(out, &g) == RSMOE_OK, "open the result");
+    const rs_tensor *ta = rs_gguf_find_tensor(g, "a"), *tb = rs_gguf_find_tensor(g, "b"), *tc = rs_gguf_find_tensor(g, "c");
+    REQUIRE(ta && tb && tc && ta->ne[0] == 3 && ta->ne[1] == 2, "tensors and shape");
+    for (int e = 0; e < 6; e++) {
+        float want = (float)(((double)a[0][e] + a[1][e] + a[2][e]) / 3.0);
+        CHECK(((const float *)ta->data)[e] == want, "a[%d] = %.9g, mean %.9g", e, ((const float *)ta->data)[e], want);
+    }
+    CHECK(!memcmp(tb->data, b, sizeof b) && !memcmp(tc->data, c, sizeof c), "equal tensors copied");
+    CHECK(!strcmp(rs_gguf_get_str_or(g, "general.name", ""), "ckpt") && rs_gguf_get_u32_or(g, "x.step", 0) == 7,
+          "metadata copied");
+    rs_gguf_close(g);
+    /* refusals, and the output left as it was */
+    REQUIRE(!write_ckpt(p[3], a[1], 2, b, c2, "c") && !write_ckpt(p[4], a[1], 1, b, c, "c"), "write bad ones");
+    const char *bad_type[2] = {p[0], p[3]}, *bad_shape[2] = {p[0], p[4]}, *one[1] = {p[0]}, *self[2] = {p[0], out};
+    CHECK(rs_gguf_average(bad_type, 2, out, &r) != RSMOE_OK && strstr(rsmoe_last_error(), "only f32"),
+          "a differing f16 tensor: %s", rsmoe_last_error());
+    CHECK(rs_gguf_average(bad_shape, 2, out, &r) != RSMOE_OK && strstr(rsmoe_last_error(), "shape"),
+          "another shape: %s", rsmoe_last_error());
+    REQUIRE(!write_ckpt(p[4], a[1], 2, b, c, "d"), "write a checkpoint without c");
+    CHECK(rs_gguf_average(bad_shape, 2, out, &r) != RSMOE_OK && strstr(rsmoe_last_error(), "missing"),
+          "a missing tensor: %s", rsmoe_last_error());
+    CHECK(rs_gguf_average(one, 1, out, &r) != RSMOE_OK, "one input accepted");
+    CHECK(rs_gguf_average(self, 2, out, &r) != RSMOE_OK && strstr(rsmoe_last_error(), "new file"),
+          "output = an input: %s", rsmoe_last_error());
+    REQUIRE(rs_gguf_open(out, &g) == RSMOE_OK, "the result still opens");
+    ta = rs_gguf_find_tensor(g, "a");
+    CHECK(ta && ((const float *)ta->data)[0] == (float)(((double)a[0][0] + a[1][0] + a[2][0]) / 3.0),
+          "refused calls left the output as it was");
+    rs_gguf_close(g);
+}
+
 int main(void) {
     snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/rsmoe_gguf_XXXXXX");
     if (!mkdtemp(g_tmpdir)) { perror("mkdtemp"); return 1; }
@@ -916,6 +984,7 @@ int main(void) {
     RUN(typed_getters);
     RUN(atomic_write);
     RUN(real_vocab_files);
+    RUN(average_checkpoints);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", g_tmpdir);

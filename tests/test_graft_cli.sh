@@ -29,4 +29,16 @@ check "missing -o: usage, exit 2" '[ $rc -eq 2 ] && grep -q "usage: rsmoe graft"
 "$B" graft --into "$T/b.gguf" --from "$T/a.gguf" -o "$T/o5.gguf" >"$T/out5" 2>&1; rc=$?
 check "a good graft succeeds and reports what it took" '[ $rc -eq 0 ] && grep -q "tensors from" "$T/out5"'
 check "its output loads as a 1-expert model" '"$B" info "$T/o5.gguf" 2>&1 | grep -q "1 expert"'
+
+# rsmoe average: two models of one layout (other seeds: every f32 tensor differs) average into a
+# model that loads; one checkpoint, another layout, or a file that is not a model are refused
+"$B" init --preset test --seed 3 -o "$T/c.gguf" >/dev/null 2>&1 || no "init seed 3"
+"$B" average -o "$T/avg.gguf" "$T/a.gguf" "$T/c.gguf" >"$T/out6" 2>&1; rc=$?
+check "average of two checkpoints: averaged and loads" '[ $rc -eq 0 ] && grep -q "f32 tensors averaged over 2 checkpoints" "$T/out6" && "$B" info "$T/avg.gguf" >/dev/null 2>&1'
+"$B" average -o "$T/avg2.gguf" "$T/a.gguf" >"$T/out7" 2>&1; rc=$?
+check "average of one checkpoint: usage, exit 2" '[ $rc -eq 2 ] && grep -q "at least two" "$T/out7" && [ ! -e "$T/avg2.gguf" ]'
+"$B" average -o "$T/avg3.gguf" "$T/a.gguf" "$T/b.gguf" >"$T/out8" 2>&1; rc=$?
+check "average across layouts (3 vs 1 experts): refused, nothing written" '[ $rc -ne 0 ] && grep -q "average:" "$T/out8" && [ ! -e "$T/avg3.gguf" ]'
+"$B" average -o "$T/avg4.gguf" "$T/tok.gguf" "$T/tok.gguf" >"$T/out9" 2>&1; rc=$?
+check "average of files that are not models: refused, removed" '[ $rc -ne 0 ] && grep -q "does not load as a model" "$T/out9" && [ ! -e "$T/avg4.gguf" ]'
 finish

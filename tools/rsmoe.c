@@ -7,6 +7,7 @@
 
 int cmd_aspects(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_average(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -34,6 +35,7 @@ static const struct {
     const char *help;
 } g_cmds[] = {
     {"aspects", cmd_aspects, "split captions into theme / objects / relationships clauses (docs/aspects.md)"},
+    {"average", cmd_average, "average the f32 weights of several checkpoints of one training run"},
     {"bench", cmd_bench, "benchmarks that print figures: `bench kernels`, `bench infer -m MODEL`, `bench cnn -m ENC`"},
     {"caption", cmd_caption, "describe images (theme, objects, relationships)"},
     {"classify", cmd_classify, "classify images with a CNN image encoder (imported MobileNet check; --bench times it)"},

@@ -74,3 +74,79 @@ done:
     rs_gguf_close(gf);
     return st;
 }
+
+rsmoe_status rs_gguf_average(const char *const *in, int n, const char *out, rs_average_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    if (!in || !out || n < 2 || n > 64)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "average: needs 2 to 64 input files and an output");
+    for (int k = 0; k < n; k++)
+        if (!in[k] || !strcmp(in[k], out))
+            return rs_error(RSMOE_ERR_INVALID_ARG, "average: the output must be a new file (not %s)", out);
+    rs_gguf *g[64] = {0};
+    rs_gguf_writer *w = NULL;
+    rs_tensor *mean = NULL; /* the averaged tensors (their data owned here until written) */
+    int64_t nt = 0;
+    rsmoe_status st = RSMOE_OK;
+    for (int k = 0; k < n && !st; k++) st = rs_gguf_open(in[k], &g[k]);
+    if (st) goto done;
+    nt = rs_gguf_n_tensors(g[0]);
+    for (int k = 1; k < n && !st; k++)
+        if (rs_gguf_n_tensors(g[k]) != nt)
+            st = rs_error(RSMOE_ERR_INVALID_ARG, "average: %s has %lld tensors, %s %lld", in[k],
+                          (long long)rs_gguf_n_tensors(g[k]), in[0], (long long)nt);
+    if (st) goto done;
+    if (!(mean = calloc((size_t)(nt ? nt : 1), sizeof *mean)) || !(w = rs_gguf_writer_new())) {
+        st = rs_error(RSMOE_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((st = rs_gguf_copy_kvs(g[0], w, NULL))) goto done;
+    for (int64_t i = 0; i < nt && !st; i++) {
+        const rs_tensor *t = rs_gguf_tensor(g[0], i), *o[64];
+        const size_t bytes = rs_tensor_nbytes(t);
+        bool differ = false;
+        for (int k = 1; k < n && !st; k++) {
+            o[k] = rs_gguf_find_tensor(g[k], t->name);
+            bool same = o[k] && o[k]->type == t->type && o[k]->ndim == t->ndim;
+            for (int d = 0; same && d < RS_MAX_DIMS; d++) same = o[k]->ne[d] == t->ne[d];
+            if (!same)
+                st = rs_error(RSMOE_ERR_INVALID_ARG, "average: tensor %s is %s in %s", t->name,
+                              o[k] ? "of another type or shape" : "missing", in[k]);
+            else if (memcmp(o[k]->data, t->data, bytes))
+                differ = true;
+        }
+        if (st) break;
+        if (!differ) {
+            rep->same++;
+            st = rs_gguf_writer_add_tensor(w, t);
+            continue;
+        }
+        if (t->type != RS_F32) {
+            st = rs_error(RSMOE_ERR_INVALID_ARG,
+                          "average: tensor %s (%s) differs between the files; only f32 tensors are averaged "
+                          "(average the f32 checkpoints, then quantize)", t->name, rs_dtype_name(t->type) ? rs_dtype_name(t->type) : "?");
+            break;
+        }
+        const int64_t ne = (int64_t)(bytes / sizeof(float));
+        float *d = malloc(bytes ? bytes : 1);
+        if (!d) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory"); break; }
+        const float *src0 = t->data;
+        for (int64_t e = 0; e < ne; e++) {
+            double acc = src0[e];
+            for (int k = 1; k < n; k++) acc += ((const float *)o[k]->data)[e];
+            d[e] = (float)(acc / n);
+        }
+        mean[i] = *t;
+        mean[i].data = d;
+        mean[i].packed = NULL;
+        rep->averaged++;
+        st = rs_gguf_writer_add_tensor(w, &mean[i]);
+    }
+    if (!st) st = rs_gguf_writer_write(w, out);
+done:
+    if (mean)
+        for (int64_t i = 0; i < nt; i++) free(mean[i].data);
+    free(mean);
+    rs_gguf_writer_free(w);
+    for (int k = 0; k < n; k++) rs_gguf_close(g[k]);
+    return st;
+}

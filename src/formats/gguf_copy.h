@@ -18,4 +18,15 @@ typedef struct {
  * of another layout (e.g. the stage-I weights into a model with another number of experts).
  * Atomic (temporary file + rename); out must differ from both inputs. */
 rsmoe_status rs_gguf_graft(const char *into, const char *from, const char *out, rs_graft_report *rep);
+
+/* Checkpoint averaging: OUT = the first file's metadata and tensors, every f32 tensor replaced by
+ * the element-wise mean over the n files (summed in double in file order, divided by n, rounded
+ * to float once). The files must hold the same tensor names, types and shapes; a tensor of any
+ * other type must be byte-identical in all of them (quantise after averaging, not before).
+ * `averaged` counts the f32 tensors that differed between the files, `same` the tensors equal in
+ * all of them. Atomic; out must differ from every input; 2 <= n <= 64. */
+typedef struct {
+    int averaged, same;
+} rs_average_report;
+rsmoe_status rs_gguf_average(const char *const *in, int n, const char *out, rs_average_report *rep);
 #endif
