@@ -151,6 +151,18 @@ T512V TI __m512i q16_dpbusd_bcast(__m512i s, __m512i w, const int8_t *x) {
     return s;
 }
 
+/* one record for one activation row m of block b: the 8 dpbusd in two chains, their sum finished
+ * into acc (shared by the one-stream and the four-stream tiles: the same operations, same order) */
+T512V TI __m512 q16_row_record(const q16_job *j, int64_t b, int64_t m, const __m512i *wv, __m512 dw, __m512 acc) {
+    const int8_t *x = j->xq + (b * j->ldm + m) * RS_QK8_0;
+    __m512i s0 = _mm512_set1_epi32(j->xc[b * j->ldm + m]), s1 = _mm512_setzero_si512();
+    for (int q = 0; q < 8; q += 2) {
+        s0 = q16_dpbusd_bcast(s0, wv[q], x + 4 * q);
+        s1 = q16_dpbusd_bcast(s1, wv[q + 1], x + 4 * q + 4);
+    }
+    return q16_finish(_mm512_add_epi32(s0, s1), dw, j->xd[b * j->ldm + m], acc);
+}
+
 T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int MR, const bool PF) {
     __m512 acc[Q16_MR];
     for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
@@ -161,16 +173,7 @@ T512V TI void q16_tile_vnni(const q16_job *j, int64_t g, int64_t m0, const int M
         __m512i wv[8];
         for (int q = 0; q < 8; q++) wv[q] = _mm512_load_si512((const void *)(w + 64 * q));
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)wd));
-        for (int i = 0; i < MR; i++) {
-            const int64_t m = m0 + i;
-            const int8_t *x = j->xq + (b * j->ldm + m) * RS_QK8_0;
-            __m512i s0 = _mm512_set1_epi32(j->xc[b * j->ldm + m]), s1 = _mm512_setzero_si512();
-            for (int q = 0; q < 8; q += 2) {
-                s0 = q16_dpbusd_bcast(s0, wv[q], x + 4 * q);
-                s1 = q16_dpbusd_bcast(s1, wv[q + 1], x + 4 * q + 4);
-            }
-            acc[i] = q16_finish(_mm512_add_epi32(s0, s1), dw, j->xd[b * j->ldm + m], acc[i]);
-        }
+        for (int i = 0; i < MR; i++) acc[i] = q16_row_record(j, b, m0 + i, wv, dw, acc[i]);
     }
     for (int i = 0; i < MR; i++) q16_store(j, m0 + i, g, acc[i]);
 }
@@ -217,16 +220,7 @@ T512V TI void q16_tiles_vnni(const q16_job *j, const q16_stream *st, const int S
             const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)wd[h]));
             w[h] += Q16_REC;
             wd[h] += RS_Q8X16_ROWS;
-            _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {
-                const int64_t m = m0 + i;
-                const int8_t *x = j->xq + (b * j->ldm + m) * RS_QK8_0;
-                __m512i s0 = _mm512_set1_epi32(j->xc[b * j->ldm + m]), s1 = _mm512_setzero_si512();
-                for (int q = 0; q < 8; q += 2) {
-                    s0 = q16_dpbusd_bcast(s0, wv[q], x + 4 * q);
-                    s1 = q16_dpbusd_bcast(s1, wv[q + 1], x + 4 * q + 4);
-                }
-                acc[h][i] = q16_finish(_mm512_add_epi32(s0, s1), dw, j->xd[b * j->ldm + m], acc[h][i]);
-            }
+            _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) acc[h][i] = q16_row_record(j, b, m0 + i, wv, dw, acc[h][i]);
         }
     }
     _Pragma("GCC unroll 4") for (int h = 0; h < S; h++) _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {
