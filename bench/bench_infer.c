@@ -80,6 +80,13 @@ static void run_caption(void *p) {
     if (rsmoe_caption(c->ctx, c->img, &c->gp, &r) == RSMOE_OK) rsmoe_result_free(&r);
 }
 
+/* fn timed after one warm-up call; the statistics of its milliseconds per call */
+static bench_stats time_ms(bench_fn fn, void *ctx, int reps, double *t) {
+    bench_time(fn, ctx, 1, reps, t);
+    for (int i = 0; i < reps; i++) t[i] *= 1e3;
+    return bench_stats_of(t, reps);
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: rsmoe bench infer -m MODEL.gguf [--threads N[,N..]] [--reps R] [--steps S] [--parts LIST]\n"
                "                         [--no-repack] [--exact-f32] [--json]\n\n"
@@ -207,19 +214,13 @@ int bench_infer_main(int argc, char **argv) {
             double t[128];
             bench_stats s;
             if (parts & P_ENC) {
-                bench_time(run_encoder, &ec, 1, reps, t);
-                s = bench_stats_of(t, reps);
-                for (int k = 0; k < 3; k++) ((double *)&s)[k] *= 1e3;
-                s.mean *= 1e3; s.sd *= 1e3;
+                s = time_ms(run_encoder, &ec, reps, t);
                 snprintf(name, sizeof name, "%s %dx%d px, %d tokens", m->vision_kind == RS_VISION_CNN ? "CNN" : "ViT",
                          side_w, side_h, m->enc_tokens);
                 bench_add(&rep, "image encoder", name, "ms/image", nt, s, "ms", -1, "");
             }
             if (parts & P_QF) {
-                bench_time(run_qf, &ec, 1, reps, t);
-                s = bench_stats_of(t, reps);
-                for (int k = 0; k < 3; k++) ((double *)&s)[k] *= 1e3;
-                s.mean *= 1e3; s.sd *= 1e3;
+                s = time_ms(run_qf, &ec, reps, t);
                 snprintf(name, sizeof name, "%d queries + 12 tokens", m->qf.c.n_query);
                 bench_add(&rep, "q-former", name, "ms", nt, s, "ms", -1, "");
             }
@@ -288,10 +289,7 @@ int bench_infer_main(int argc, char **argv) {
                 cap_ctx cc = {.ctx = ctx, .img = &img, .gp = rsmoe_caption_default_params()};
                 cc.gp.beams = 1;
                 cc.gp.max_len = cc.gp.min_len = cap_len;
-                bench_time(run_caption, &cc, 1, reps, t);
-                s = bench_stats_of(t, reps);
-                for (int k = 0; k < 3; k++) ((double *)&s)[k] *= 1e3;
-                s.mean *= 1e3; s.sd *= 1e3;
+                s = time_ms(run_caption, &cc, reps, t);
                 snprintf(name, sizeof name, "greedy, %d experts x %d tokens", K, cap_len);
                 bench_add(&rep, "caption", name, "end to end", nt, s, "ms", -1, "");
                 rsmoe_context_free(ctx);

@@ -45,6 +45,13 @@ rsmoe_status rs_gguf_copy_kvs(const rs_gguf *g, rs_gguf_writer *w, bool (*skip)(
     return RSMOE_OK;
 }
 
+/* b exists and has a's type and shape */
+static bool same_layout(const rs_tensor *a, const rs_tensor *b) {
+    bool same = b && b->type == a->type && b->ndim == a->ndim;
+    for (int d = 0; same && d < RS_MAX_DIMS; d++) same = b->ne[d] == a->ne[d];
+    return same;
+}
+
 rsmoe_status rs_gguf_graft(const char *into, const char *from, const char *out, rs_graft_report *rep) {
     memset(rep, 0, sizeof *rep);
     if (!strcmp(out, into) || !strcmp(out, from))
@@ -57,8 +64,7 @@ rsmoe_status rs_gguf_graft(const char *into, const char *from, const char *out, 
     if ((st = rs_gguf_copy_kvs(gi, w, NULL))) goto done;
     for (int64_t i = 0; i < rs_gguf_n_tensors(gi) && !st; i++) {
         const rs_tensor *t = rs_gguf_tensor(gi, i), *f = rs_gguf_find_tensor(gf, t->name);
-        bool same = f && f->type == t->type && f->ndim == t->ndim;
-        for (int d = 0; same && d < 4; d++) same = f->ne[d] == t->ne[d];
+        const bool same = same_layout(t, f);
         if (same) rep->taken++;
         else if (f) {
             if (!rep->mismatched++) snprintf(rep->mismatch, sizeof rep->mismatch, "%s", t->name);
@@ -106,9 +112,7 @@ rsmoe_status rs_gguf_average(const char *const *in, int n, const char *out, rs_a
         bool differ = false;
         for (int k = 1; k < n && !st; k++) {
             o[k] = rs_gguf_find_tensor(g[k], t->name);
-            bool same = o[k] && o[k]->type == t->type && o[k]->ndim == t->ndim;
-            for (int d = 0; same && d < RS_MAX_DIMS; d++) same = o[k]->ne[d] == t->ne[d];
-            if (!same)
+            if (!same_layout(t, o[k]))
                 st = rs_error(RSMOE_ERR_INVALID_ARG, "average: tensor %s is %s in %s", t->name,
                               o[k] ? "of another type or shape" : "missing", in[k]);
             else if (memcmp(o[k]->data, t->data, bytes))

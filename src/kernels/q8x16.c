@@ -48,7 +48,7 @@
 #define Q16_STREAM_MAX 4
 #define Q16_STREAM_MAX_MR 3
 static _Atomic int q16_streams_forced = 0;
-void rs_q8x16_set_streams(int n) { q16_streams_forced = n <= 0 ? 0 : n == 1 ? 1 : Q16_STREAM_MAX; }
+void rs_q8x16_set_streams(int n) { q16_streams_forced = n < 0 ? 0 : n; } /* q16_run makes it 1 or 4 */
 
 typedef struct q16_job q16_job;
 typedef void (*q16_fn)(const q16_job *j, int64_t g, int64_t m0, int mr);
@@ -137,9 +137,11 @@ TI void q16_prefetch(const uint8_t *w) {
 T512F TI __m512 q16_finish(__m512i s, __m512 dw, float dx, __m512 acc) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc);
 }
-T512F TI void q16_store(const q16_job *j, int64_t m, int64_t g, __m512 acc) {
-    float *yp = j->y + m * j->ldy + g * RS_Q8X16_ROWS;
+T512F TI void q16_store_at(const q16_job *j, float *yp, __m512 acc) {
     _mm512_storeu_ps(yp, j->accumulate ? _mm512_add_ps(_mm512_loadu_ps(yp), acc) : acc);
+}
+T512F TI void q16_store(const q16_job *j, int64_t m, int64_t g, __m512 acc) {
+    q16_store_at(j, j->y + m * j->ldy + g * RS_Q8X16_ROWS, acc);
 }
 
 /* s + dpbusd(w, the 4 signed bytes at x broadcast to all 16 lanes), the broadcast taken by the
@@ -200,11 +202,11 @@ T512V static void q16_group_vnni(const q16_job *j, int64_t g, int64_t m0, int mr
 typedef struct {
     const uint8_t *w;     /* the group's first record of the K chunk */
     const uint16_t *wd;   /* its scales */
-    float *y;             /* output row m0, the group's first column */
+    float *y;             /* output row 0, the group's first column */
     int64_t ldy;
 } q16_stream;
 
-T512V TI void q16_tiles_vnni(const q16_job *j, const q16_stream *st, const int S, int64_t m0, const int MR) {
+T512V TI void q16_tiles_vnni(const q16_job *j, const q16_stream *st, const int S, const int MR) {
     __m512 acc[Q16_STREAM_MAX][Q16_STREAM_MAX_MR];
     const uint8_t *w[Q16_STREAM_MAX];
     const uint16_t *wd[Q16_STREAM_MAX];
@@ -220,21 +222,20 @@ T512V TI void q16_tiles_vnni(const q16_job *j, const q16_stream *st, const int S
             const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)wd[h]));
             w[h] += Q16_REC;
             wd[h] += RS_Q8X16_ROWS;
-            _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) acc[h][i] = q16_row_record(j, b, m0 + i, wv, dw, acc[h][i]);
+            _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) acc[h][i] = q16_row_record(j, b, i, wv, dw, acc[h][i]);
         }
     }
-    _Pragma("GCC unroll 4") for (int h = 0; h < S; h++) _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {
-        float *yp = st[h].y + i * st[h].ldy;
-        _mm512_storeu_ps(yp, j->accumulate ? _mm512_add_ps(_mm512_loadu_ps(yp), acc[h][i]) : acc[h][i]);
-    }
+    _Pragma("GCC unroll 4") for (int h = 0; h < S; h++) _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)
+        q16_store_at(j, st[h].y + i * st[h].ldy, acc[h][i]);
 }
 
-/* the four-stream tile for 1..3 rows (the only S the driver uses: one instance per row count) */
-T512V static void q16_tiles4_vnni(const q16_job *j, const q16_stream *st, int64_t m0, int mr) {
+/* the four-stream tile for rows 0..mr-1, mr 1..3 (the only S the driver uses: one instance per
+ * row count) */
+T512V static void q16_tiles4_vnni(const q16_job *j, const q16_stream *st, int mr) {
     switch (mr) {
-    case 1: q16_tiles_vnni(j, st, 4, m0, 1); break;
-    case 2: q16_tiles_vnni(j, st, 4, m0, 2); break;
-    default: q16_tiles_vnni(j, st, 4, m0, 3); break;
+    case 1: q16_tiles_vnni(j, st, Q16_STREAM_MAX, 1); break;
+    case 2: q16_tiles_vnni(j, st, Q16_STREAM_MAX, 2); break;
+    default: q16_tiles_vnni(j, st, Q16_STREAM_MAX, 3); break;
     }
 }
 
@@ -394,7 +395,7 @@ static void q16_worker(void *ctx, int ith, int nth) {
                     st[t] = (q16_stream){.w = jall->mwq[i] + rec * Q16_REC, .wd = jall->mwd[i] + rec * RS_Q8X16_ROWS,
                                          .y = jall->my[i] + g * RS_Q8X16_ROWS, .ldy = jall->mldy[i]};
                 }
-                q16_tiles4_vnni(jall, st, 0, (int)jall->M);
+                q16_tiles4_vnni(jall, st, (int)jall->M);
             }
             ga += Q16_STREAM_MAX * hs; /* the rest one group at a time */
         }
