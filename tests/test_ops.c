@@ -215,16 +215,19 @@ static void ref_lora(fd_op *o, double *y) {
 
 /* few-row LoRA of several targets at once (decoding) against its double twin; B and its
  * transpose give the same bits; 1 and 3 threads the same bits; rows without an adapter and
- * rows sharing one (R = 16: runs of 5 rows per adapter, as 3 experts x 5 beams decode) */
+ * rows sharing one (R = 16: runs of 5 rows per adapter, as 3 experts x 5 beams decode). Rank 9:
+ * its first 8 dots are taken together (dot16_rows8), the ninth alone (dot16); A's ninth row is
+ * a copy of its first, so the two ways must give the same bits. */
 #define LORA_ROWS_MAX 16
 static void lora_rows_case(const int R) {
     const int NT = 3;
     const int64_t in = 70, outs[3] = {33, 16, 129};
-    const int ranks[2] = {4, 7};
+    const int ranks[2] = {4, 9}, RMAX = 9;
     float *x = frand(R * in, -1, 1);
     float *A[2], *B[2][3], *Bt[2][3];
     for (int a = 0; a < 2; a++) {
         A[a] = frand(ranks[a] * in, -1, 1);
+        if (ranks[a] == 9) memcpy(A[a] + 8 * in, A[a], sizeof(float) * (size_t)in);
         for (int g = 0; g < NT; g++) {
             B[a][g] = frand(outs[g] * ranks[a], -1, 1);
             Bt[a][g] = malloc(sizeof(float) * (size_t)(outs[g] * ranks[a]));
@@ -250,12 +253,20 @@ static void lora_rows_case(const int R) {
     }
     rs_pool *pool = rs_pool_new(3);
     rs_pool_set_min_work(pool, 0); /* threaded, however small */
-    float *h = fnan(NT * R * 8);
+    float *h = fnan(NT * R * RMAX);
     for (int v = 0; v < 4; v++) {
         rs_lora_rows_target tg[3];
         for (int g = 0; g < NT; g++) tg[g] = (rs_lora_rows_target){.y = y[v][g], .out = outs[g], .ldy = outs[g], .m = m[v >= 2][g]};
         if (v == 0) rs_lora_rows_fwd_ref(x, in, R, tg, NT);
-        else rs_lora_rows_fwd(x, in, R, tg, NT, 8, h, v == 3 ? pool : NULL);
+        else rs_lora_rows_fwd(x, in, R, tg, NT, RMAX, h, v == 3 ? pool : NULL);
+        if (v == 1)
+            for (int g = 0; g < NT; g++)
+                for (int i = 0; i < R; i++) {
+                    const float *hh = h + ((int64_t)g * R + i) * RMAX;
+                    if (row_ad[i] == 1)
+                        CHECK(!memcmp(&hh[8], &hh[0], sizeof(float)), "R %d target %d row %d: dot of 8 rows %.9g, alone %.9g",
+                              R, g, i, hh[0], hh[8]);
+                }
     }
     for (int g = 0; g < NT; g++) {
         double num = 0, den = 0;
@@ -274,9 +285,9 @@ static void lora_rows_case(const int R) {
     rs_lora_mat big[65];
     for (int i = 0; i < 65; i++) big[i] = m[0][0][0];
     float *yb = frand(65 * outs[0], -1, 1), *yc = fcopy(yb, 65 * outs[0]);
-    float *xb = frand(65 * in, -1, 1), *hb = fnan(65 * 8);
+    float *xb = frand(65 * in, -1, 1), *hb = fnan(65 * RMAX);
     rs_lora_rows_target tb = {.y = yb, .out = outs[0], .ldy = outs[0], .m = big};
-    rs_lora_rows_fwd(xb, in, 65, &tb, 1, 8, hb, NULL);
+    rs_lora_rows_fwd(xb, in, 65, &tb, 1, RMAX, hb, NULL);
     CHECK(!memcmp(yb, yc, sizeof(float) * (size_t)(65 * outs[0])) && strstr(rsmoe_last_error(), "at most"),
           "65 rows accepted: %s", rsmoe_last_error());
     rs_pool_free(pool);

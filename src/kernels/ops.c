@@ -145,16 +145,47 @@ static float dot16(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+/* dot16 of a with 8 rows of B (row q at B + q * ldb) at once, each row's sums exactly those of
+ * dot16 (16 lanes, k in order, the lanes summed in order): the 8 rows of a rank-8 A read side by
+ * side instead of one short (8 KiB) stream after another. paper-1b q8_0 decoding on one thread
+ * (AMD EPYC, perf): this pass took 3.2 % of the time the weight products took, 1.9 % after. */
+static void dot16_rows8(const float *a, const float *B, int64_t ldb, int64_t n, float *out) {
+    rs__v8 p[8][2];
+    for (int q = 0; q < 8; q++) p[q][0] = p[q][1] = (rs__v8){0};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        const rs__v8 a0 = rs__ld8(a + k), a1 = rs__ld8(a + k + 8);
+        for (int q = 0; q < 8; q++) {
+            p[q][0] += a0 * rs__ld8(B + q * ldb + k);
+            p[q][1] += a1 * rs__ld8(B + q * ldb + k + 8);
+        }
+    }
+    for (int q = 0; q < 8; q++) {
+        float pl[16];
+        memcpy(pl, &p[q][0], sizeof p[q][0]);
+        memcpy(pl + 8, &p[q][1], sizeof p[q][1]);
+        for (int64_t kk = k; kk < n; kk++) pl[kk % 16] += a[kk] * B[q * ldb + kk];
+        float sum = 0;
+        for (int t = 0; t < 16; t++) sum += pl[t];
+        out[q] = sum;
+    }
+}
+
+/* items: (target, row) pairs, r_max dots each */
 static void lora_rows_h(void *ctx, int ith, int nth) {
     lora_rows_job *j = ctx;
     (void)ith, (void)nth;
     int64_t b, e;
     while (rs_chunks_next(&j->items, &b, &e))
         for (int64_t it = b; it < e; it++) {
-            const int g = (int)(it / ((int64_t)j->R * j->r_max)), i = (int)(it / j->r_max % j->R), q = (int)(it % j->r_max);
+            const int g = (int)(it / j->R), i = (int)(it % j->R);
             const rs_lora_mat *m = &j->tg[g].m[i];
-            if (!m->A || q >= m->r) continue;
-            j->h[it] = dot16(j->x + (int64_t)i * j->in, m->A + (int64_t)q * j->in, j->in);
+            if (!m->A) continue;
+            const float *x = j->x + (int64_t)i * j->in;
+            float *h = j->h + it * j->r_max;
+            int q = 0;
+            for (; q + 8 <= m->r; q += 8) dot16_rows8(x, m->A + (int64_t)q * j->in, j->in, j->in, h + q);
+            for (; q < m->r; q++) h[q] = dot16(x, m->A + (int64_t)q * j->in, j->in);
         }
 }
 
@@ -223,7 +254,7 @@ void rs_lora_rows_fwd(const float *x, int64_t in, int R, const rs_lora_rows_targ
     for (int g = 0; g < n_targets; g++) work += (double)R * r_max * (double)(in + tg[g].out);
     pool = rs_pool_for_work(pool, work);
     const int nth = rs_pool_size(pool);
-    rs_chunks_init(&j.items, (int64_t)n_targets * R * r_max, 1, nth);
+    rs_chunks_init(&j.items, (int64_t)n_targets * R, 1, nth);
     rs_pool_run(pool, lora_rows_h, &j);
     j.cols[0] = 0;
     for (int g = 0; g < n_targets; g++)
