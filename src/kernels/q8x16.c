@@ -33,17 +33,30 @@
 
 /* Rows 1..Q16_STREAM_MAX_MR read a thread's chunk of columns as four sequential weight streams at
  * once on AMD (the chunk cut into four runs of groups; each tile call computes one group of each
- * run), without the software prefetch: one stream (one group after another) left the Zen 4's
+ * run), without the long software prefetch: one stream (one group after another) left the Zen 4's
  * memory system idle for part of each record. 2-vCPU AMD EPYC (Zen 4), one thread, weights
  * streamed from memory, variants interleaved in one process (medians of 11 runs, GB/s of weights
  * for 1 / 3 activation rows): 8192x2048 21.6 / 20.9 with one stream, 28.5 / 24.0 with four;
  * 2048x8192 23.7 / 21.5 -> 30.4 / 29.0; 3072x2048 22.0 / 21.3 -> 28.6 / 23.9. Four streams with
- * the prefetch kept gave 3 rows only 22.1-23.1; two and three streams fell in between; eight ran
- * out of registers (19-23 / 16-19). The Intel Xeons measured before keep one stream and the
+ * the one-stream prefetch (16 records ahead, T1) kept gave 3 rows only 22.1-23.1; two and three
+ * streams fell in between; eight ran out of registers (19-23 / 16-19). The Intel Xeons measured before keep one stream and the
  * prefetch. Each output's operations and their order are unchanged: the same bits either way.
  * -1: by vendor (4 on AMD, else 1); rs_q8x16_set_streams overrides it (tests). */
 #ifndef Q16_STREAMS
 #define Q16_STREAMS -1
+#endif
+/* ...with a short software prefetch in each stream: two records (1 KiB) ahead, into L2 only
+ * (_MM_HINT_T2). Same machine, both variants in one process, medians of 9 interleaved runs,
+ * GB/s of weights for 1 / 3 rows, five rounds over four shapes: 3 rows 3-18 % faster on the
+ * K = 2048 shapes that hold most of a LLaMA's weights (8192x2048 21.6 -> 23.1, 16.8 -> 19.9;
+ * 2048x2048 19.6 -> 22.5; 512x2048 18.4 -> 19.8), one row -1..+6 %, 2048x8192 within the noise
+ * (25.6 -> 24.6 once, +1-2 % in two other rounds). One or three records ahead gained nothing
+ * over two; T0 (into L1) and the old 16-record distance were slower than no prefetch. */
+#ifndef Q16_SPF
+#define Q16_SPF 2
+#endif
+#ifndef Q16_SPF_HINT_S
+#define Q16_SPF_HINT_S _MM_HINT_T2
 #endif
 #define Q16_STREAM_MAX 4
 #define Q16_STREAM_MAX_MR 3
@@ -198,7 +211,8 @@ T512V static void q16_group_vnni(const q16_job *j, int64_t g, int64_t m0, int mr
 
 /* S groups at once (S sequential weight streams), each with its own records, scales and outputs
  * (the groups may belong to different matrices of a multi product); per group exactly the
- * operations of q16_tile_vnni, in the same order, without the software prefetch */
+ * operations of q16_tile_vnni, in the same order, with the short prefetch (Q16_SPF) instead
+ * of the long one */
 typedef struct {
     const uint8_t *w;     /* the group's first record of the K chunk */
     const uint16_t *wd;   /* its scales */
@@ -219,6 +233,7 @@ T512V TI void q16_tiles_vnni(const q16_job *j, const q16_stream *st, const int S
         _Pragma("GCC unroll 4") for (int h = 0; h < S; h++) {
             __m512i wv[8];
             for (int q = 0; q < 8; q++) wv[q] = _mm512_load_si512((const void *)(w[h] + 64 * q));
+            for (int o = 0; o < Q16_REC; o += 64) _mm_prefetch((const char *)w[h] + Q16_SPF * Q16_REC + o, Q16_SPF_HINT_S);
             const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)wd[h]));
             w[h] += Q16_REC;
             wd[h] += RS_Q8X16_ROWS;
