@@ -95,7 +95,7 @@ size_t bench_uncached_bytes(size_t floor) {
 
 static double read_bandwidth_here(rs_pool *pool, size_t bytes, int reps) {
     int64_t n = (int64_t)(bytes / sizeof(float));
-    float *x = malloc((size_t)n * sizeof(float));
+    float *x = rs_alloc_stream((size_t)n * sizeof(float)); /* the pages the weights get */
     if (!x) return 0;
     for (int64_t i = 0; i < n; i++) x[i] = (float)(i & 7);
     bench_bw_job job = {.x = x, .n = n, .pool = pool};

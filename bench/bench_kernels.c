@@ -206,10 +206,8 @@ static void usage(FILE *f) {
             "                cache, at least 1024 = 1 GiB)\n");
 }
 
-static void *xalloc(size_t bytes) {
-    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    return p;
-}
+/* the pages a model's repacked weights and the bandwidth ceiling get (rs_alloc_stream) */
+static void *xalloc(size_t bytes) { return rs_alloc_stream(bytes); }
 
 int bench_kernels_main(int argc, char **argv) {
     int nthreads = 2, reps = 5, bw_mib = (int)(bench_uncached_bytes((size_t)1 << 30) >> 20);

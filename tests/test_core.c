@@ -4,6 +4,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 TEST(f16_roundtrip_exact) {
     /* every finite half converts to float and back unchanged */
@@ -63,6 +66,52 @@ TEST(arena) {
     rs_arena_reset_to(&a, 0);
     CHECK(rs_arena_alloc(&a, 10) == p, "reset reuses");
     rs_arena_free(&a);
+}
+
+/* kB of AnonHugePages in the mapping of /proc/self/smaps that holds p (-1: not found) */
+static long huge_kb_at(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    long kb = -1;
+    int in = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && !strncmp(line, "AnonHugePages:", 14)) {
+            kb = strtol(line + 14, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+/* rs_alloc_stream: 64-byte aligned below 2 MiB, 2 MiB aligned from there, all of it writable
+ * (ASan checks the bounds); where the kernel gives transparent huge pages on request
+ * ("[madvise]" or "[always]"), a touched 8 MiB block holds some (without the advice, in
+ * "madvise" mode, it would hold none) */
+TEST(alloc_stream) {
+    unsigned char *s = rs_alloc_stream(100), *b = rs_alloc_stream(((size_t)8 << 20) + 100);
+    REQUIRE(s && b, "allocation failed");
+    CHECK((uintptr_t)s % 64 == 0, "small block not 64-byte aligned");
+    CHECK((uintptr_t)b % ((size_t)2 << 20) == 0, "large block not 2 MiB aligned");
+    memset(s, 1, 100);
+    memset(b, 1, ((size_t)8 << 20) + 100);
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char mode[128] = "";
+    if (f) {
+        if (!fgets(mode, sizeof mode, f)) mode[0] = 0;
+        mode[strcspn(mode, "\n")] = 0;
+        fclose(f);
+    }
+    const bool thp = strstr(mode, "[madvise]") || strstr(mode, "[always]");
+    const long kb = thp ? huge_kb_at(b) : -1;
+    free(s);
+    free(b);
+    if (!thp) SKIP("no transparent huge pages here (%s)", mode[0] ? "mode never" : "no THP in sysfs");
+    CHECK(kb > 0, "no huge pages in the advised block (AnonHugePages %ld kB; THP mode %s)", kb, mode);
 }
 
 typedef struct { atomic_int hits[8]; atomic_int sum; } pool_ctx;
@@ -249,6 +298,7 @@ int main(void) {
     RUN(bf16_rounding);
     RUN(tensor_shapes);
     RUN(arena);
+    RUN(alloc_stream);
     RUN(pool_runs_every_share_once);
     RUN(pool_caller_runs_unclaimed_shares);
     RUN(pool_for_work);

@@ -4,8 +4,28 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #define RS_ALIGN 64
+
+/* paper-1b q8_0 (1.25 GiB of repacked weights) decoding on one thread of an AMD EPYC (Zen 4),
+ * `rsmoe bench infer --parts decode`, three interleaved rounds: one expert 21.4-22.8 tok/s
+ * with small pages, 22.4-23.6 with huge pages; the 3-expert batch 52.2-54.6 against
+ * 55.1-56.3 (fewer TLB misses for the four weight streams). THP in "madvise" mode (Debian's
+ * default) gives huge pages only where asked. */
+void *rs_alloc_stream(size_t bytes) {
+    const size_t HP = (size_t)2 << 20;
+    size_t sz = (bytes + RS_ALIGN - 1) & ~(size_t)(RS_ALIGN - 1);
+    if (sz == 0) sz = RS_ALIGN;
+    void *p = NULL;
+    if (posix_memalign(&p, sz >= HP ? HP : RS_ALIGN, sz)) return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (sz >= HP) (void)madvise(p, sz / HP * HP, MADV_HUGEPAGE); /* advice only */
+#endif
+    return p;
+}
 
 rsmoe_status rs_arena_init(rs_arena *a, size_t bytes) {
     memset(a, 0, sizeof *a);

@@ -86,6 +86,12 @@ float *rs_arena_floats(rs_arena *a, size_t n);       /* n floats, uninitialised 
 static inline size_t rs_arena_mark(const rs_arena *a) { return a->used; }
 static inline void rs_arena_reset_to(rs_arena *a, size_t mark) { a->used = mark; }
 
+/* A large block read over and over as a stream (repacked weights, the bandwidth benchmark's
+ * array): 64-byte aligned; from 2 MiB on, 2 MiB aligned with its whole 2 MiB pages advised as
+ * transparent huge pages (Linux; the tail stays in small pages, so RSS grows by nothing).
+ * Freed with free(); NULL when out of memory. */
+void *rs_alloc_stream(size_t bytes);
+
 /* ---------------------------------------------------------------- per-thread scratch */
 /* Kernels that pack operands keep one scratch buffer per thread and kind, grown as needed
  * and freed when the thread exits (never in a hot loop). */

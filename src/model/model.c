@@ -125,7 +125,7 @@ static rsmoe_status repack(rs_model *m, bool q8, bool f32) {
         else if (f32 && t->type == RS_F32 && !strncmp(t->name, "v.blk.", 6)) bytes = rs_bf16x3_bytes(t->ne[1], t->ne[0]);
         if (!bytes) continue;
         if (!pool && bytes >= ((size_t)1 << 20)) pool = rs_pool_new(rs_default_threads());
-        void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        void *p = rs_alloc_stream(bytes);
         if (!p) { st = rs_error(RSMOE_ERR_NOMEM, "out of memory repacking %s (%zu bytes)", t->name, bytes); break; }
         st = t->type == RS_Q8_0 ? rs_q8x16_pack(t->data, t->ne[1], t->ne[0], p, pool)
                                 : rs_bf16x3_pack(t->data, t->ne[1], t->ne[0], p, pool);
