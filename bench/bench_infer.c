@@ -242,9 +242,7 @@ int bench_infer_main(int argc, char **argv) {
                     snprintf(name, sizeof name, "%d stream%s (aggregate)", ns, ns > 1 ? "s batched" : "");
                     /* % of the steps/s that reading the base weights and ns adapters allows */
                     const double lim_ns = bw * 1e9 / (double)(wbytes + (size_t)ns * abytes);
-                    bench_result *r = bench_add(&rep, "decode", name, "tokens/s", nt, s, "tok/s",
-                                                100.0 * s.med / ns / lim_ns, "bw limit");
-                    (void)r;
+                    bench_add(&rep, "decode", name, "tokens/s", nt, s, "tok/s", 100.0 * s.med / ns / lim_ns, "bw limit");
                 }
                 double one = 0, many = 0;
                 for (int i = 0; i < rep.n; i++)

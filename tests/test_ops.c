@@ -216,8 +216,8 @@ static void ref_lora(fd_op *o, double *y) {
 /* few-row LoRA of several targets at once (decoding) against its double twin; B and its
  * transpose give the same bits; 1 and 3 threads the same bits; rows without an adapter and
  * rows sharing one (R = 16: runs of 5 rows per adapter, as 3 experts x 5 beams decode). Rank 9:
- * its first 8 dots are taken together (dot16_rows8), the ninth alone (dot16); A's ninth row is
- * a copy of its first, so the two ways must give the same bits. */
+ * its first 8 dots are taken together (dot16_rows, 8 rows), the ninth alone (1 row); A's ninth
+ * row is a copy of its first, so the two ways must give the same bits. */
 #define LORA_ROWS_MAX 16
 static void lora_rows_case(const int R) {
     const int NT = 3;

@@ -39,8 +39,9 @@
  * for 1 / 3 activation rows): 8192x2048 21.6 / 20.9 with one stream, 28.5 / 24.0 with four;
  * 2048x8192 23.7 / 21.5 -> 30.4 / 29.0; 3072x2048 22.0 / 21.3 -> 28.6 / 23.9. Four streams with
  * the one-stream prefetch (16 records ahead, T1) kept gave 3 rows only 22.1-23.1; two and three
- * streams fell in between; eight ran out of registers (19-23 / 16-19). The Intel Xeons measured before keep one stream and the
- * prefetch. Each output's operations and their order are unchanged: the same bits either way.
+ * streams fell in between; eight ran out of registers (19-23 / 16-19). The Intel Xeons measured
+ * before keep one stream and the prefetch. Each output's operations and their order are
+ * unchanged: the same bits either way.
  * -1: by vendor (4 on AMD, else 1); rs_q8x16_set_streams overrides it (tests). */
 #ifndef Q16_STREAMS
 #define Q16_STREAMS -1
@@ -51,7 +52,8 @@
  * K = 2048 shapes that hold most of a LLaMA's weights (8192x2048 21.6 -> 23.1, 16.8 -> 19.9;
  * 2048x2048 19.6 -> 22.5; 512x2048 18.4 -> 19.8), one row -1..+6 %, 2048x8192 within the noise
  * (25.6 -> 24.6 once, +1-2 % in two other rounds). One or three records ahead gained nothing
- * over two; T0 (into L1) and the old 16-record distance were slower than no prefetch. */
+ * over two; T0 (into L1, four records ahead), NTA (eight ahead) and the one-stream prefetch
+ * (16 ahead, T1) were slower than no prefetch. */
 #ifndef Q16_SPF
 #define Q16_SPF 2
 #endif
@@ -144,9 +146,13 @@ static void q16_group_c(const q16_job *j, int64_t g, int64_t m0, int mr) {
 /* shared by the VNNI and AMX tiles: the prefetch ahead of record w, one block's finish of a
  * row (int32 block product s -> float, times d_w * d_x, FMA into acc: the C twin's order),
  * and a row's 16 outputs written or added */
-TI void q16_prefetch(const uint8_t *w) {
-    for (int o = 0; o < Q16_REC; o += 64) _mm_prefetch((const char *)w + Q16_PF * Q16_REC + o, Q16_PF_HINT);
-}
+/* every line of the record dist records ahead of w (a macro: the hint must be a constant) */
+#define Q16_PREFETCH_AT(w, dist, hint)                                                             \
+    do {                                                                                           \
+        for (int o_ = 0; o_ < Q16_REC; o_ += 64)                                                   \
+            _mm_prefetch((const char *)(w) + (dist) * Q16_REC + o_, hint);                         \
+    } while (0)
+TI void q16_prefetch(const uint8_t *w) { Q16_PREFETCH_AT(w, Q16_PF, Q16_PF_HINT); }
 T512F TI __m512 q16_finish(__m512i s, __m512 dw, float dx, __m512 acc) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc);
 }
@@ -233,7 +239,7 @@ T512V TI void q16_tiles_vnni(const q16_job *j, const q16_stream *st, const int S
         _Pragma("GCC unroll 4") for (int h = 0; h < S; h++) {
             __m512i wv[8];
             for (int q = 0; q < 8; q++) wv[q] = _mm512_load_si512((const void *)(w[h] + 64 * q));
-            for (int o = 0; o < Q16_REC; o += 64) _mm_prefetch((const char *)w[h] + Q16_SPF * Q16_REC + o, Q16_SPF_HINT_S);
+            Q16_PREFETCH_AT(w[h], Q16_SPF, Q16_SPF_HINT_S);
             const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)wd[h]));
             w[h] += Q16_REC;
             wd[h] += RS_Q8X16_ROWS;
