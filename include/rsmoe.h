@@ -76,6 +76,8 @@ typedef struct {
     int n_threads;   /* 0: all online CPUs */
     int n_ctx;       /* positions per sequence (0: min(model context, 1024)) */
     int max_beams;   /* largest beam count this context accepts (default 5) */
+    int max_views;   /* most test-time views a call may ask for (default 1; 1..8); the KV cache
+                        grows with max_beams x max_views */
 } rsmoe_context_params;
 rsmoe_context_params rsmoe_context_default_params(void);
 rsmoe_context *rsmoe_context_new(const rsmoe_model *m, const rsmoe_context_params *p, rsmoe_status *st);
@@ -123,6 +125,14 @@ typedef struct {
     bool use_retrieval;         /* brief captions: use the model's retrieval index if it has one (default true) */
     bool retrieval_only;        /* ablation: with the index, choose among its captions only (no proposal) */
     int top_k_experts;          /* questions: experts consulted (1 = top-1 by gate) */
+    int views;                  /* test-time views (default 1, at most the context's max_views):
+                                   the image as given, then mirrored left-right, rotated 90 and
+                                   270 degrees, mirrored top-bottom, rotated 180, transposed,
+                                   anti-transposed; the first `views` of those are encoded, the
+                                   router's gates averaged, and each expert decodes all of them
+                                   as one stream whose next-token log-probabilities are the
+                                   (renormalised) mean of theirs. The index, if used, sees the
+                                   image as given. */
     rsmoe_abort_callback abort_callback;
     rsmoe_progress_callback progress_callback;
     void *user_data;

@@ -7,7 +7,8 @@
 # batch asks "What is the scene?"), stage II, the self-critical stage (stage scst: the experts
 # trained on the CIDEr-D of their own sampled captions, with the derived questions kept), the 8-bit
 # copy, the retrieval index of the training images and captions (`rsmoe index`), then the
-# evaluation on val (where runs are compared) and on test, each with and without the index.
+# evaluation on val (where runs are compared) and on test, each with and without the index (and
+# without it over 4 test-time views, `--views 4`).
 # Reproducible: every step is seeded; the training stages (and the index) run on one thread (their
 # results depend on the thread count), THREADS (default 2) only for features and evaluation.
 # About 50 minutes on a 2-vCPU Xeon (stage I 20, stage II 9, scst 17 minutes); 63.5 minutes on a
@@ -81,11 +82,13 @@ $B index -m "$WORK/rsmoe-rsicd-q8-base.gguf" --data "$DATA" --images "$IMG" --sp
 step "evaluation on RSICD val (brief, greedy; the runs are compared here, never on test), with and without the index"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split val --beams 1 --max-len 40 --threads $T --out "$WORK/eval-val"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split val --beams 1 --max-len 40 --threads $T --no-retrieval --out "$WORK/eval-val-noretrieval"
+$B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split val --beams 1 --max-len 40 --threads $T --no-retrieval --views 4 --out "$WORK/eval-val-noretrieval-views4"
 [ -f "$WORK/q-val.json" ] || $B questions --data "$DATA" --split val -o "$WORK/q-val.json"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$WORK/q-val.json" --images "$IMG" --split val --limit 1500 --threads $T --out "$WORK/vqa-val"
 step "evaluation on RSICD test (brief, greedy)"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --out "$WORK/eval-test"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --no-retrieval --out "$WORK/eval-test-noretrieval"
+$B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$DATA" --images "$IMG" --split test --beams 1 --max-len 40 --threads $T --no-retrieval --views 4 --out "$WORK/eval-test-noretrieval-views4"
 step "questions derived from the test captions, answered (first 1,500)"
 [ -f "$WORK/q-test.json" ] || $B questions --data "$DATA" --split test -o "$WORK/q-test.json"
 $B eval -m "$WORK/rsmoe-rsicd-q8.gguf" --data "$WORK/q-test.json" --images "$IMG" --split test --limit 1500 --threads $T --out "$WORK/vqa-test"

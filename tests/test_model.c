@@ -16,18 +16,20 @@
 
 #include <sys/stat.h>
 
-static char g_dir[256], g_model[300], g_img[300];
+static char g_dir[256], g_model[300], g_model_views[300], g_img[300];
 static rsmoe_image g_image;
 static const char *k_instr = "Describe this remote sensing image.";
 static const char *k_question = "Is there a bridge?";
 
-static int run_ref(const char *outdir, const char *question) {
+static int run_ref_model(const char *model, const char *outdir, const char *question, int views) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/rsmoe_ref.py %s %s 32 32 %s '%s' %s%s%s --max-len 8 >/dev/null 2>%s/err.txt",
-             g_model, g_img, outdir, k_instr, question ? "'" : "", question ? question : "", question ? "'" : "", outdir);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/rsmoe_ref.py %s %s 32 32 %s '%s' %s%s%s --max-len 8 --views %d >/dev/null 2>%s/err.txt",
+             model, g_img, outdir, k_instr, question ? "'" : "", question ? question : "", question ? "'" : "", views, outdir);
     mkdir(outdir, 0755);
     return system(cmd);
 }
+
+static int run_ref(const char *outdir, const char *question) { return run_ref_model(g_model, outdir, question, 1); }
 
 TEST(parity_caption_and_vqa) {
     if (!test_have_python("numpy")) SKIP("/usr/bin/python3 with numpy is not available for the reference");
@@ -73,6 +75,93 @@ TEST(parity_caption_and_vqa) {
         rsmoe_result_free(&r);
         rsmoe_context_free(c);
     }
+    rsmoe_model_free(m);
+}
+
+/* test-time views: three views of the image (as given, mirrored, rotated), their gates averaged and
+ * each expert's next token from the mean of the views' log-softmaxes, against the reference run
+ * the same way (the tokens and their summed log-probability); the reference's sums must also
+ * differ from the one-view run's by well over the tolerance (else the check could not tell views
+ * from none), and beam search over the ensemble must score at least its greedy path */
+TEST(parity_views) {
+    if (!test_have_python("numpy")) SKIP("/usr/bin/python3 with numpy is not available for the reference");
+    char out[320], outq[320];
+    snprintf(out, sizeof out, "%s/ref_views", g_dir);
+    snprintf(outq, sizeof outq, "%s/ref_views_vqa", g_dir);
+    /* weights drawn wider than the test model's, so that the image moves the logits */
+    rs_init_params ip = rs_init_default_params();
+    ip.seed = 9;
+    ip.init_std = 0.15f;
+    ip.lora_random_b = true;
+    REQUIRE(rs_model_init_preset(rs_preset_find("test"), &ip, g_model_views, NULL, NULL) == RSMOE_OK, "init: %s", rsmoe_last_error());
+    REQUIRE(run_ref_model(g_model_views, out, NULL, 3) == 0, "reference script failed (see %s/err.txt)", out);
+    REQUIRE(run_ref_model(g_model_views, outq, k_question, 3) == 0, "reference script failed (see %s/err.txt)", outq);
+    rsmoe_status st;
+    rsmoe_model *m = rsmoe_model_load(g_model_views, NULL, &st);
+    REQUIRE(m, "load: %s", rsmoe_last_error());
+    rsmoe_context_params cp = rsmoe_context_default_params();
+    cp.n_threads = 2;
+    cp.max_views = 3;
+    rsmoe_context *c = rsmoe_context_new(m, &cp, &st);
+    REQUIRE(c, "context: %s", rsmoe_last_error());
+    rs_ctx_set_debug(c, true);
+    rsmoe_generate_params p = greedy(false);
+    rsmoe_result one, r;
+    REQUIRE(rsmoe_caption(c, &g_image, &p, &one) == RSMOE_OK, "caption: %s", rsmoe_last_error());
+    p.views = 3;
+    REQUIRE(rsmoe_caption(c, &g_image, &p, &r) == RSMOE_OK, "caption, 3 views: %s", rsmoe_last_error());
+    int all[3] = {0, 1, 2};
+    ref_compare(out, c, &r, all, 3, NULL);
+    double apart = 0;
+    for (int e = 0; e < 3; e++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "sumlp_%d.bin", e);
+        size_t n;
+        double *lp = test_read_f64(out, nm, &n);
+        REQUIRE(lp && n == 1, "reference %s", nm);
+        CHECK(fabs(r.aspects[e].logprob - lp[0]) <= 1e-4 * (1 + fabs(lp[0])), "expert %d: log-probability %.6f, reference %.6f",
+              e, r.aspects[e].logprob, lp[0]);
+        apart = fmax(apart, fabs(one.aspects[e].logprob - lp[0]) / (1 + fabs(lp[0])));
+        free(lp);
+    }
+    CHECK(apart > 1e-2, "the reference's three views score like one view (%.3g apart): the check cannot fail", apart);
+    /* beam search over the ensemble: 8 tokens each, raw sums, at least the greedy path's */
+    rsmoe_result g, b;
+    p.length_penalty = 0.0f;
+    p.min_len = 8;
+    REQUIRE(rsmoe_caption(c, &g_image, &p, &g) == RSMOE_OK, "greedy, 3 views: %s", rsmoe_last_error());
+    p.beams = 3;
+    REQUIRE(rsmoe_caption(c, &g_image, &p, &b) == RSMOE_OK, "3 beams, 3 views: %s", rsmoe_last_error());
+    for (int e = 0; e < 3; e++) {
+        CHECK(b.aspects[e].n_tokens == 8 && g.aspects[e].n_tokens == 8, "8 tokens each");
+        CHECK(b.aspects[e].logprob >= g.aspects[e].logprob - 1e-4, "expert %d: beam %.4f < greedy %.4f", e,
+              b.aspects[e].logprob, g.aspects[e].logprob);
+    }
+    rsmoe_result_free(&g);
+    rsmoe_result_free(&b);
+    /* a question: the top expert by the views' mean gate */
+    rsmoe_result q;
+    p = greedy(true);
+    p.views = 3;
+    REQUIRE(rsmoe_answer(c, &g_image, k_question, &p, &q) == RSMOE_OK, "answer, 3 views: %s", rsmoe_last_error());
+    size_t n;
+    double *gates = test_read_f64(outq, "gates.bin", &n);
+    REQUIRE(gates && n == 3, "gates");
+    int top = 0;
+    for (int e = 1; e < 3; e++) if (gates[e] > gates[top]) top = e;
+    free(gates);
+    CHECK(q.chosen == top, "router picked expert %d, reference top mean gate %d", q.chosen, top);
+    int onee[1] = {top};
+    ref_compare(outq, c, &q, onee, 1, NULL);
+    rsmoe_result_free(&q);
+    /* more views than the context was made for, and a context for too many */
+    p.views = 4;
+    CHECK(rsmoe_answer(c, &g_image, k_question, &p, &q) == RSMOE_ERR_INVALID_ARG, "4 views in a 3-view context refused");
+    rsmoe_result_free(&one);
+    rsmoe_result_free(&r);
+    rsmoe_context_free(c);
+    cp.max_views = 9;
+    CHECK(!rsmoe_context_new(m, &cp, &st) && st == RSMOE_ERR_INVALID_ARG, "9 views refused");
     rsmoe_model_free(m);
 }
 
@@ -340,6 +429,7 @@ int main(void) {
     mkdir(g_dir, 0755);
     snprintf(g_model, sizeof g_model, "%s/test.gguf", g_dir);
     snprintf(g_img, sizeof g_img, "%s/img.rgb", g_dir);
+    snprintf(g_model_views, sizeof g_model_views, "%s/views.gguf", g_dir);
     rs_init_params ip = rs_init_default_params();
     ip.seed = 7;
     ip.lora_random_b = true;
@@ -356,6 +446,7 @@ int main(void) {
     fwrite(g_image.data, 1, 32 * 32 * 3, f);
     fclose(f);
     RUN(parity_caption_and_vqa);
+    RUN(parity_views);
     RUN(beam_search_finds_at_least_greedy_score);
     RUN(quantised_presets_run);
     RUN(q8_repack_matches_rowwise);

@@ -85,7 +85,7 @@ req() {
 # an error answer: {"error": {"code": CODE, "message": "..."}} with the same code as the status
 err_body() { jcheck "$1_json" "$T/body" "j['error']['code'] == $2 and len(j['error']['message']) > 5"; }
 
-start_server "$T/server.log" --max-upload-mb 1 --max-dim 4096 --timeout-s 60 --queue 8 --workers 2
+start_server "$T/server.log" --max-upload-mb 1 --max-dim 4096 --timeout-s 60 --queue 8 --workers 2 --max-views 2
 SRV=$LASTPID
 if [ -z "$PORT" ]; then bad start "server did not start: $(cat "$T/server.log")"; summary; fi
 B="http://127.0.0.1:$PORT"
@@ -109,6 +109,7 @@ grep -q 'innerHTML\|outerHTML\|insertAdjacentHTML\|document\.write' web/index.ht
 # ---- captions: the server's answer equals the CLI's for the same image and options
 "$RSMOE" caption -m "$T/m.gguf" --json --threads 1 --beams 1 --max-len 8 "$T/img.png" >"$T/cli_cap.json" 2>/dev/null
 "$RSMOE" caption -m "$T/m.gguf" --json --threads 1 --beams 2 --max-len 5 --brief "$T/img.png" >"$T/cli_brief.json" 2>/dev/null
+"$RSMOE" caption -m "$T/m.gguf" --json --threads 1 --beams 1 --max-len 8 --views 2 "$T/img.png" >"$T/cli_views.json" 2>/dev/null
 "$RSMOE" vqa -m "$T/m.gguf" --json --threads 1 --beams 3 "$T/img.png" "is there a river?" >"$T/cli_vqa.json" 2>/dev/null
 if req caption_multipart 200 -F "image=@$T/img.png" -F beams=1 -F max_len=8 "$B/v1/caption"; then
   cp "$T/body" "$T/cap.json"
@@ -161,6 +162,10 @@ req multipart_two_images 400 -F "image=@$T/img.png" -F "file=@$T/img.jpg" "$B/v1
 req wrong_content_type 415 -H 'Content-Type: text/plain' --data-binary 'hello' "$B/v1/caption" && err_body wrong_content_type 415
 req beams_zero 400 -F "image=@$T/img.png" -F beams=0 "$B/v1/caption" && err_body beams_zero 400
 req beams_too_many 400 -F "image=@$T/img.png" -F beams=17 "$B/v1/caption"
+req views_two 200 -F "image=@$T/img.png" -F beams=1 -F max_len=8 -F views=2 "$B/v1/caption" &&
+  jcheck views_two_equals_cli "$T/body" "[(a['text'], a['logprob'], a['gate']) for a in j['aspects']] == [(a['text'], a['logprob'], a['gate']) for a in j2['aspects']]" "$T/cli_views.json" &&
+  jcheck views_change_logprob "$T/body" "[a['logprob'] for a in j['aspects']] != [a['logprob'] for a in j2['aspects']]" "$T/cli_cap.json"
+req views_over_limit 400 -F "image=@$T/img.png" -F views=3 "$B/v1/caption" && err_body views_over_limit 400
 req beams_text 400 -H 'Content-Type: image/png' --data-binary "@$T/img.png" "$B/v1/caption?beams=abc"
 req max_len_huge 400 -F "image=@$T/img.png" -F max_len=100000 "$B/v1/caption"
 req style_unknown 400 -F "image=@$T/img.png" -F style=fancy "$B/v1/caption"

@@ -38,6 +38,8 @@ static void usage(FILE *f, bool vqa) {
                "  --top-p P          nucleus mass when sampling (default 0.9)\n"
                "  --seed N           sampling seed (default 42)\n"
                "  --top-k N          questions: consult the N highest-gated experts (default 1)\n"
+               "  --views N          test-time views 1..8 (default 1): the image, mirrored, rotated 90 and\n"
+               "                     270 degrees, ...; each expert decodes the first N as one ensemble\n"
                "  --no-experts       the LLM Block alone (stage-I path)\n"
                "  --uniform-gates    every expert weighted 1/K (ablation)\n"
                "  --no-retrieval     --brief: pick by log-probability even when the model has a\n"
@@ -68,6 +70,7 @@ static int parse(int argc, char **argv, bool vqa, opts *o) {
         else if (!strcmp(a, "--max-len")) NUM_I(o->gp.max_len, 1);
         else if (!strcmp(a, "--min-len")) NUM_I(o->gp.min_len, 0);
         else if (!strcmp(a, "--top-k")) NUM_I(o->gp.top_k_experts, 1);
+        else if (!strcmp(a, "--views")) { NUM_I(o->gp.views, 1); if (o->gp.views > 8) goto bad; }
         else if (!strcmp(a, "--threads")) NUM_I(o->threads, 1);
         else if (!strcmp(a, "--rep-penalty")) { NUM_F(o->gp.repetition_penalty); rep_set = true; }
         else if (!strcmp(a, "--len-penalty")) NUM_F(o->gp.length_penalty);
@@ -126,6 +129,7 @@ static int run(int argc, char **argv, bool vqa) {
     rsmoe_context_params cp = rsmoe_context_default_params();
     cp.n_threads = o->threads;
     if (o->gp.beams > cp.max_beams) cp.max_beams = o->gp.beams;
+    cp.max_views = o->gp.views;
     rsmoe_context *c = rsmoe_context_new(m, &cp, &st);
     if (!c) { rsmoe_model_free(m); free(o); return cli_fail("context", st); }
     cJSON *arr = o->json ? cJSON_CreateArray() : NULL;

@@ -27,6 +27,7 @@ static void usage(FILE *f) {
             "  --limit N         only the first N images (or questions)\n"
             "  --style S         brief (default: one sentence, the protocol of the RSICD/UCM/Sydney tables) or detailed\n"
             "  --beams N, --max-len N, --no-experts, --uniform-gates, --threads N\n"
+            "  --views N         test-time views 1..8 (default 1; see rsmoe caption --help)\n"
             "  --rep-penalty F   repetition penalty (default: 1.0 brief, 1.5 detailed; questions 1.0)\n"
             "  --no-retrieval    brief captions chosen by log-probability even when the model has a\n"
             "                    retrieval index (`rsmoe index`)\n"
@@ -117,6 +118,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--limit") && has) { limit = atoi(argv[++i]); if (limit < 1) goto bad; }
         else if (!strcmp(a, "--threads") && has) { threads = atoi(argv[++i]); if (threads < 1) goto bad; }
         else if (!strcmp(a, "--beams") && has) { gp.beams = atoi(argv[++i]); vqa_beams_set = true; if (gp.beams < 1 || gp.beams > 16) goto bad; }
+        else if (!strcmp(a, "--views") && has) { gp.views = atoi(argv[++i]); if (gp.views < 1 || gp.views > 8) goto bad; }
         else if (!strcmp(a, "--max-len") && has) { gp.max_len = atoi(argv[++i]); if (gp.max_len < 1) goto bad; }
         else if (!strcmp(a, "--rep-penalty") && has) { gp.repetition_penalty = (float)atof(argv[++i]); rep_set = true; if (!(gp.repetition_penalty > 0)) goto bad; }
         else if (!strcmp(a, "--style") && has) {
@@ -160,6 +162,7 @@ int cmd_eval(int argc, char **argv) {
         rsmoe_generate_params v = rsmoe_vqa_default_params();
         v.use_experts = gp.use_experts;
         v.uniform_gates = gp.uniform_gates;
+        v.views = gp.views;
         if (vqa_beams_set) v.beams = gp.beams;
         gp = v;
     }
@@ -168,9 +171,12 @@ int cmd_eval(int argc, char **argv) {
     if (n_units == 0) { fprintf(stderr, "rsmoe eval: %s has nothing in split '%s'\n", data, split); rs_dataset_free(&ds); return 1; }
 
     char header[8192];
-    snprintf(header, sizeof header, "# rsmoe eval model=%s data=%s split=%s style=%s beams=%d max_len=%d rep=%.3g experts=%d uniform=%d%s",
+    char views[32] = "";
+    if (gp.views > 1) snprintf(views, sizeof views, " views=%d", gp.views);
+    snprintf(header, sizeof header, "# rsmoe eval model=%s data=%s split=%s style=%s beams=%d max_len=%d rep=%.3g experts=%d uniform=%d%s%s",
              model, data, split, gp.style == RSMOE_STYLE_BRIEF ? "brief" : "detailed", gp.beams, gp.max_len,
-             gp.repetition_penalty, gp.use_experts, gp.uniform_gates, gp.use_retrieval ? (gp.retrieval_only ? " retrieval=only" : "") : " retrieval=0");
+             gp.repetition_penalty, gp.use_experts, gp.uniform_gates, gp.use_retrieval ? (gp.retrieval_only ? " retrieval=only" : "") : " retrieval=0",
+             views);
     kvlist done = {0};
     long good_end = 0;
     if (read_done(hyp_path, header, &done, &good_end) < 0) { rs_dataset_free(&ds); kv_free(&done); return 1; }
@@ -192,6 +198,7 @@ int cmd_eval(int argc, char **argv) {
         rsmoe_context_params cp = rsmoe_context_default_params();
         cp.n_threads = threads;
         if (gp.beams > cp.max_beams) cp.max_beams = gp.beams;
+        cp.max_views = gp.views;
         c = rsmoe_context_new(m, &cp, &st);
         if (!c) { rc = cli_fail("context", st); goto finish; }
         bool fresh = access(hyp_path, F_OK) != 0 || good_end == 0;
@@ -266,6 +273,7 @@ int cmd_eval(int argc, char **argv) {
         /* brief captions chosen by the model's retrieval index or not (known when this run loaded it) */
         if (!vqa && gp.style == RSMOE_STYLE_BRIEF && m)
             cJSON_AddBoolToObject(jo, "retrieval", gp.use_retrieval && rsmoe_model_has_retrieval(m));
+        if (gp.views > 1) cJSON_AddNumberToObject(jo, "views", gp.views);
         cJSON_AddNumberToObject(jo, "scored", n);
         cJSON_AddNumberToObject(jo, "total", n_units);
         if (n == 0) { fprintf(stderr, "rsmoe eval: nothing to score\n"); rc = 1; }

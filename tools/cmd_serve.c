@@ -36,8 +36,10 @@ static void usage(FILE *f) {
                "  --max-dim N         largest image width/height (default %d) -> 413\n"
                "  --timeout-s S       per-request limit, queue wait included (default %g) -> 504\n"
                "  --max-beams N       largest beam count a request may ask for (default %d)\n"
+               "  --max-views N       most test-time views a request may ask for, 1..8 (default %d;\n"
+               "                      each worker's KV cache grows with max-beams x max-views)\n"
                "  --max-connections N open connections (default %d)\n",
-            d.host, d.port, d.workers, d.queue, d.max_upload >> 20, d.max_dim, d.timeout_s, d.max_beams,
+            d.host, d.port, d.workers, d.queue, d.max_upload >> 20, d.max_dim, d.timeout_s, d.max_beams, d.max_views,
             d.max_connections);
 }
 
@@ -59,6 +61,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-upload-mb")) { long mb = 0; NUM(mb, 1, 4096); p.max_upload = (size_t)mb << 20; }
         else if (!strcmp(a, "--max-dim")) NUM(p.max_dim, 1, 32768);
         else if (!strcmp(a, "--max-beams")) NUM(p.max_beams, 1, 16);
+        else if (!strcmp(a, "--max-views")) NUM(p.max_views, 1, 8);
         else if (!strcmp(a, "--max-connections")) NUM(p.max_connections, 1, 100000);
         else if (!strcmp(a, "--timeout-s")) {
             double v = has ? strtod(argv[++i], &e) : 0;

@@ -74,22 +74,25 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
     const int B = p->beams < 1 ? 1 : p->beams, S = n_streams, V = w->c.vocab, D = w->c.dim;
     int max_new = p->max_new;
     if (S < 1 || max_new < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "generate: %d streams, max_new %d", S, max_new);
-    int total_prefix = 0;
+    int total_prefix = 0, NV = 1;
     for (int i = 0; i < S; i++) {
+        int nv = streams[i].n_views < 1 ? 1 : streams[i].n_views;
+        if (nv > RS_GEN_MAX_VIEWS) return rs_error(RSMOE_ERR_INVALID_ARG, "generate: stream %d has %d views (at most %d)", i, nv, RS_GEN_MAX_VIEWS);
+        if (nv > NV) NV = nv;
         if (streams[i].prefix_len < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "generate: stream %d has an empty prefix", i);
         if (streams[i].prefix_len >= rs_llm_state_max_seq(s))
             return rs_error(RSMOE_ERR_INVALID_ARG, "generate: a prompt of %d positions does not fit the context of %d",
                             streams[i].prefix_len, rs_llm_state_max_seq(s));
-        total_prefix += streams[i].prefix_len;
+        total_prefix += nv * streams[i].prefix_len;
         if (streams[i].prefix_len + max_new > rs_llm_state_max_seq(s))
             max_new = rs_llm_state_max_seq(s) - streams[i].prefix_len;
     }
     if (B > 64) return rs_error(RSMOE_ERR_INVALID_ARG, "generate: at most 64 beams");
     rsmoe_status st = RSMOE_OK;
-    size_t nbeam = (size_t)S * B;
+    size_t nbeam = (size_t)S * B, nrow = nbeam * (size_t)NV; /* live rows per step at most */
     /* one allocation per call (not per step) */
-    float *logits = malloc(sizeof(float) * nbeam * (size_t)V);
-    float *lp = malloc(sizeof(float) * (size_t)V);
+    float *logits = malloc(sizeof(float) * nrow * (size_t)V);
+    float *lp = malloc(sizeof(float) * (size_t)V), *acc = malloc(sizeof(float) * (size_t)V);
     float *sp = malloc(sizeof(float) * (size_t)V);
     int *si = malloc(sizeof(int) * (size_t)V);
     cand *cands = malloc(sizeof(cand) * (size_t)B * 2 * (size_t)B + sizeof(cand));
@@ -99,11 +102,11 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
     int32_t *hyptok = malloc(sizeof(int32_t) * nbeam * (size_t)max_new);
     int *n_alive = calloc((size_t)S, sizeof(int)), *n_hyp = calloc((size_t)S, sizeof(int));
     bool *done = calloc((size_t)S, sizeof(bool)), *slot_used = calloc(nbeam, sizeof(bool));
-    int *row_slot = malloc(sizeof(int) * (nbeam + (size_t)total_prefix)), *row_pos = malloc(sizeof(int) * (nbeam + (size_t)total_prefix));
-    int *row_ad = malloc(sizeof(int) * (nbeam + (size_t)total_prefix)), *logit_rows = malloc(sizeof(int) * nbeam);
-    int *row_of = malloc(sizeof(int) * nbeam); /* logits row of each live beam */
-    float *emb = malloc(sizeof(float) * (size_t)D * (nbeam + (size_t)total_prefix));
-    if (!logits || !lp || !sp || !si || !cands || !beams || !nbeams || !tokbuf || !hyps || !hyptok || !n_alive ||
+    int *row_slot = malloc(sizeof(int) * (nrow + (size_t)total_prefix)), *row_pos = malloc(sizeof(int) * (nrow + (size_t)total_prefix));
+    int *row_ad = malloc(sizeof(int) * (nrow + (size_t)total_prefix)), *logit_rows = malloc(sizeof(int) * nrow);
+    int *row_of = malloc(sizeof(int) * nbeam); /* logits row of each live beam's first view */
+    float *emb = malloc(sizeof(float) * (size_t)D * (nrow + (size_t)total_prefix));
+    if (!logits || !lp || !acc || !sp || !si || !cands || !beams || !nbeams || !tokbuf || !hyps || !hyptok || !n_alive ||
         !n_hyp || !done || !slot_used || !row_slot || !row_pos || !row_ad || !logit_rows || !row_of || !emb) {
         st = rs_error(RSMOE_ERR_NOMEM, "generate: out of memory");
         goto out;
@@ -116,28 +119,32 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
     rs_rng rng;
     rs_rng_seed(&rng, p->seed);
 
-    /* prefill every stream in one forward call */
+    /* prefill every stream (every view of it) in one forward call */
     {
-        int r = 0;
+        int r = 0, nl = 0;
         for (int i = 0; i < S; i++) {
-            memcpy(emb + (size_t)r * D, streams[i].prefix, sizeof(float) * (size_t)D * (size_t)streams[i].prefix_len);
-            for (int t = 0; t < streams[i].prefix_len; t++, r++) {
-                row_slot[r] = i * B;
-                row_pos[r] = t;
-                row_ad[r] = streams[i].adapter;
+            int nv = streams[i].n_views < 1 ? 1 : streams[i].n_views, L = streams[i].prefix_len;
+            row_of[(size_t)i * B] = nl;
+            for (int v = 0; v < nv; v++) {
+                memcpy(emb + (size_t)r * D, streams[i].prefix + (size_t)v * L * D, sizeof(float) * (size_t)D * (size_t)L);
+                for (int t = 0; t < L; t++, r++) {
+                    row_slot[r] = i * B * NV + v;
+                    row_pos[r] = t;
+                    row_ad[r] = streams[i].adapter;
+                }
+                logit_rows[nl++] = r - 1;
             }
-            logit_rows[i] = r - 1;
             n_alive[i] = 1;
             beams[(size_t)i * B].slot = i * B;
             beams[(size_t)i * B].score = 0;
-            row_of[(size_t)i * B] = i;
         }
         rs_llm_batch b = {.n_rows = r, .emb = emb, .slot = row_slot, .pos = row_pos, .adapter = row_ad,
-                          .adapters = adapters, .n_logit_rows = S, .logit_rows = logit_rows, .logits = logits};
+                          .adapters = adapters, .n_logit_rows = nl, .logit_rows = logit_rows, .logits = logits};
         if ((st = rs_llm_forward(w, s, &b, pool))) goto out;
         stl.prefill_rows = r;
-        if (stats && stats->prefill_logits)
-            memcpy(stats->prefill_logits, logits, sizeof(float) * (size_t)S * (size_t)V);
+        if (stats && stats->prefill_logits) /* each stream's first view */
+            for (int i = 0; i < S; i++)
+                memcpy(stats->prefill_logits + (size_t)i * V, logits + (size_t)row_of[(size_t)i * B] * V, sizeof(float) * (size_t)V);
     }
     double t1 = rs_time_s();
     stl.prefill_s = t1 - t0;
@@ -147,24 +154,37 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
         int nrows = 0;
         for (int i = 0; i < S; i++) {
             if (done[i]) continue;
-            int nc = 0;
+            int nc = 0, nv = streams[i].n_views < 1 ? 1 : streams[i].n_views;
             beam *bs = beams + (size_t)i * B;
             for (int bi = 0; bi < n_alive[i]; bi++) {
-                float *lg = logits + (size_t)row_of[(size_t)i * B + bi] * V;
-                rs_repetition_penalty(lg, V, bs[bi].toks, step, p->rep_penalty);
-                if (step < p->min_new)
-                    for (int k = 0; k < p->n_stop; k++)
-                        if (p->stop[k] >= 0 && p->stop[k] < V) lg[p->stop[k]] = -INFINITY;
+                float *lg = logits + (size_t)row_of[(size_t)i * B + bi] * V; /* the first view's */
+                for (int v = 0; v < nv; v++) {
+                    float *lv = lg + (size_t)v * V;
+                    rs_repetition_penalty(lv, V, bs[bi].toks, step, p->rep_penalty);
+                    if (step < p->min_new)
+                        for (int k = 0; k < p->n_stop; k++)
+                            if (p->stop[k] >= 0 && p->stop[k] < V) lv[p->stop[k]] = -INFINITY;
+                }
+                if (nv > 1) { /* views: log-softmax of the mean of their log-softmaxes; sampled from that mean */
+                    const float inv = 1.0f / (float)nv;
+                    for (int v = 0; v < nv; v++) {
+                        memcpy(lp, lg + (size_t)v * V, sizeof(float) * (size_t)V);
+                        rs_log_softmax(lp, V);
+                        if (v == 0) memcpy(acc, lp, sizeof(float) * (size_t)V);
+                        else
+                            for (int j = 0; j < V; j++) acc[j] += lp[j];
+                    }
+                    for (int j = 0; j < V; j++) acc[j] *= inv;
+                    lg = acc;
+                }
+                memcpy(lp, lg, sizeof(float) * (size_t)V);
+                rs_log_softmax(lp, V);
                 if (B == 1) { /* greedy or sampling: one continuation */
-                    memcpy(lp, lg, sizeof(float) * (size_t)V);
-                    rs_log_softmax(lp, V);
                     int t = p->temperature > 0 ? rs_sample(lg, V, p->temperature, p->top_p, &rng, sp, si)
                                                : rs_argmax(lp, V);
                     cands[nc++] = (cand){bs[bi].score + lp[t], bi, t};
                     continue;
                 }
-                memcpy(lp, lg, sizeof(float) * (size_t)V);
-                rs_log_softmax(lp, V);
                 /* this beam's best 2B tokens */
                 int want = 2 * B < V ? 2 * B : V;
                 int base = nc, worst = base;
@@ -235,7 +255,8 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
                     for (int q = 0; q < B; q++)
                         if (!slot_used[(size_t)i * B + q]) { free_slot = i * B + q; break; }
                     slot_used[free_slot] = true;
-                    rs_llm_state_copy_slot(s, free_slot, bs[par].slot, prefix + step);
+                    for (int v = 0; v < nv; v++)
+                        rs_llm_state_copy_slot(s, free_slot * NV + v, bs[par].slot * NV + v, prefix + step);
                     nb->slot = free_slot;
                 }
             }
@@ -247,13 +268,19 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
             }
             n_alive[i] = nn;
             for (int k = 0; k < nn; k++) {
-                row_slot[nrows] = bs[k].slot;
-                row_pos[nrows] = prefix + step;
-                row_ad[nrows] = streams[i].adapter;
-                if ((st = rs_llm_embed(w, &bs[k].toks[step], 1, emb + (size_t)nrows * D))) goto out;
                 row_of[(size_t)i * B + k] = nrows;
-                logit_rows[nrows] = nrows;
-                nrows++;
+                for (int v = 0; v < nv; v++) {
+                    row_slot[nrows] = bs[k].slot * NV + v;
+                    row_pos[nrows] = prefix + step;
+                    row_ad[nrows] = streams[i].adapter;
+                    if (v == 0) {
+                        if ((st = rs_llm_embed(w, &bs[k].toks[step], 1, emb + (size_t)nrows * D))) goto out;
+                    } else {
+                        memcpy(emb + (size_t)nrows * D, emb + (size_t)(nrows - v) * D, sizeof(float) * (size_t)D);
+                    }
+                    logit_rows[nrows] = nrows;
+                    nrows++;
+                }
             }
         }
         if (nrows == 0) break;
@@ -284,7 +311,7 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
         }
     }
 out:
-    free(logits); free(lp); free(sp); free(si); free(cands); free(beams); free(nbeams); free(tokbuf);
+    free(logits); free(lp); free(acc); free(sp); free(si); free(cands); free(beams); free(nbeams); free(tokbuf);
     free(hyps); free(hyptok); free(n_alive); free(n_hyp); free(done); free(slot_used); free(row_slot);
     free(row_pos); free(row_ad); free(logit_rows); free(row_of); free(emb);
     return st;

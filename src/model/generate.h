@@ -13,7 +13,14 @@
  * (length = generated tokens, the end token included); the others continue. A stream is done
  * when it holds `beams` hypotheses and no live beam can beat the worst of them, or at
  * max_new tokens. The repetition penalty (HF's, on the stream's generated tokens) is applied to
- * the logits before the log-softmax; the end token is masked until min_new tokens. */
+ * the logits before the log-softmax; the end token is masked until min_new tokens.
+ *
+ * Views (test-time augmentation): a stream may hold n_views prefixes of the same length (the
+ * same prompt over transformed copies of the image). Each view keeps its own cache, all of them
+ * receive the same tokens, and the stream's next-token log-probabilities are the log-softmax of
+ * the mean of its views' log-softmaxed (penalised, masked) logits: a normalised geometric mean,
+ * the product-of-experts ensemble. Beams, sampling and scores then work on that distribution.
+ * One view is the plain path, bit for bit. */
 #ifndef RSMOE_MODEL_GENERATE_H
 #define RSMOE_MODEL_GENERATE_H
 #include "model/llm.h"
@@ -32,10 +39,13 @@ typedef struct {
     int32_t stop[RS_GEN_MAX_STOP]; /* end tokens (EOS first) */
 } rs_gen_params;
 
+#define RS_GEN_MAX_VIEWS 8
+
 typedef struct {
-    const float *prefix;  /* [prefix_len, dim] input embeddings */
+    const float *prefix;  /* [n_views, prefix_len, dim] input embeddings */
     int prefix_len;
     int adapter;          /* index into adapters, -1: base weights */
+    int n_views;          /* 0 or 1: one prefix; up to RS_GEN_MAX_VIEWS */
 } rs_gen_stream;
 
 typedef struct {
@@ -54,7 +64,9 @@ typedef struct {
     float *prefill_logits; /* in: optional [n_streams, vocab] buffer for the first-step logits */
 } rs_gen_stats;
 
-/* slots needed: n_streams * beams; rows: max(Σ prefix_len, n_streams * beams) */
+/* slots needed: n_streams * beams * NV, where NV is the largest n_views (stream i, beam slot b,
+ * view v use cache slot (i * beams + b) * NV + v); rows: max(Σ n_views * prefix_len,
+ * n_streams * beams * NV) */
 rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora_set *const *adapters,
                          const rs_gen_stream *streams, int n_streams, const rs_gen_params *p,
                          rs_gen_result *res, rs_gen_stats *stats /* may be NULL */, rs_pool *pool, rs_abort_fn abort_cb, void *ud);

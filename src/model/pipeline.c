@@ -28,7 +28,7 @@ struct rsmoe_context {
     int dbg_streams;
     rs_pool *pool;
     rs_llm_state *st;
-    int n_ctx, max_beams, n_streams_max;
+    int n_ctx, max_beams, max_views, n_streams_max;
     rs_enc_scratch es;
     float *enc, *qf_scratch, *prefix, *soft, *gates, *router_scratch, *stream_emb, *instr_emb;
     int32_t *ids;
@@ -146,7 +146,7 @@ size_t rsmoe_model_describe(const rsmoe_model *mm, char *buf, size_t cap) {
 }
 
 rsmoe_context_params rsmoe_context_default_params(void) {
-    return (rsmoe_context_params){.n_threads = 0, .n_ctx = 0, .max_beams = 5};
+    return (rsmoe_context_params){.n_threads = 0, .n_ctx = 0, .max_beams = 5, .max_views = 1};
 }
 
 void rsmoe_context_free(rsmoe_context *c) {
@@ -169,8 +169,10 @@ rsmoe_context *rsmoe_context_new(const rsmoe_model *mm, const rsmoe_context_para
     rsmoe_context_params dp = rsmoe_context_default_params();
     if (!p) p = &dp;
     if (!mm) { set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "no model")); return NULL; }
-    if (p->max_beams < 1 || p->max_beams > 16 || p->n_threads < 0 || p->n_ctx < 0) {
-        set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "context: beams must be 1..16, threads and n_ctx >= 0"));
+    if (p->max_beams < 1 || p->max_beams > 16 || p->n_threads < 0 || p->n_ctx < 0 || p->max_views < 0 ||
+        p->max_views > RS_IMAGE_VIEWS) {
+        set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "context: beams must be 1..16, views 1..%d, threads and n_ctx >= 0",
+                            RS_IMAGE_VIEWS));
         return NULL;
     }
     const rs_model *m = mm->m;
@@ -180,6 +182,8 @@ rsmoe_context *rsmoe_context_new(const rsmoe_model *mm, const rsmoe_context_para
     c->pool = rs_pool_new(p->n_threads > 0 ? p->n_threads : rs_default_threads());
     int nth = rs_pool_size(c->pool);
     c->max_beams = p->max_beams;
+    c->max_views = p->max_views < 1 ? 1 : p->max_views;
+    const int NV = c->max_views;
     c->n_ctx = p->n_ctx > 0 ? p->n_ctx : 1024;
     if (c->n_ctx > m->llm.c.max_seq) c->n_ctx = m->llm.c.max_seq;
     int K = m->moe.n_experts > 0 ? m->moe.n_experts : 1;
@@ -190,20 +194,20 @@ rsmoe_context *rsmoe_context_new(const rsmoe_model *mm, const rsmoe_context_para
     if (rs_enc_scratch_init(m, nth, &c->es) != RSMOE_OK) { rsmoe_context_free(c); set_st(st, RSMOE_ERR_NOMEM); return NULL; }
     c->bytes += c->es.bytes;
     c->qf_scratch = falloc(c, rs_qformer_scratch_floats(&m->qf.c, m->enc_tokens, MAX_PROMPT, nth));
-    c->prefix = falloc(c, (size_t)nq * D);
+    c->prefix = falloc(c, (size_t)NV * nq * D);
     c->qout = falloc(c, (size_t)nq * m->qf.c.width);
-    c->soft = falloc(c, (size_t)K * (M > 0 ? M : 1) * D);
-    c->gates = falloc(c, (size_t)K);
+    c->soft = falloc(c, (size_t)NV * K * (M > 0 ? M : 1) * D);
+    c->gates = falloc(c, (size_t)(1 + NV) * K); /* the mean, then each view's */
     c->router_scratch = falloc(c, 2 * (size_t)D + (size_t)m->moe.router_hidden + 1);
-    c->stream_emb = falloc(c, (size_t)K * stream_rows * D);
+    c->stream_emb = falloc(c, (size_t)K * NV * stream_rows * D);
     c->instr_emb = falloc(c, (size_t)MAX_PROMPT * D);
     c->ids = malloc(sizeof(int32_t) * MAX_PROMPT);
     rsmoe_status s = RSMOE_OK;
     if (!c->pool || !c->enc || !c->qf_scratch || !c->prefix || !c->soft || !c->gates ||
         !c->router_scratch || !c->stream_emb || !c->instr_emb || !c->ids)
         s = rs_error(RSMOE_ERR_NOMEM, "context: out of memory");
-    int slots = K * c->max_beams;
-    if (!s) s = rs_llm_state_new(&m->llm.c, c->n_ctx, slots, K * stream_rows > slots ? K * stream_rows : slots, slots,
+    int slots = K * c->max_beams * NV;
+    if (!s) s = rs_llm_state_new(&m->llm.c, c->n_ctx, slots, K * NV * stream_rows > slots ? K * NV * stream_rows : slots, slots,
                                  m->moe.n_experts > 0 ? m->moe.lora_rank : 0, &c->st);
     if (s) { rsmoe_context_free(c); set_st(st, s); return NULL; }
     c->bytes += rs_llm_state_bytes(c->st);
@@ -249,7 +253,7 @@ rsmoe_generate_params rsmoe_caption_default_params(void) {
     return (rsmoe_generate_params){.style = RSMOE_STYLE_DETAILED, .beams = 5, .max_len = 256, .min_len = 1,
                                    .repetition_penalty = 1.5f, .length_penalty = 1.0f, .temperature = 0.0f,
                                    .top_p = 0.9f, .seed = 42, .use_experts = true, .top_k_experts = 1,
-                                   .use_retrieval = true};
+                                   .use_retrieval = true, .views = 1};
 }
 
 rsmoe_generate_params rsmoe_brief_default_params(void) {
@@ -348,14 +352,11 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
     double t0 = rs_time_s();
     rsmoe_status st;
 
-    /* 1. image encoder */
-    progress(p, "encode");
-    rs_image ri = {.w = img->width, .h = img->height, .c = 3, .data = img->data};
-    if ((st = rs_model_encode(m, &ri, c->enc, &c->es, c->pool))) return st;
-    double t1 = rs_time_s();
+    const int NV = p->views < 1 ? 1 : p->views;
+    if (NV > c->max_views) return rs_error(RSMOE_ERR_INVALID_ARG, "views must be 1..%d for this context", c->max_views);
+    const int Ms = M > 0 ? M : 1;
 
-    /* 2. Q-Former on the global instruction */
-    progress(p, "qformer");
+    /* the instruction: the question, or the global description instruction */
     char instr[1024], qprompt[1400];
     if (question) {
         int ql;
@@ -368,25 +369,48 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
     int n_instr;
     if ((st = tokens_of(tok, instr, false, c->ids, MAX_PROMPT, &n_instr))) return st;
     if (n_instr > m->qf.c.max_pos) return rs_error(RSMOE_ERR_INVALID_ARG, "instruction of %d tokens is longer than the Q-Former's %d", n_instr, m->qf.c.max_pos);
-    if ((st = rs_qformer_forward(&m->qf, c->enc, m->enc_tokens, c->ids, n_instr, c->prefix, c->qout, c->qf_scratch, c->pool)))
-        return st;
-    double t2 = rs_time_s();
-
-    /* 3. router: gates and soft prompts */
-    progress(p, "router");
+    float *ip = c->stream_emb; /* temporary (overwritten in 4.): the pooled instruction */
     if (moe) {
         if ((st = rs_llm_embed(&m->llm, c->ids, n_instr, c->instr_emb))) return st;
-        float *ip = c->stream_emb; /* temporary (overwritten below): the pooled instruction */
         memset(ip, 0, sizeof(float) * (size_t)D);
         for (int i = 0; i < n_instr; i++) rs_vec_acc(ip, c->instr_emb + (size_t)i * D, D);
         if (n_instr > 0) rs_vec_scale(ip, 1.0f / (float)n_instr, D);
-        rs_router_forward(m, ip, c->prefix, nq, c->gates, M > 0 ? c->soft : NULL, c->router_scratch, c->pool);
-        if (p->uniform_gates)
-            for (int e = 0; e < K; e++) c->gates[e] = 1.0f / (float)K;
-    } else {
-        c->gates[0] = 1.0f;
     }
-    double t3 = rs_time_s();
+
+    /* 1.-3. per view (the image as given last, so that c->enc holds its tokens for retrieval):
+     * image encoder, Q-Former on the instruction, router (gates and soft prompts) */
+    static const int view_order[RS_IMAGE_VIEWS] = {0, 1, 5, 6, 2, 3, 4, 7};
+    double enc_s = 0, qf_s = 0, router_s = 0;
+    for (int v = NV - 1; v >= 0; v--) {
+        double ta = rs_time_s();
+        progress(p, "encode");
+        rs_image ri = {.w = img->width, .h = img->height, .c = 3, .data = img->data}, vi = {0};
+        if (view_order[v] && (st = rs_image_dihedral(&ri, view_order[v], &vi))) return st;
+        st = rs_model_encode(m, view_order[v] ? &vi : &ri, c->enc, &c->es, c->pool);
+        rs_image_free(&vi);
+        if (st) return st;
+        double tb = rs_time_s();
+        progress(p, "qformer");
+        float *prefix = c->prefix + (size_t)v * nq * D;
+        if ((st = rs_qformer_forward(&m->qf, c->enc, m->enc_tokens, c->ids, n_instr, prefix, c->qout, c->qf_scratch, c->pool)))
+            return st;
+        double tc = rs_time_s();
+        progress(p, "router");
+        float *gv = c->gates + (size_t)(1 + v) * K;
+        if (moe) rs_router_forward(m, ip, prefix, nq, gv, M > 0 ? c->soft + (size_t)v * K * Ms * D : NULL, c->router_scratch, c->pool);
+        else gv[0] = 1.0f;
+        enc_s += tb - ta;
+        qf_s += tc - tb;
+        router_s += rs_time_s() - tc;
+    }
+    for (int e = 0; e < K; e++) { /* the views' mean gate */
+        float g = 0;
+        for (int v = 0; v < NV; v++) g += c->gates[(size_t)(1 + v) * K + e];
+        c->gates[e] = g / (float)NV;
+    }
+    if (moe && p->uniform_gates)
+        for (int e = 0; e < K; e++) c->gates[e] = 1.0f / (float)K;
+    double t1 = t0 + enc_s, t2 = t1 + qf_s, t3 = t2 + router_s;
 
     /* which streams run: all for descriptions; the top-k gates for questions */
     int order[RS_MAX_EXPERTS], n_run = K;
@@ -407,16 +431,19 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
         const char *prompt = question ? qprompt : moe ? m->moe.prompts[e] : instr;
         int np;
         if ((st = tokens_of(tok, prompt, true, pids, MAX_PROMPT, &np))) return st;
-        float *dst = c->stream_emb + (size_t)i * stream_rows * D;
-        memcpy(dst, c->prefix, sizeof(float) * (size_t)nq * D);
-        int rows = nq;
-        if (moe && M > 0) {
-            memcpy(dst + (size_t)rows * D, c->soft + (size_t)e * M * D, sizeof(float) * (size_t)M * D);
-            rows += M;
+        int rows = nq + (moe && M > 0 ? M : 0) + np;
+        float *dst = c->stream_emb + (size_t)i * NV * stream_rows * D; /* its views one after the other */
+        for (int v = 0; v < NV; v++) {
+            float *vd = dst + (size_t)v * rows * D;
+            memcpy(vd, c->prefix + (size_t)v * nq * D, sizeof(float) * (size_t)nq * D);
+            int r = nq;
+            if (moe && M > 0) {
+                memcpy(vd + (size_t)r * D, c->soft + ((size_t)v * K + e) * M * D, sizeof(float) * (size_t)M * D);
+                r += M;
+            }
+            if ((st = rs_llm_embed(&m->llm, pids, np, vd + (size_t)r * D))) return st;
         }
-        if ((st = rs_llm_embed(&m->llm, pids, np, dst + (size_t)rows * D))) return st;
-        rows += np;
-        streams[i] = (rs_gen_stream){.prefix = dst, .prefix_len = rows, .adapter = moe ? e : -1};
+        streams[i] = (rs_gen_stream){.prefix = dst, .prefix_len = rows, .adapter = moe ? e : -1, .n_views = NV};
     }
     const rs_lora_set *adapters[RS_MAX_EXPERTS];
     for (int e = 0; e < m->moe.n_experts; e++) adapters[e] = &m->experts[e];

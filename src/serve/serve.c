@@ -50,8 +50,8 @@ static void sbuf_free(sbuf *b) { free(b->p); memset(b, 0, sizeof *b); }
 enum { EP_CAPTION = 1, EP_VQA = 2 };
 enum { BODY_RAW = 1, BODY_FORM = 2, BODY_JSON = 3 };
 enum { ST_RECEIVING = 0, ST_QUEUED, ST_RUNNING, ST_DONE };
-enum { F_QUESTION, F_BEAMS, F_MAX_LEN, F_STYLE, F_ASPECTS, F_RETRIEVAL, F_COUNT };
-static const char *const g_field_names[F_COUNT] = {"question", "beams", "max_len", "style", "aspects", "retrieval"};
+enum { F_QUESTION, F_BEAMS, F_MAX_LEN, F_STYLE, F_ASPECTS, F_RETRIEVAL, F_VIEWS, F_COUNT };
+static const char *const g_field_names[F_COUNT] = {"question", "beams", "max_len", "style", "aspects", "retrieval", "views"};
 
 typedef struct req {
     struct rs_server *srv;
@@ -107,7 +107,7 @@ struct rs_server {
 rs_serve_params rs_serve_default_params(void) {
     return (rs_serve_params){.host = "127.0.0.1", .port = 8080, .threads = 0, .workers = 1, .queue = 8,
                              .max_upload = (size_t)20 << 20, .max_dim = 8192, .max_pixels = (int64_t)64 << 20,
-                             .timeout_s = 60, .io_timeout_s = 30, .max_connections = 64, .max_beams = 8,
+                             .timeout_s = 60, .io_timeout_s = 30, .max_connections = 64, .max_beams = 8, .max_views = 1,
                              .max_len = 512, .model_name = NULL};
 }
 
@@ -341,6 +341,10 @@ static void parse_options(req *r) {
     char msg[96];
     if ((v = option(r, F_BEAMS)) && !parse_int(v, 1, s->p.max_beams, &r->gp.beams)) {
         snprintf(msg, sizeof msg, "beams must be an integer 1..%d", s->p.max_beams);
+        set_err(r, 400, "%s", msg);
+    }
+    if ((v = option(r, F_VIEWS)) && !parse_int(v, 1, s->p.max_views, &r->gp.views)) {
+        snprintf(msg, sizeof msg, "views must be an integer 1..%d (the server's --max-views)", s->p.max_views);
         set_err(r, 400, "%s", msg);
     }
     if ((v = option(r, F_MAX_LEN)) && !parse_int(v, 1, s->p.max_len, &r->gp.max_len)) {
@@ -690,6 +694,7 @@ static char *build_model_json(struct rs_server *s, size_t ctx_bytes) {
     cJSON_AddNumberToObject(l, "max_pixels", (double)s->p.max_pixels);
     cJSON_AddNumberToObject(l, "timeout_s", s->p.timeout_s);
     cJSON_AddNumberToObject(l, "max_beams", s->p.max_beams);
+    cJSON_AddNumberToObject(l, "max_views", s->p.max_views);
     cJSON_AddNumberToObject(l, "max_len", s->p.max_len);
     cJSON_AddNumberToObject(l, "question_bytes", QUESTION_MAX);
     rsmoe_generate_params cd = rsmoe_caption_default_params(), vd = rsmoe_vqa_default_params();
@@ -735,6 +740,7 @@ rsmoe_status rs_serve_start(const rsmoe_model *m, const rs_serve_params *pp, rs_
     if (p.max_dim < 1 || p.max_pixels < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: bad image limits");
     if (!(p.timeout_s > 0)) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: timeout must be > 0");
     if (p.max_beams < 1 || p.max_beams > 16) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: max beams must be 1..16");
+    if (p.max_views < 1 || p.max_views > 8) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: max views must be 1..8");
     if (p.max_len < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: max_len limit must be >= 1");
     if (p.io_timeout_s < 1) p.io_timeout_s = 1;
     if (p.max_connections < 1) p.max_connections = 1;
@@ -776,6 +782,7 @@ rsmoe_status rs_serve_start(const rsmoe_model *m, const rs_serve_params *pp, rs_
     rsmoe_context_params cp = rsmoe_context_default_params();
     cp.n_threads = p.threads;
     cp.max_beams = p.max_beams;
+    cp.max_views = p.max_views;
     rsmoe_status st = RSMOE_OK;
     for (int i = 0; i < p.workers; i++) {
         s->workers[i].srv = s;

@@ -2,7 +2,7 @@
 """Independent NumPy (float64) reference of the whole RS-MoE forward path, written from
 docs/model.md and ../shared/docs/method.md, for the parity test (tests/test_model.c).
 
-usage: rsmoe_ref.py MODEL.gguf IMAGE.rgb W H OUTDIR INSTRUCTION [QUESTION] [--max-len N]
+usage: rsmoe_ref.py MODEL.gguf IMAGE.rgb W H OUTDIR INSTRUCTION [QUESTION] [--max-len N] [--views N]
 
 IMAGE.rgb holds W*H*3 raw bytes that must already be the encoder's input size (no resize).
 Writes to OUTDIR (little-endian float64 unless noted):
@@ -13,6 +13,14 @@ Writes to OUTDIR (little-endian float64 unless noted):
   soft.bin     soft prompts [K, M, dim]   (MoE models)
   logits_E.bin first-step logits of stream E (E = expert index, or 'llm' for the LLM alone)
   ids_E.txt    greedy token ids of stream E (end token excluded)
+  sumlp_E.bin  the sum of those tokens' log-probabilities (the end token's included when it ended)
+
+--views N (test-time views, docs/model.md): the first N of the image as given, mirrored
+left-right, rotated 90 degrees clockwise, rotated 270, mirrored top-bottom, rotated 180,
+transposed, anti-transposed each go through encoder, Q-Former and router; the gates are their
+mean; each stream decodes all N prefixes together, its next-token log-probabilities being the
+log-softmax of the mean of the views' log-softmaxes. enc/qf/prefix/soft/logits files are then
+those of the image as given, gates.bin the mean.
 """
 import math
 import os
@@ -25,6 +33,26 @@ from gguf_np import GGUF  # noqa: E402
 from bytelevel import bytes_to_unicode  # noqa: E402
 
 _erf = np.vectorize(math.erf)
+
+
+def log_softmax(x):
+    m = np.max(x)
+    return x - m - np.log(np.sum(np.exp(x - m)))
+
+
+# test-time views in their order of use; view number bits: 4 transposes, then 1 mirrors
+# left-right, 2 top-bottom (src/data/image.h)
+VIEW_ORDER = [0, 1, 5, 6, 2, 3, 4, 7]
+
+
+def dihedral(img, view):
+    if view & 4:
+        img = img.transpose(1, 0, 2)
+    if view & 1:
+        img = img[:, ::-1]
+    if view & 2:
+        img = img[::-1, :]
+    return np.ascontiguousarray(img)
 
 
 def gelu(x):
@@ -214,30 +242,41 @@ class Model:
         out = t("output.weight") if self.g.has("output.weight") else t("token_embd.weight")
         return out @ y
 
-    def greedy(self, w, prefix_emb, max_len):
+    def greedy(self, w, prefix_embs, max_len):
+        """greedy decoding of one stream over its views (a list of prefixes): the views' log-softmaxes
+        averaged and renormalised; returns the first view's first logits, the ids, their log-prob"""
         emb_table = self.t("token_embd.weight")
-        emb = prefix_emb.copy()
-        ids, first = [], None
+        embs = [p.copy() for p in prefix_embs]
+        ids, first, sumlp = [], None, 0.0
         for step in range(max_len):
-            logits = self.llm_logits(w, emb)
-            if first is None:
-                first = logits.copy()
-            if step < 1 and self.eos >= 0:
-                logits[self.eos] = -np.inf   # min_len 1
-            nxt = int(np.argmax(logits))
+            lps = []
+            for v, emb in enumerate(embs):
+                logits = self.llm_logits(w, emb)
+                if first is None:
+                    first = logits.copy()
+                if step < 1 and self.eos >= 0:
+                    logits[self.eos] = -np.inf   # min_len 1
+                lps.append(log_softmax(logits))
+            lp = log_softmax(np.mean(lps, axis=0)) if len(lps) > 1 else lps[0]
+            nxt = int(np.argmax(lp))
+            sumlp += lp[nxt]
             if nxt == self.eos:
                 break
             ids.append(nxt)
-            emb = np.vstack([emb, emb_table[nxt][None, :]])
-        return first, ids
+            embs = [np.vstack([e, emb_table[nxt][None, :]]) for e in embs]
+        return first, ids, sumlp
 
 
 def main():
     args = sys.argv[1:]
-    max_len = 8
+    max_len, n_views = 8, 1
     if "--max-len" in args:
         i = args.index("--max-len")
         max_len = int(args[i + 1])
+        del args[i:i + 2]
+    if "--views" in args:
+        i = args.index("--views")
+        n_views = int(args[i + 1])
         del args[i:i + 2]
     model_path, img_path, W, H, outdir, instruction = args[:6]
     question = args[6] if len(args) > 6 else None
@@ -250,30 +289,38 @@ def main():
     def save(name, a):
         np.asarray(a, dtype="<f8").tofile(os.path.join(outdir, name))
 
-    enc = m.encode_image(img)
-    save("enc.bin", enc)
     instr = question.rstrip(" \n") if question else instruction
     instr_ids = m.encode(instr, special=False)
-    qout, prefix = m.qformer(enc, instr_ids)
-    save("qf.bin", qout)
-    save("prefix.bin", prefix)
     D = m.llm["dim"]
+    prefixes, softs, gate_list = [], [], []
+    for v in range(n_views):
+        enc = m.encode_image(dihedral(img, VIEW_ORDER[v]))
+        qout, prefix = m.qformer(enc, instr_ids)
+        if v == 0:
+            save("enc.bin", enc)
+            save("qf.bin", qout)
+            save("prefix.bin", prefix)
+        prefixes.append(prefix)
+        if m.K > 0:
+            gates, soft = m.router(instr_ids, prefix)
+            gate_list.append(gates)
+            softs.append(soft)
     streams = []
     if m.K > 0:
-        gates, soft = m.router(instr_ids, prefix)
-        save("gates.bin", gates)
-        if soft is not None:
-            save("soft.bin", soft)
+        save("gates.bin", np.mean(gate_list, axis=0))
+        if softs[0] is not None:
+            save("soft.bin", softs[0])
         for e in range(m.K):
             prompt = (instr + " " + m.vqa_suffix) if question else m.prompts[e]
-            parts = [prefix] + ([soft[e]] if soft is not None else [])
             pe = m.t("token_embd.weight")[m.encode(prompt, special=True)]
-            streams.append((str(e), e, np.vstack(parts + [pe])))
+            streams.append((str(e), e, [np.vstack([p] + ([s[e]] if s is not None else []) + [pe])
+                                        for p, s in zip(prefixes, softs)]))
     pe = m.t("token_embd.weight")[m.encode((instr + " " + m.vqa_suffix) if question else instr, special=True)]
-    streams.append(("llm", None, np.vstack([prefix, pe])))
-    for name, expert, emb in streams:
-        first, ids = m.greedy(m.llm_weights(expert), emb, max_len)
+    streams.append(("llm", None, [np.vstack([p, pe]) for p in prefixes]))
+    for name, expert, embs in streams:
+        first, ids, sumlp = m.greedy(m.llm_weights(expert), embs, max_len)
         save("logits_%s.bin" % name, first)
+        save("sumlp_%s.bin" % name, [sumlp])
         with open(os.path.join(outdir, "ids_%s.txt" % name), "w") as f:
             f.write(" ".join(str(i) for i in ids) + "\n")
     assert D == prefix.shape[1]
