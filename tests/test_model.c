@@ -31,6 +31,37 @@ static int run_ref_model(const char *model, const char *outdir, const char *ques
 
 static int run_ref(const char *outdir, const char *question) { return run_ref_model(g_model, outdir, question, 1); }
 
+/* 8 tokens per expert, scored by their raw sum of log-probabilities (length penalty 0): beam
+ * search with `beams` beams can only do as well as greedy or better (p: greedy settings) */
+static void beams_vs_greedy(rsmoe_context *c, rsmoe_generate_params p, int beams) {
+    p.length_penalty = 0.0f;
+    p.min_len = 8;
+    rsmoe_result g, b;
+    REQUIRE(rsmoe_caption(c, &g_image, &p, &g) == RSMOE_OK, "greedy: %s", rsmoe_last_error());
+    p.beams = beams;
+    if (rsmoe_caption(c, &g_image, &p, &b) != RSMOE_OK) { rsmoe_result_free(&g); REQUIRE(0, "beams: %s", rsmoe_last_error()); }
+    for (int e = 0; e < 3; e++) {
+        CHECK(b.aspects[e].n_tokens == 8 && g.aspects[e].n_tokens == 8, "8 tokens each");
+        CHECK(b.aspects[e].logprob >= g.aspects[e].logprob - 1e-4, "expert %d: beam %.4f < greedy %.4f", e,
+              b.aspects[e].logprob, g.aspects[e].logprob);
+    }
+    rsmoe_result_free(&g);
+    rsmoe_result_free(&b);
+}
+
+/* an answer: the expert of the reference's top gate answered, as the reference's */
+static void answer_compare(const char *outdir, rsmoe_context *c, const rsmoe_result *r) {
+    size_t n;
+    double *gates = test_read_f64(outdir, "gates.bin", &n);
+    REQUIRE(gates && n == 3, "gates");
+    int top = 0;
+    for (int e = 1; e < 3; e++) if (gates[e] > gates[top]) top = e;
+    free(gates);
+    CHECK(r->chosen == top, "router picked expert %d, reference top gate %d", r->chosen, top);
+    int one[1] = {top};
+    ref_compare(outdir, c, r, one, 1, NULL);
+}
+
 TEST(parity_caption_and_vqa) {
     if (!test_have_python("numpy")) SKIP("/usr/bin/python3 with numpy is not available for the reference");
     char out1[320], out2[320];
@@ -63,15 +94,7 @@ TEST(parity_caption_and_vqa) {
         /* a question: the top-gated expert */
         p = greedy(true);
         REQUIRE(rsmoe_answer(c, &g_image, k_question, &p, &r) == RSMOE_OK, "answer: %s", rsmoe_last_error());
-        size_t n;
-        double *gates = test_read_f64(out2, "gates.bin", &n);
-        REQUIRE(gates && n == 3, "gates");
-        int top = 0;
-        for (int e = 1; e < 3; e++) if (gates[e] > gates[top]) top = e;
-        free(gates);
-        CHECK(r.chosen == top, "router picked expert %d, reference top gate %d", r.chosen, top);
-        int one[1] = {top};
-        ref_compare(out2, c, &r, one, 1, NULL);
+        answer_compare(out2, c, &r);
         rsmoe_result_free(&r);
         rsmoe_context_free(c);
     }
@@ -125,34 +148,13 @@ TEST(parity_views) {
         free(lp);
     }
     CHECK(apart > 1e-2, "the reference's three views score like one view (%.3g apart): the check cannot fail", apart);
-    /* beam search over the ensemble: 8 tokens each, raw sums, at least the greedy path's */
-    rsmoe_result g, b;
-    p.length_penalty = 0.0f;
-    p.min_len = 8;
-    REQUIRE(rsmoe_caption(c, &g_image, &p, &g) == RSMOE_OK, "greedy, 3 views: %s", rsmoe_last_error());
-    p.beams = 3;
-    REQUIRE(rsmoe_caption(c, &g_image, &p, &b) == RSMOE_OK, "3 beams, 3 views: %s", rsmoe_last_error());
-    for (int e = 0; e < 3; e++) {
-        CHECK(b.aspects[e].n_tokens == 8 && g.aspects[e].n_tokens == 8, "8 tokens each");
-        CHECK(b.aspects[e].logprob >= g.aspects[e].logprob - 1e-4, "expert %d: beam %.4f < greedy %.4f", e,
-              b.aspects[e].logprob, g.aspects[e].logprob);
-    }
-    rsmoe_result_free(&g);
-    rsmoe_result_free(&b);
+    beams_vs_greedy(c, p, 3); /* beam search over the ensemble */
     /* a question: the top expert by the views' mean gate */
     rsmoe_result q;
     p = greedy(true);
     p.views = 3;
     REQUIRE(rsmoe_answer(c, &g_image, k_question, &p, &q) == RSMOE_OK, "answer, 3 views: %s", rsmoe_last_error());
-    size_t n;
-    double *gates = test_read_f64(outq, "gates.bin", &n);
-    REQUIRE(gates && n == 3, "gates");
-    int top = 0;
-    for (int e = 1; e < 3; e++) if (gates[e] > gates[top]) top = e;
-    free(gates);
-    CHECK(q.chosen == top, "router picked expert %d, reference top mean gate %d", q.chosen, top);
-    int onee[1] = {top};
-    ref_compare(outq, c, &q, onee, 1, NULL);
+    answer_compare(outq, c, &q);
     rsmoe_result_free(&q);
     /* more views than the context was made for, and a context for too many */
     p.views = 4;
@@ -172,19 +174,9 @@ TEST(beam_search_finds_at_least_greedy_score) {
     rsmoe_context *c = rsmoe_context_new(m, NULL, &st);
     REQUIRE(c, "context");
     rsmoe_generate_params p = greedy(false);
-    p.length_penalty = 0.0f; /* raw sum of log-probabilities: beam search can only do as well or better */
+    beams_vs_greedy(c, p, 4);
+    p.length_penalty = 0.0f;
     p.min_len = 8;
-    rsmoe_result g, b;
-    REQUIRE(rsmoe_caption(c, &g_image, &p, &g) == RSMOE_OK, "greedy");
-    p.beams = 4;
-    REQUIRE(rsmoe_caption(c, &g_image, &p, &b) == RSMOE_OK, "beams: %s", rsmoe_last_error());
-    for (int e = 0; e < 3; e++) {
-        CHECK(b.aspects[e].n_tokens == 8 && g.aspects[e].n_tokens == 8, "8 tokens each");
-        CHECK(b.aspects[e].logprob >= g.aspects[e].logprob - 1e-4, "expert %d: beam %.4f < greedy %.4f", e,
-              b.aspects[e].logprob, g.aspects[e].logprob);
-    }
-    rsmoe_result_free(&g);
-    rsmoe_result_free(&b);
     /* sampling with a seed is reproducible */
     p.beams = 1;
     p.temperature = 1.0f;
