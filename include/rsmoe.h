@@ -72,12 +72,13 @@ int rsmoe_model_n_experts(const rsmoe_model *m);
 bool rsmoe_model_has_retrieval(const rsmoe_model *m);
 const char *rsmoe_model_expert_name(const rsmoe_model *m, int i);   /* NULL if out of range */
 
+#define RSMOE_MAX_VIEWS 8  /* test-time views: the eight symmetries of the square */
 typedef struct {
     int n_threads;   /* 0: all online CPUs */
     int n_ctx;       /* positions per sequence (0: min(model context, 1024)) */
     int max_beams;   /* largest beam count this context accepts (default 5) */
-    int max_views;   /* most test-time views a call may ask for (default 1; 1..8); the KV cache
-                        grows with max_beams x max_views */
+    int max_views;   /* most test-time views a call may ask for (default 1; 1..RSMOE_MAX_VIEWS);
+                        the KV cache grows with max_beams x max_views */
 } rsmoe_context_params;
 rsmoe_context_params rsmoe_context_default_params(void);
 rsmoe_context *rsmoe_context_new(const rsmoe_model *m, const rsmoe_context_params *p, rsmoe_status *st);

@@ -70,7 +70,7 @@ static int parse(int argc, char **argv, bool vqa, opts *o) {
         else if (!strcmp(a, "--max-len")) NUM_I(o->gp.max_len, 1);
         else if (!strcmp(a, "--min-len")) NUM_I(o->gp.min_len, 0);
         else if (!strcmp(a, "--top-k")) NUM_I(o->gp.top_k_experts, 1);
-        else if (!strcmp(a, "--views")) { NUM_I(o->gp.views, 1); if (o->gp.views > 8) goto bad; }
+        else if (!strcmp(a, "--views")) { NUM_I(o->gp.views, 1); if (o->gp.views > RSMOE_MAX_VIEWS) goto bad; }
         else if (!strcmp(a, "--threads")) NUM_I(o->threads, 1);
         else if (!strcmp(a, "--rep-penalty")) { NUM_F(o->gp.repetition_penalty); rep_set = true; }
         else if (!strcmp(a, "--len-penalty")) NUM_F(o->gp.length_penalty);

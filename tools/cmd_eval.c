@@ -118,7 +118,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--limit") && has) { limit = atoi(argv[++i]); if (limit < 1) goto bad; }
         else if (!strcmp(a, "--threads") && has) { threads = atoi(argv[++i]); if (threads < 1) goto bad; }
         else if (!strcmp(a, "--beams") && has) { gp.beams = atoi(argv[++i]); vqa_beams_set = true; if (gp.beams < 1 || gp.beams > 16) goto bad; }
-        else if (!strcmp(a, "--views") && has) { gp.views = atoi(argv[++i]); if (gp.views < 1 || gp.views > 8) goto bad; }
+        else if (!strcmp(a, "--views") && has) { gp.views = atoi(argv[++i]); if (gp.views < 1 || gp.views > RSMOE_MAX_VIEWS) goto bad; }
         else if (!strcmp(a, "--max-len") && has) { gp.max_len = atoi(argv[++i]); if (gp.max_len < 1) goto bad; }
         else if (!strcmp(a, "--rep-penalty") && has) { gp.repetition_penalty = (float)atof(argv[++i]); rep_set = true; if (!(gp.repetition_penalty > 0)) goto bad; }
         else if (!strcmp(a, "--style") && has) {

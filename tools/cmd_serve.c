@@ -61,7 +61,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-upload-mb")) { long mb = 0; NUM(mb, 1, 4096); p.max_upload = (size_t)mb << 20; }
         else if (!strcmp(a, "--max-dim")) NUM(p.max_dim, 1, 32768);
         else if (!strcmp(a, "--max-beams")) NUM(p.max_beams, 1, 16);
-        else if (!strcmp(a, "--max-views")) NUM(p.max_views, 1, 8);
+        else if (!strcmp(a, "--max-views")) NUM(p.max_views, 1, RSMOE_MAX_VIEWS);
         else if (!strcmp(a, "--max-connections")) NUM(p.max_connections, 1, 100000);
         else if (!strcmp(a, "--timeout-s")) {
             double v = has ? strtod(argv[++i], &e) : 0;

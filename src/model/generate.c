@@ -46,6 +46,9 @@ static bool is_stop(const rs_gen_params *p, int t) {
     return false;
 }
 
+/* a stream's views (0 means one) */
+static int views_of(const rs_gen_stream *s) { return s->n_views < 1 ? 1 : s->n_views; }
+
 static double norm(double sum, int len, float lp) { return sum / pow(len > 0 ? len : 1, lp); }
 
 /* keep the best `cap` hypotheses of a stream */
@@ -76,7 +79,7 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
     if (S < 1 || max_new < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "generate: %d streams, max_new %d", S, max_new);
     int total_prefix = 0, NV = 1;
     for (int i = 0; i < S; i++) {
-        int nv = streams[i].n_views < 1 ? 1 : streams[i].n_views;
+        int nv = views_of(&streams[i]);
         if (nv > RS_GEN_MAX_VIEWS) return rs_error(RSMOE_ERR_INVALID_ARG, "generate: stream %d has %d views (at most %d)", i, nv, RS_GEN_MAX_VIEWS);
         if (nv > NV) NV = nv;
         if (streams[i].prefix_len < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "generate: stream %d has an empty prefix", i);
@@ -123,7 +126,7 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
     {
         int r = 0, nl = 0;
         for (int i = 0; i < S; i++) {
-            int nv = streams[i].n_views < 1 ? 1 : streams[i].n_views, L = streams[i].prefix_len;
+            int nv = views_of(&streams[i]), L = streams[i].prefix_len;
             row_of[(size_t)i * B] = nl;
             for (int v = 0; v < nv; v++) {
                 memcpy(emb + (size_t)r * D, streams[i].prefix + (size_t)v * L * D, sizeof(float) * (size_t)D * (size_t)L);
@@ -154,7 +157,7 @@ rsmoe_status rs_generate(const rs_llm_weights *w, rs_llm_state *s, const rs_lora
         int nrows = 0;
         for (int i = 0; i < S; i++) {
             if (done[i]) continue;
-            int nc = 0, nv = streams[i].n_views < 1 ? 1 : streams[i].n_views;
+            int nc = 0, nv = views_of(&streams[i]);
             beam *bs = beams + (size_t)i * B;
             for (int bi = 0; bi < n_alive[i]; bi++) {
                 float *lg = logits + (size_t)row_of[(size_t)i * B + bi] * V; /* the first view's */

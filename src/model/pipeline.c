@@ -170,9 +170,9 @@ rsmoe_context *rsmoe_context_new(const rsmoe_model *mm, const rsmoe_context_para
     if (!p) p = &dp;
     if (!mm) { set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "no model")); return NULL; }
     if (p->max_beams < 1 || p->max_beams > 16 || p->n_threads < 0 || p->n_ctx < 0 || p->max_views < 0 ||
-        p->max_views > RS_IMAGE_VIEWS) {
+        p->max_views > RSMOE_MAX_VIEWS) {
         set_st(st, rs_error(RSMOE_ERR_INVALID_ARG, "context: beams must be 1..16, views 1..%d, threads and n_ctx >= 0",
-                            RS_IMAGE_VIEWS));
+                            RSMOE_MAX_VIEWS));
         return NULL;
     }
     const rs_model *m = mm->m;
@@ -354,7 +354,6 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
 
     const int NV = p->views < 1 ? 1 : p->views;
     if (NV > c->max_views) return rs_error(RSMOE_ERR_INVALID_ARG, "views must be 1..%d for this context", c->max_views);
-    const int Ms = M > 0 ? M : 1;
 
     /* the instruction: the question, or the global description instruction */
     char instr[1024], qprompt[1400];
@@ -379,7 +378,8 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
 
     /* 1.-3. per view (the image as given last, so that c->enc holds its tokens for retrieval):
      * image encoder, Q-Former on the instruction, router (gates and soft prompts) */
-    static const int view_order[RS_IMAGE_VIEWS] = {0, 1, 5, 6, 2, 3, 4, 7};
+    _Static_assert(RSMOE_MAX_VIEWS == RS_IMAGE_VIEWS && RSMOE_MAX_VIEWS <= RS_GEN_MAX_VIEWS, "one view per symmetry");
+    static const int view_order[RSMOE_MAX_VIEWS] = {0, 1, 5, 6, 2, 3, 4, 7};
     double enc_s = 0, qf_s = 0, router_s = 0;
     for (int v = NV - 1; v >= 0; v--) {
         double ta = rs_time_s();
@@ -397,7 +397,7 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
         double tc = rs_time_s();
         progress(p, "router");
         float *gv = c->gates + (size_t)(1 + v) * K;
-        if (moe) rs_router_forward(m, ip, prefix, nq, gv, M > 0 ? c->soft + (size_t)v * K * Ms * D : NULL, c->router_scratch, c->pool);
+        if (moe) rs_router_forward(m, ip, prefix, nq, gv, M > 0 ? c->soft + (size_t)v * K * M * D : NULL, c->router_scratch, c->pool);
         else gv[0] = 1.0f;
         enc_s += tb - ta;
         qf_s += tc - tb;
@@ -441,7 +441,9 @@ static rsmoe_status run(rsmoe_context *c, const rsmoe_image *img, const char *qu
                 memcpy(vd + (size_t)r * D, c->soft + ((size_t)v * K + e) * M * D, sizeof(float) * (size_t)M * D);
                 r += M;
             }
-            if ((st = rs_llm_embed(&m->llm, pids, np, vd + (size_t)r * D))) return st;
+            /* the prompt's embeddings: looked up once, copied into the other views */
+            if (v == 0) { if ((st = rs_llm_embed(&m->llm, pids, np, vd + (size_t)r * D))) return st; }
+            else memcpy(vd + (size_t)r * D, dst + (size_t)r * D, sizeof(float) * (size_t)np * D);
         }
         streams[i] = (rs_gen_stream){.prefix = dst, .prefix_len = rows, .adapter = moe ? e : -1, .n_views = NV};
     }

@@ -740,7 +740,8 @@ rsmoe_status rs_serve_start(const rsmoe_model *m, const rs_serve_params *pp, rs_
     if (p.max_dim < 1 || p.max_pixels < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: bad image limits");
     if (!(p.timeout_s > 0)) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: timeout must be > 0");
     if (p.max_beams < 1 || p.max_beams > 16) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: max beams must be 1..16");
-    if (p.max_views < 1 || p.max_views > 8) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: max views must be 1..8");
+    if (p.max_views < 1 || p.max_views > RSMOE_MAX_VIEWS)
+        return rs_error(RSMOE_ERR_INVALID_ARG, "serve: max views must be 1..%d", RSMOE_MAX_VIEWS);
     if (p.max_len < 1) return rs_error(RSMOE_ERR_INVALID_ARG, "serve: max_len limit must be >= 1");
     if (p.io_timeout_s < 1) p.io_timeout_s = 1;
     if (p.max_connections < 1) p.max_connections = 1;

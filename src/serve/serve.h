@@ -27,7 +27,7 @@ typedef struct {
     int io_timeout_s;        /* idle connection timeout while uploading (default 30) */
     int max_connections;     /* open connections (default 64) */
     int max_beams;           /* largest beam count a request may ask for (default 8) */
-    int max_views;           /* most test-time views a request may ask for (default 1; 1..8; the
+    int max_views;           /* most test-time views a request may ask for (default 1; 1..RSMOE_MAX_VIEWS; the
                               * worker contexts' KV cache grows with max_beams x max_views) */
     int max_len;             /* largest max_len a request may ask for (default 512) */
     const char *model_name;  /* shown by GET /v1/model (e.g. the file path); may be NULL */
